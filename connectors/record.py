@@ -1,0 +1,105 @@
+"""Record: append raw PCM16 audio to a WAV file per user and session (or time slice)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import struct
+import time
+from pathlib import Path
+
+from msgspec import Struct
+
+from engine.connector import ConnectorBase, Delivered, RenderEnv, SendEnv
+from engine.durations import parse_duration
+from engine.errors import DeliveryError
+
+WAV_HEADER_BYTES = 44
+
+
+class RecordOptions(Struct, forbid_unknown_fields=True, omit_defaults=True):
+    path: str | None = None  # default: <data dir>/recordings/<uid>/<session or day>.wav
+    rotate: str | float | None = None  # start a new file every this long (e.g. 1h)
+
+
+class RecordRequest(Struct):
+    path: str
+    sample_rate: int
+    event_id: str
+    bytes: int
+
+
+def _safe(part: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in part) or "unknown"
+
+
+def wav_header(sample_rate: int, data_bytes: int) -> bytes:
+    """A 44-byte RIFF header for mono 16-bit PCM."""
+    return struct.pack(
+        "<4sI4s4sIHHIIHH4sI", b"RIFF", 36 + data_bytes, b"WAVE", b"fmt ", 16, 1, 1,
+        sample_rate, sample_rate * 2, 2, 16, b"data", data_bytes,
+    )
+
+
+def append_wav(path: Path, pcm: bytes, sample_rate: int) -> int:
+    """Append PCM to a WAV file (created if missing); returns the data size after."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists() or path.stat().st_size < WAV_HEADER_BYTES:
+        path.write_bytes(wav_header(sample_rate, 0))
+    with path.open("r+b") as file:
+        file.seek(24)
+        (existing_rate,) = struct.unpack("<I", file.read(4))
+        if existing_rate != sample_rate:
+            raise ValueError(f"{path} holds {existing_rate} Hz audio, got {sample_rate} Hz")
+        file.seek(0, os.SEEK_END)
+        file.write(pcm)
+        data = file.tell() - WAV_HEADER_BYTES
+        file.seek(4)
+        file.write(struct.pack("<I", 36 + data))
+        file.seek(40)
+        file.write(struct.pack("<I", data))
+    return data
+
+
+class Record(ConnectorBase):
+    name = "record"
+    summary = "Append the audio to a WAV file (default data/recordings/<uid>/...)"
+    Options = RecordOptions
+    Request = RecordRequest
+
+    def validate(self, options: RecordOptions) -> list[tuple[str, str]]:
+        if options.rotate is not None:
+            try:
+                parse_duration(options.rotate)
+            except ValueError as exc:
+                return [("rotate", str(exc))]
+        return []
+
+    def render(self, options: RecordOptions, env: RenderEnv) -> RecordRequest:
+        event = env.event or {}
+        when = env.received_at or time.time()
+        slice_name = time.strftime("%Y-%m-%d", time.gmtime(when))
+        if options.rotate is not None:
+            period = parse_duration(options.rotate)
+            slice_name = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(when // period * period))
+        if options.path:
+            stem, ext = os.path.splitext(options.path)
+            path = f"{stem}-{slice_name}{ext or '.wav'}" if options.rotate is not None else options.path
+        else:
+            name = _safe(env.session_id) if env.session_id else slice_name
+            path = os.path.join(env.data_dir, "recordings", _safe(env.uid), f"{name}.wav")
+        return RecordRequest(path, int(event.get("sample_rate", 8000)), env.event_id,
+                             int(event.get("bytes", 0)))
+
+    async def send(self, request: RecordRequest, env: SendEnv) -> Delivered:
+        if env.read_audio is None:
+            raise DeliveryError("no audio store to read from", connector=self.name, url=request.path)
+        pcm = env.read_audio(request.event_id)
+        try:
+            size = await asyncio.to_thread(append_wav, Path(request.path), pcm, request.sample_rate)
+        except (OSError, ValueError) as exc:
+            raise DeliveryError(str(exc), connector=self.name, url=request.path) from None
+        return Delivered(response=f"{request.path}: {size} bytes of audio")
+
+
+connector = Record()

@@ -1,0 +1,109 @@
+"""Every error omi-rules raises on purpose.
+
+    OmiRulesError
+    ├── RuleError          a rule file is wrong: carries file, line, column, rule id and the
+    │                      path inside the rule (raised while loading and validating rules)
+    │   └── RuleErrors     several RuleErrors found in one pass (validate reports them all)
+    ├── PayloadError       a webhook body is not what its trigger takes (answered with a 4xx)
+    ├── TemplateError      a template failed while rendering: carries rule id and field
+    ├── SecretError        a template asked for a secret that is not set
+    └── DeliveryError      a connector's send failed: carries connector, status, url, retryable
+
+Messages name the file, line, rule and value so the reader never has to guess where.
+"""
+
+from __future__ import annotations
+
+
+class OmiRulesError(Exception):
+    """Base class of every error raised on purpose by omi-rules."""
+
+
+class RuleError(OmiRulesError):
+    """A rule file is wrong; raised while loading or validating rules."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str = "",
+        line: int = 0,
+        column: int = 0,
+        rule_id: str | None = None,
+        where: str = "",
+    ) -> None:
+        self.message = message
+        self.file = file
+        self.line = line
+        self.column = column
+        self.rule_id = rule_id
+        self.where = where
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        location = self.file or "<rules>"
+        if self.line:
+            location += f":{self.line}:{self.column}"
+        rule = f" rule {self.rule_id}:" if self.rule_id else ""
+        return f"{location}:{rule} {self.message}"
+
+
+class RuleErrors(OmiRulesError):
+    """Several rule errors found in one pass; `errors` keeps them in file order."""
+
+    def __init__(self, errors: list[RuleError]) -> None:
+        self.errors = errors
+        super().__init__("\n".join(str(e) for e in errors))
+
+
+class PayloadError(OmiRulesError):
+    """A webhook body is not what its trigger takes; `status` is the HTTP answer (4xx)."""
+
+    def __init__(self, reason: str, *, trigger: str = "", status: int = 400) -> None:
+        self.reason = reason
+        self.trigger = trigger
+        self.status = status
+        super().__init__(f"{trigger} payload: {reason}" if trigger else reason)
+
+
+class TemplateError(OmiRulesError):
+    """A template failed while rendering (undefined variable, sandbox refusal, too long)."""
+
+    def __init__(self, message: str, *, rule_id: str = "", field: str = "") -> None:
+        self.message = message
+        self.rule_id = rule_id
+        self.field = field
+        where = f"rule {rule_id}: " if rule_id else ""
+        where += f"{field}: " if field else ""
+        super().__init__(f"{where}{message}")
+
+
+class SecretError(TemplateError):
+    """A template asked for a secret that is not configured."""
+
+
+class DeliveryError(OmiRulesError):
+    """A connector could not deliver; `retryable` says whether trying again may help."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        connector: str,
+        status: int | None = None,
+        url: str = "",
+        retryable: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
+        self.message = message
+        self.connector = connector
+        self.status = status
+        self.url = url
+        self.retryable = retryable
+        self.retry_after = retry_after
+        parts = [connector]
+        if status is not None:
+            parts.append(f"HTTP {status}")
+        if url:
+            parts.append(url)
+        super().__init__(f"{' '.join(parts)}: {message}")

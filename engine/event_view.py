@@ -1,0 +1,106 @@
+"""One event as the conditions of many rules see it, with per-event work done once.
+
+JSONPath selections are cached by expression text and spoken text by speaker filter, so
+a thousand rules asking the same question of an event cost one walk, not a thousand.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from engine.jsonpaths import select
+from engine.keywords import SpokenText
+from engine.payloads import Event
+from engine.templates import Templates
+
+TRIGGER_ALIASES: dict[str, Callable[[EventView], dict[str, Any]]] = {
+    "memory": lambda view: {"memory": view.doc},
+    "transcript": lambda view: {
+        "segments": view.doc.get("segments", []),
+        "session": view.session,
+    },
+    "audio": lambda view: {"audio": view.doc},
+    "day_summary": lambda view: {"summary": view.doc.get("summary_json") or {}},
+}
+
+
+def spoken_segments(event: Event) -> list[Mapping[str, Any]]:
+    """What was said in an event, as segments (a day summary's headline and overview)."""
+    doc = event.doc
+    if event.trigger == "memory":
+        return list(doc.get("transcript_segments") or [])
+    if event.trigger == "transcript":
+        return list(doc.get("segments") or [])
+    if event.trigger == "day_summary":
+        summary = doc.get("summary_json") or {}
+        text = " ".join(str(summary.get(k) or "") for k in ("headline", "overview"))
+        return [{"text": text, "is_user": True}]
+    return []
+
+
+class EventView:
+    def __init__(
+        self,
+        event: Event,
+        templates: Templates,
+        *,
+        secrets: Mapping[str, Any],
+        now: float | None = None,
+        session_segments: Sequence[Mapping[str, Any]] | None = None,
+        first_new_segment: int = 0,
+    ) -> None:
+        self.event = event
+        self.doc = event.doc
+        self.templates = templates
+        self.now = now if now is not None else time.time()
+        self.secrets = secrets
+        self.segments = (
+            list(session_segments) if session_segments is not None else spoken_segments(event)
+        )
+        self.first_new_segment = first_new_segment
+        self._selected: dict[str, list[Any]] = {}
+        self._spoken: dict[str, SpokenText] = {}
+        self._context: dict[str, Any] | None = None
+        self.rule: dict[str, Any] = {}  # the rule being checked, for template conditions
+
+    @property
+    def session(self) -> dict[str, Any]:
+        return {
+            "id": self.event.session_id,
+            "segments": self.segments,
+            "text": " ".join(str(s.get("text") or "").strip() for s in self.segments),
+        }
+
+    def select(self, expression: str) -> list[Any]:
+        values = self._selected.get(expression)
+        if values is None:
+            values = select(expression, self.doc)
+            self._selected[expression] = values
+        return values
+
+    def spoken(self, speaker: str) -> SpokenText:
+        spoken = self._spoken.get(speaker)
+        if spoken is None:
+            spoken = SpokenText.of(self.segments, self.first_new_segment, speaker)  # type: ignore[arg-type]
+            self._spoken[speaker] = spoken
+        return spoken
+
+    def context(self) -> dict[str, Any]:
+        """The template context shared by every rule (rule, item and match are added per use)."""
+        if self._context is None:
+            self._context = {
+                "event": self.doc,
+                "uid": self.event.uid,
+                "now": datetime.fromtimestamp(self.now, timezone.utc),
+                "secrets": self.secrets,
+                **TRIGGER_ALIASES[self.event.trigger](self),
+            }
+        return self._context
+
+    def render(self, source: str, *, field: str) -> str:
+        """Render a condition's template for the rule being checked."""
+        context = {**self.context(), "rule": self.rule}
+        return self.templates.render(source, context, rule_id=self.rule.get("id", ""), field=field)

@@ -1,0 +1,289 @@
+"""Load `rules/*.yaml` into compiled rules, reporting every error with file and line.
+
+A file holds one rule (a mapping) or a list of rules. Each rule is decoded and compiled on
+its own: a broken rule is left out with its errors, the others load. JSONPath, regexes,
+keyword phrases and templates are all compiled here, never per event.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path as FsPath
+from typing import Any
+
+import msgspec
+from msgspec import UNSET
+
+from engine.conditions import AllOf, compile_conditions
+from engine.connector import Connector, Registry, default_registry
+from engine.durations import parse_duration
+from engine.errors import RuleError
+from engine.jsonpaths import JsonPathSyntax, compile_jsonpath
+from engine.rule_decode import INVALID, DecodeContext, decode_actions, decode_struct
+from engine.rule_model import Condition, Rule
+from engine.templates import COMMON_NAMES, TRIGGER_NAMES, Templates, TemplateSyntax, template_strings
+from engine.yaml_source import Path, SourceMap, YamlSyntaxError, load_with_marks
+
+
+@dataclass
+class CompiledAction:
+    index: int
+    connector: Connector
+    options: msgspec.Struct
+
+    @property
+    def name(self) -> str:
+        return self.connector.name
+
+
+@dataclass
+class CompiledRule:
+    id: str
+    spec: Rule
+    file: str
+    line: int
+    predicate: AllOf
+    actions: list[CompiledAction]
+    secrets: frozenset[str]
+    cooldown: float | None = None
+    uids: frozenset[str] | None = None
+
+    @property
+    def trigger(self) -> str:
+        return self.spec.trigger
+
+    @property
+    def enabled(self) -> bool:
+        return self.spec.enabled
+
+    def context(self) -> dict[str, Any]:
+        return {"id": self.id, "description": self.spec.description, "trigger": self.trigger}
+
+
+@dataclass
+class RuleSet:
+    rules: list[CompiledRule] = field(default_factory=list)
+    errors: list[RuleError] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    broken_ids: dict[str, str] = field(default_factory=dict)  # rule id -> first error
+
+    def __post_init__(self) -> None:
+        self.by_trigger: dict[str, list[CompiledRule]] = {}
+        for rule in self.rules:
+            self.by_trigger.setdefault(rule.trigger, []).append(rule)
+
+    def for_trigger(self, trigger: str) -> list[CompiledRule]:
+        return self.by_trigger.get(trigger, [])
+
+    def get(self, rule_id: str) -> CompiledRule | None:
+        return next((rule for rule in self.rules if rule.id == rule_id), None)
+
+
+def display_path(path: FsPath) -> str:
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return str(path)
+
+
+class RuleCompiler:
+    """Decodes and compiles the rules of one file, recording errors with their marks."""
+
+    def __init__(self, source: SourceMap, registry: Registry, templates: Templates) -> None:
+        self.source = source
+        self.registry = registry
+        self.templates = templates
+        self.trigger = "memory"
+        self.allowed_names: frozenset[str] = COMMON_NAMES
+        self.secrets: set[str] = set()
+        self.decoder = DecodeContext(source, None, registry)
+
+    @property
+    def errors(self) -> list[RuleError]:
+        return self.decoder.errors
+
+    def error(self, path: Path, message: str, *, key: bool = False) -> None:
+        self.decoder.error(path, message, key=key)
+
+    def template(self, source: str, path: Path) -> None:
+        """Check one template string; record an error and re-raise TemplateSyntax if bad."""
+        try:
+            self.secrets |= self.templates.check(
+                source, trigger=self.trigger, allowed_extra=self.allowed_names
+            )
+            self.templates.compile(source)
+        except TemplateSyntax as exc:
+            line = f" (template line {exc.line})" if exc.line > 1 else ""
+            self.error(path, f"{_label(path)}: {exc.message}{line}")
+            raise
+
+    def compile(self, raw: Any, path: Path, default_id: str) -> CompiledRule | None:
+        rule_id = raw.get("id") if isinstance(raw, dict) else None
+        self.decoder.rule_id = str(rule_id) if isinstance(rule_id, str) and rule_id else default_id
+        before = len(self.errors)
+        spec = decode_struct(raw, Rule, path, self.decoder)
+        if spec is INVALID:
+            return None
+        self.trigger = spec.trigger
+        self.secrets = set()
+        names = set(COMMON_NAMES)
+        if spec.for_each is not None:
+            names.add("item")
+        if _has_keywords(spec.when):
+            names.add("match")
+        self.allowed_names = frozenset(names)
+        predicate = compile_conditions(spec.when, (*path, "when"), self)
+        if spec.for_each is not None:
+            try:
+                compile_jsonpath(spec.for_each)
+            except JsonPathSyntax as exc:
+                self.error((*path, "for_each"), f"for_each: {exc}")
+        cooldown = None
+        if spec.cooldown is not None:
+            try:
+                cooldown = parse_duration(spec.cooldown)
+            except ValueError as exc:
+                self.error((*path, "cooldown"), f"cooldown: {exc}")
+        actions = self._compile_actions(spec.do, (*path, "do"))
+        if len(self.errors) > before:
+            return None
+        mark = self.source.mark_of(path)
+        return CompiledRule(
+            id=self.decoder.rule_id or default_id,
+            spec=spec,
+            file=self.source.file,
+            line=mark.line,
+            predicate=predicate,
+            actions=actions,
+            secrets=frozenset(self.secrets),
+            cooldown=cooldown,
+            uids=frozenset(spec.uids) if spec.uids is not None else None,
+        )
+
+    def _compile_actions(self, raw: list[dict[str, Any]], path: Path) -> list[CompiledAction]:
+        compiled = []
+        for index, decoded in enumerate(decode_actions(raw, path, self.decoder)):
+            if decoded is INVALID:
+                continue
+            name, options = decoded
+            connector = self.registry[name]
+            option_path = (*path, index, name)
+            for key, value in msgspec.to_builtins(options).items():
+                for sub, text in template_strings(value):
+                    try:
+                        self.template(text, (*option_path, key, *_sub_path(sub)))
+                    except TemplateSyntax:
+                        pass  # recorded; keep checking the other options
+            for option, message in connector.validate(options):
+                self.error((*option_path, option) if option else option_path, f"{name}: {message}")
+            self.secrets |= connector.required_secrets(options)
+            compiled.append(CompiledAction(index, connector, options))
+        return compiled
+
+
+def _sub_path(sub: str) -> list[str | int]:
+    parts: list[str | int] = []
+    for piece in sub.replace("[", ".[").split("."):
+        if piece.startswith("["):
+            parts.append(int(piece[1:-1]))
+        elif piece:
+            parts.append(piece)
+    return parts
+
+
+def _label(path: Path) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _has_keywords(conditions: Iterable[Condition]) -> bool:
+    for cond in conditions:
+        if cond.keywords is not UNSET:
+            return True
+        for group in (cond.any, cond.all, cond.not_):
+            if group is UNSET:
+                continue
+            if _has_keywords(group if isinstance(group, list) else [group]):
+                return True
+    return False
+
+
+def load_file(
+    path: FsPath, registry: Registry, templates: Templates
+) -> tuple[list[CompiledRule], list[RuleError], list[str]]:
+    """Compile one rule file: (rules, errors, ids of broken rules)."""
+    file = display_path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return [], [RuleError(f"cannot read: {exc}", file=file, line=1, column=1)], []
+    try:
+        raw, source = load_with_marks(text, file)
+    except YamlSyntaxError as exc:
+        return [], [RuleError(exc.message, file=file, line=exc.mark.line, column=exc.mark.column)], []
+    if raw is None:
+        return [], [], []
+    compiler = RuleCompiler(source, registry, templates)
+    stem = path.stem
+    if isinstance(raw, dict):
+        entries: list[tuple[Path, Any, str]] = [((), raw, stem)]
+    elif isinstance(raw, list):
+        entries = [((i,), item, f"{stem}-{i + 1}") for i, item in enumerate(raw)]
+    else:
+        error = RuleError(
+            f"a rule file holds a rule (mapping) or a list of rules, got {type(raw).__name__}",
+            file=file, line=1, column=1,
+        )
+        return [], [error], []
+    rules, broken = [], []
+    for path_in_file, item, default_id in entries:
+        rule = compiler.compile(item, path_in_file, default_id)
+        if rule is None:
+            broken.append(compiler.decoder.rule_id or default_id)
+        else:
+            rules.append(rule)
+    return rules, compiler.errors, broken
+
+
+def load_rules(
+    rules_dir: str | os.PathLike[str],
+    *,
+    registry: Registry | None = None,
+    templates: Templates | None = None,
+) -> RuleSet:
+    """Every rule under `rules_dir` (*.yaml and *.yml), compiled; errors collected."""
+    registry = registry or default_registry()
+    templates = templates or Templates()
+    directory = FsPath(rules_dir)
+    if not directory.is_dir():
+        error = RuleError(f"rules folder {display_path(directory)} does not exist")
+        return RuleSet(errors=[error])
+    files = sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+    rules: list[CompiledRule] = []
+    errors: list[RuleError] = []
+    broken: dict[str, str] = {}
+    seen: dict[str, CompiledRule] = {}
+    for path in files:
+        file_rules, file_errors, file_broken = load_file(path, registry, templates)
+        errors.extend(file_errors)
+        for rule_id in file_broken:
+            first = next((e for e in file_errors if e.rule_id == rule_id), None)
+            broken[rule_id] = first.message if first else "rule has errors"
+        for rule in file_rules:
+            if rule.id in seen:
+                other = seen[rule.id]
+                errors.append(
+                    RuleError(
+                        f"duplicate rule id '{rule.id}' (first defined at {other.file}:{other.line})",
+                        file=rule.file, line=rule.line, column=1, rule_id=rule.id,
+                    )
+                )
+                broken[rule.id] = "duplicate rule id"
+                continue
+            seen[rule.id] = rule
+            rules.append(rule)
+    return RuleSet(rules=rules, errors=errors, files=[display_path(p) for p in files], broken_ids=broken)

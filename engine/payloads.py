@@ -1,0 +1,236 @@
+"""Omi's webhook bodies: lenient decoding into the document rules see.
+
+Each trigger's body is decoded to plain JSON data (the document JSONPath and templates see,
+unknown fields kept), normalized (both spellings of renamed fields, a legacy day summary's
+`summary_json` filled in), then checked against msgspec Structs that declare only what the
+engine relies on, so a wrong shape is a PayloadError (4xx) and never a crash later.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import time
+from array import array
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import msgspec
+from msgspec import Struct
+
+from engine.errors import PayloadError
+
+MAX_BODY_BYTES = 2 * 1024 * 1024
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 192000
+
+
+class Segment(Struct):
+    text: str | None = ""
+    speaker: str | None = None
+    speaker_id: int | str | None = None
+    speaker_name: str | None = None
+    is_user: bool | None = False
+    start: float | None = None
+    end: float | None = None
+    id: str | None = None
+
+
+class ActionItem(Struct):
+    description: str | None = ""
+    completed: bool | None = False
+
+
+class Structured(Struct):
+    title: str | None = ""
+    overview: str | None = ""
+    emoji: str | None = ""
+    category: str | None = ""
+    action_items: list[ActionItem] | None = None
+    events: list[dict[str, Any]] | None = None
+
+
+class Memory(Struct):
+    id: str | None = None
+    created_at: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    transcript_segments: list[Segment] | None = None
+    structured: Structured | None = None
+    discarded: bool | None = False
+
+
+class TranscriptBatch(Struct):
+    segments: list[Segment]
+    session_id: str | None = None
+
+
+class DaySummary(Struct):
+    uid: str | None = None
+    created_at: str | None = None
+    summary: str | dict[str, Any] | None = None
+    summary_json: dict[str, Any] | None = None
+
+
+class Event(Struct):
+    """One received webhook, decoded: `doc` is what rules see."""
+
+    trigger: str
+    uid: str
+    doc: dict[str, Any]
+    session_id: str = ""
+    received_at: float = 0.0
+    audio: bytes | None = None
+    id: str = ""
+
+
+def _json(body: bytes, trigger: str) -> Any:
+    if len(body) > MAX_BODY_BYTES:
+        raise PayloadError(f"body over {MAX_BODY_BYTES} bytes", trigger=trigger, status=413)
+    if not body.strip():
+        raise PayloadError("empty body, expected JSON", trigger=trigger)
+    try:
+        return msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        raise PayloadError(f"not JSON ({exc})", trigger=trigger) from None
+
+
+def _check(doc: Any, model: type[Struct], trigger: str) -> None:
+    try:
+        msgspec.convert(doc, model, strict=False)
+    except msgspec.ValidationError as exc:
+        raise PayloadError(str(exc).replace("`", "'"), trigger=trigger) from None
+
+
+def _normalize_segments(segments: list[Any]) -> None:
+    """Accept both `speakerId` (docs) and `speaker_id` (backend): make both present."""
+    for segment in segments:
+        if isinstance(segment, dict):
+            if "speaker_id" not in segment and "speakerId" in segment:
+                segment["speaker_id"] = segment["speakerId"]
+            elif "speakerId" not in segment and "speaker_id" in segment:
+                segment["speakerId"] = segment["speaker_id"]
+
+
+def decode_memory(body: bytes, uid: str) -> Event:
+    doc = _json(body, "memory")
+    if not isinstance(doc, dict):
+        raise PayloadError(
+            f"expected a JSON object, got {type(doc).__name__}", trigger="memory"
+        )
+    _check(doc, Memory, "memory")
+    _normalize_segments(doc.get("transcript_segments") or [])
+    # docs say apps_response, the backend sends apps_results: make both reachable
+    if "apps_response" not in doc and "apps_results" in doc:
+        doc["apps_response"] = doc["apps_results"]
+    elif "apps_results" not in doc and "apps_response" in doc:
+        doc["apps_results"] = doc["apps_response"]
+    return Event("memory", uid, doc, id=str(doc.get("id") or ""), received_at=time.time())
+
+
+def decode_transcript(body: bytes, uid: str, session_id: str = "") -> Event:
+    data = _json(body, "transcript")
+    if isinstance(data, list):
+        doc: dict[str, Any] = {"segments": data, "session_id": session_id or uid}
+    elif isinstance(data, dict):
+        doc = data
+        if "segments" not in doc:
+            raise PayloadError("missing 'segments'", trigger="transcript")
+    else:
+        raise PayloadError(
+            f"expected a list of segments or an object with 'segments', got "
+            f"{type(data).__name__}",
+            trigger="transcript",
+        )
+    _check(doc, TranscriptBatch, "transcript")
+    _normalize_segments(doc["segments"])
+    session = str(session_id or doc.get("session_id") or uid)
+    doc.setdefault("session_id", session)
+    return Event("transcript", uid, doc, session_id=session, received_at=time.time())
+
+
+def parse_legacy_summary(text: str) -> dict[str, Any] | None:
+    """A day summary's legacy `summary` (a Python literal), parsed without evaluating code."""
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def decode_day_summary(body: bytes, uid: str) -> Event:
+    doc = _json(body, "day_summary")
+    if not isinstance(doc, dict):
+        raise PayloadError(
+            f"expected a JSON object, got {type(doc).__name__}", trigger="day_summary"
+        )
+    _check(doc, DaySummary, "day_summary")
+    if not isinstance(doc.get("summary_json"), dict):
+        summary = doc.get("summary")
+        if isinstance(summary, dict):
+            doc["summary_json"] = summary
+        elif isinstance(summary, str):
+            parsed = parse_legacy_summary(summary)
+            if parsed is None:
+                doc["summary_json"] = {"overview": summary}
+            else:
+                doc["summary_json"] = parsed
+        else:
+            raise PayloadError("neither 'summary_json' nor 'summary' given", trigger="day_summary")
+    event_id = str(doc["summary_json"].get("id") or "")
+    return Event("day_summary", uid, doc, id=event_id, received_at=time.time())
+
+
+def audio_levels(pcm: bytes) -> tuple[int, float]:
+    """Peak and RMS of PCM16 little-endian samples, both 0..32768."""
+    samples = array("h")
+    samples.frombytes(pcm[: len(pcm) - len(pcm) % 2])
+    if not samples:
+        return 0, 0.0
+    peak = max(abs(min(samples)), abs(max(samples)))
+    rms = math.sqrt(sum(s * s for s in samples) / len(samples))
+    return peak, rms
+
+
+def decode_audio(body: bytes, uid: str, sample_rate: int | str | None) -> Event:
+    if len(body) > MAX_BODY_BYTES:
+        raise PayloadError(f"body over {MAX_BODY_BYTES} bytes", trigger="audio", status=413)
+    try:
+        rate = int(sample_rate) if sample_rate not in (None, "") else 8000
+    except ValueError:
+        raise PayloadError(f"sample_rate {sample_rate!r} is not a number", trigger="audio") from None
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise PayloadError(
+            f"sample_rate {rate} outside {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE}", trigger="audio"
+        )
+    if len(body) % 2:
+        raise PayloadError("odd byte count: not PCM16", trigger="audio")
+    peak, rms = audio_levels(body)
+    doc = {
+        "uid": uid,
+        "sample_rate": rate,
+        "bytes": len(body),
+        "samples": len(body) // 2,
+        "duration": round(len(body) / 2 / rate, 3),
+        "peak": peak,
+        "rms": round(rms, 1),
+        "silent": peak < 64,
+    }
+    return Event("audio", uid, doc, audio=body, received_at=time.time())
+
+
+DECODERS: dict[str, Callable[[bytes, str, Mapping[str, Any]], Event]] = {
+    "memory": lambda body, uid, params: decode_memory(body, uid),
+    "transcript": lambda body, uid, params: decode_transcript(
+        body, uid, str(params.get("session_id") or "")
+    ),
+    "audio": lambda body, uid, params: decode_audio(body, uid, params.get("sample_rate")),
+    "day_summary": lambda body, uid, params: decode_day_summary(body, uid),
+}
+
+
+def decode_event(trigger: str, body: bytes, *, uid: str, **params: Any) -> Event:
+    """Decode a webhook body for `trigger`; raise PayloadError with a one-line reason."""
+    decoder = DECODERS.get(trigger)
+    if decoder is None:
+        raise PayloadError(f"unknown trigger {trigger!r}")
+    return decoder(body, uid, params)

@@ -1,0 +1,112 @@
+"""From a decoded event to decisions and planned actions: the one path that dry-run and
+the receiver share, so a dry-run shows exactly what serving would do."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from engine.event_view import EventView
+from engine.loader import CompiledRule, RuleSet
+from engine.matcher import Decision, decide
+from engine.payloads import Event
+from engine.planner import PlannedAction, plan_actions
+from engine.secrets import Secrets
+from engine.sessions import FiringGate, SessionStore
+from engine.templates import Templates
+
+
+@dataclass
+class Outcome:
+    event: Event
+    decisions: list[Decision] = field(default_factory=list)
+    actions: list[PlannedAction] = field(default_factory=list)
+
+    @property
+    def matched(self) -> list[Decision]:
+        return [d for d in self.decisions if d.matched]
+
+    @property
+    def skipped(self) -> list[Decision]:
+        return [d for d in self.decisions if not d.matched]
+
+    def notify_message(self) -> str | None:
+        """The text of the notify actions, joined, for the webhook response."""
+        messages = [
+            str(getattr(a.request, "message", "")) for a in self.actions if a.inline and a.request
+        ]
+        text = "\n".join(m for m in messages if m)
+        return text or None
+
+
+class Pipeline:
+    """Holds the live rules and the transcript sessions; `process` runs one event."""
+
+    def __init__(
+        self,
+        rules: RuleSet,
+        secrets: Secrets,
+        *,
+        templates: Templates | None = None,
+        dry_run: bool = False,
+        data_dir: str = "data",
+        sessions: SessionStore | None = None,
+    ) -> None:
+        self.rules = rules
+        self.secrets = secrets
+        self.templates = templates or Templates()
+        self.dry_run = dry_run
+        self.data_dir = data_dir
+        self.sessions = sessions or SessionStore()
+        self.gate = FiringGate()
+
+    def missing_secrets(self, rule: CompiledRule) -> list[str]:
+        return [] if self.dry_run else self.secrets.missing(rule.secrets)
+
+    def process(self, event: Event, now: float | None = None) -> Outcome:
+        now = time.time() if now is None else now
+        rules = self.rules.for_trigger(event.trigger)
+        outcome = Outcome(event)
+        session_key = ""
+        session_segments = None
+        first_new = 0
+        if event.trigger == "transcript":
+            observation = self.sessions.observe(
+                event.uid, event.session_id, event.doc.get("segments") or [], now
+            )
+            if not observation.has_new:
+                outcome.decisions = [
+                    Decision(rule, False, "no new segments (all were sent before)") for rule in rules
+                ]
+                return outcome
+            session_key = observation.session.key
+            session_segments = observation.session.segments
+            first_new = observation.first_new
+        view = EventView(
+            event,
+            self.templates,
+            secrets=self.secrets.view(placeholders=self.dry_run),
+            now=now,
+            session_segments=session_segments,
+            first_new_segment=first_new,
+        )
+
+        def gate(rule: CompiledRule) -> str | None:
+            once = rule.spec.once_per_session and event.trigger == "transcript"
+            if not once and rule.cooldown is None:
+                return None
+            return self.gate.refusal(
+                rule.id, event.uid, session_key, once=once, cooldown=rule.cooldown, now=now
+            )
+
+        outcome.decisions = decide(rules, view, gate=gate, missing_secrets=self.missing_secrets)
+        secret = self.secrets.lookup(placeholders=self.dry_run)
+        for decision in outcome.matched:
+            self.gate.fired(decision.rule.id, event.uid, session_key, now)
+            outcome.actions.extend(
+                plan_actions(
+                    decision, view, secret=secret, has_secret=self.secrets.has,
+                    data_dir=self.data_dir,
+                )
+            )
+        return outcome

@@ -1,0 +1,98 @@
+"""Turn a fired rule into exact requests: templates rendered, then the connector renders.
+
+Each `do:` item runs once, or once per `for_each` item. A template or render failure becomes
+that action's error (shown by dry-run, stored in history); the other actions still plan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from engine.connector import RenderEnv
+from engine.errors import DeliveryError, TemplateError
+from engine.event_view import EventView
+from engine.loader import CompiledAction
+from engine.matcher import Decision
+
+
+@dataclass
+class PlannedAction:
+    rule_id: str
+    action_index: int
+    item_index: int | None
+    connector: str
+    request: msgspec.Struct | None = None
+    error: str | None = None
+    inline: bool = False
+
+    @property
+    def key_suffix(self) -> str:
+        """Stable within an event: rule, action and for_each item."""
+        item = "" if self.item_index is None else f":{self.item_index}"
+        return f"{self.rule_id}:{self.action_index}{item}"
+
+
+def plan_actions(
+    decision: Decision,
+    view: EventView,
+    *,
+    secret: Any,
+    has_secret: Any,
+    data_dir: str,
+) -> list[PlannedAction]:
+    rule = decision.rule
+    base = {**view.context(), "rule": rule.context()}
+    if decision.hit is not None:
+        base["match"] = decision.hit.as_context()
+    items: list[tuple[int | None, Any]] = (
+        [(None, None)] if decision.items is None else list(enumerate(decision.items))
+    )
+    env = RenderEnv(
+        secret=secret,
+        has_secret=has_secret,
+        data_dir=data_dir,
+        event_id=view.event.id,
+        uid=view.event.uid,
+        session_id=view.event.session_id,
+        rule_id=rule.id,
+        received_at=view.event.received_at,
+        event=view.doc,
+    )
+    planned = []
+    for item_index, item in items:
+        context = base if item_index is None else {**base, "item": item}
+        for action in rule.actions:
+            planned.append(_plan_one(action, rule.id, item_index, context, view, env))
+    return planned
+
+
+def _plan_one(
+    action: CompiledAction,
+    rule_id: str,
+    item_index: int | None,
+    context: dict[str, Any],
+    view: EventView,
+    env: RenderEnv,
+) -> PlannedAction:
+    connector = action.connector
+    result = PlannedAction(rule_id, action.index, item_index, connector.name, inline=connector.inline)
+    autoescape = connector.autoescape_fields
+    try:
+        raw = msgspec.to_builtins(action.options)
+        rendered = {
+            key: view.templates.render_value(
+                value, context, autoescape=lambda field: field.split(".")[0] in autoescape,
+                rule_id=rule_id, field=key,
+            )
+            for key, value in raw.items()
+        }
+        options = msgspec.convert(rendered, connector.Options)
+        result.request = connector.render(options, env)
+    except TemplateError as exc:
+        result.error = f"do[{action.index}].{connector.name}.{exc.field}: {exc.message}"
+    except (msgspec.ValidationError, ValueError, TypeError, DeliveryError) as exc:
+        result.error = f"do[{action.index}].{connector.name}: {exc}"
+    return result

@@ -1,0 +1,183 @@
+"""Turn a rule's raw YAML (with its SourceMap) into Structs, collecting every error.
+
+msgspec stops at the first error of a value; rule authors want all of them. So Structs are
+walked field by field: unknown keys get a did-you-mean, required keys are checked, and each
+field is converted on its own, recursing into nested Structs and lists of Structs. `do:`
+items are typed by the connector registry.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+from msgspec import UnsetType
+
+from engine.connector import Registry
+from engine.errors import RuleError
+from engine.yaml_source import Path, SourceMap
+
+
+class Invalid:
+    """Marks a value that failed to decode (its error is already recorded)."""
+
+
+INVALID = Invalid()
+
+
+@dataclass
+class DecodeContext:
+    source: SourceMap
+    rule_id: str | None
+    registry: Registry
+    errors: list[RuleError] = field(default_factory=list)
+
+    def error(self, path: Path, message: str, *, key: bool = False) -> None:
+        mark = self.source.mark_of(path, key=key)
+        self.errors.append(
+            RuleError(
+                message,
+                file=self.source.file,
+                line=mark.line,
+                column=mark.column,
+                rule_id=self.rule_id,
+                where=describe_path(path),
+            )
+        )
+
+
+def describe_path(path: Path) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text
+
+
+def did_you_mean(word: str, choices: typing.Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _yaml_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {dict: "mapping", list: "list", str: "text", bool: "boolean"}.get(
+        type(value), type(value).__name__
+    )
+
+
+_AT = re.compile(r" - at `\$(?P<sub>[^`]*)`$")
+_SUB_PART = re.compile(r"\.([A-Za-z_][\w]*)|\[(\d+)\]")
+
+
+def _convert_leaf(value: Any, typ: Any, path: Path, ctx: DecodeContext) -> Any:
+    try:
+        return msgspec.convert(value, typ, strict=False)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        sub: list[str | int] = []
+        found = _AT.search(message)
+        if found:
+            message = message[: found.start()]
+            for name, index in _SUB_PART.findall(found.group("sub")):
+                sub.append(int(index) if index else name)
+        message = message[0].lower() + message[1:]
+        where = describe_path((*path, *sub))
+        ctx.error((*path, *sub), f"{where}: {message}, got {_yaml_type(value)} {value!r:.60}")
+        return INVALID
+
+
+def _struct_args(typ: Any) -> tuple[type | None, bool]:
+    """For a field type, the Struct it holds (if any) and whether it is a list of them."""
+    members = typing.get_args(typ) if isinstance(typ, types.UnionType) else (typ,)
+    members = tuple(m for m in members if m not in (UnsetType, type(None)))
+    for member in members:
+        if isinstance(member, type) and issubclass(member, msgspec.Struct):
+            return member, False
+    for member in members:
+        if typing.get_origin(member) is list:
+            (inner,) = typing.get_args(member)
+            if isinstance(inner, type) and issubclass(inner, msgspec.Struct):
+                return inner, True
+    return None, False
+
+
+def decode_struct(raw: Any, typ: type[msgspec.Struct], path: Path, ctx: DecodeContext) -> Any:
+    """Decode a mapping into `typ`, recording every error; INVALID if any was found."""
+    if not isinstance(raw, dict):
+        where = describe_path(path) or "rule"
+        ctx.error(path, f"{where}: expected a mapping, got {_yaml_type(raw)}")
+        return INVALID
+    fields = {f.encode_name: f for f in msgspec.structs.fields(typ)}
+    before = len(ctx.errors)
+    for key in raw:
+        if key not in fields:
+            hint = did_you_mean(key, fields)
+            if key in ("on", "true", "True"):
+                hint = " (a bare `on:` is read as true by YAML; write `trigger:`)"
+            ctx.error((*path, key), f"unknown key '{key}'{hint}", key=True)
+    values: dict[str, Any] = {}
+    for name, info in fields.items():
+        if name not in raw:
+            if info.required:
+                where = describe_path(path) or "rule"
+                ctx.error(path, f"{where}: missing required key '{name}'")
+            continue
+        value = decode_field(raw[name], info.type, (*path, name), ctx)
+        if value is not INVALID:
+            values[info.name] = value
+    if len(ctx.errors) > before:
+        return INVALID
+    return typ(**values)
+
+
+def decode_field(raw: Any, typ: Any, path: Path, ctx: DecodeContext) -> Any:
+    struct, is_list = _struct_args(typ)
+    if struct is None:
+        return _convert_leaf(raw, typ, path, ctx)
+    if isinstance(raw, list):
+        if not is_list:
+            ctx.error(path, f"{describe_path(path)}: expected a mapping, got list")
+            return INVALID
+        items = [decode_struct(item, struct, (*path, i), ctx) for i, item in enumerate(raw)]
+        return INVALID if any(item is INVALID for item in items) else items
+    if isinstance(raw, dict) and (not is_list or _allows_single(typ, struct)):
+        return decode_struct(raw, struct, path, ctx)
+    return _convert_leaf(raw, typ, path, ctx)
+
+
+def _allows_single(typ: Any, struct: type) -> bool:
+    return struct in typing.get_args(typ)
+
+
+def decode_actions(raw: list[dict[str, Any]], path: Path, ctx: DecodeContext) -> list[Any]:
+    """Decode `do:` items into (connector name, Options) pairs."""
+    actions: list[Any] = []
+    for index, item in enumerate(raw):
+        where = (*path, index)
+        if not isinstance(item, dict) or len(item) != 1:
+            names = ", ".join(ctx.registry)
+            got = f"keys {', '.join(map(str, item))}" if isinstance(item, dict) else _yaml_type(item)
+            ctx.error(
+                where,
+                f"{describe_path(where)}: each action is a mapping with one connector name "
+                f"({names}), got {got}",
+            )
+            actions.append(INVALID)
+            continue
+        ((name, options),) = item.items()
+        if name not in ctx.registry:
+            hint = did_you_mean(name, ctx.registry)
+            known = ", ".join(ctx.registry)
+            ctx.error((*where, name), f"unknown connector '{name}'{hint}; known: {known}", key=True)
+            actions.append(INVALID)
+            continue
+        connector = ctx.registry[name]
+        decoded = decode_struct(options or {}, connector.Options, (*where, name), ctx)
+        actions.append(INVALID if decoded is INVALID else (name, decoded))
+    return actions

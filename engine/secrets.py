@@ -1,0 +1,136 @@
+"""Secrets: from `OMI_RULES_SECRET_<NAME>` variables or a secrets file, never from rules.
+
+Templates reach them as `secrets.NAME`. Anything printed or stored for people (dry-run,
+history, logs, the editor) goes through `mask`, which replaces each secret's value with
+`<secret:NAME>`. In dry-run an unset secret renders as that same placeholder, so a rule can
+be tried before its secrets exist.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from engine.errors import SecretError
+
+ENV_PREFIX = "OMI_RULES_SECRET_"
+MIN_MASKED_LENGTH = 3  # shorter values would garble unrelated text
+
+
+def placeholder(name: str) -> str:
+    return f"<secret:{name}>"
+
+
+def placeholder_name(text: str) -> str | None:
+    """The secret name when `text` is exactly an unset secret's placeholder."""
+    text = text.strip()
+    if text.startswith("<secret:") and text.endswith(">"):
+        return text[len("<secret:") : -1]
+    return None
+
+
+def _read_file(path: Path) -> dict[str, str]:
+    text = path.read_text(encoding="utf-8")
+    values: dict[str, str] = {}
+    data = None
+    if not path.name.endswith(".env"):
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError:
+            data = None
+    if isinstance(data, dict):
+        return {str(k): str(v) for k, v in data.items() if v is not None}
+    for line in text.splitlines():  # dotenv: NAME=value
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        name, _, value = line.removeprefix("export ").partition("=")
+        values[name.strip()] = value.strip().strip("'\"")
+    return values
+
+
+class Secrets:
+    def __init__(self, values: Mapping[str, str] | None = None) -> None:
+        self._values = {k: v for k, v in (values or {}).items() if v != ""}
+
+    @classmethod
+    def load(
+        cls, file: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
+    ) -> Secrets:
+        """Secrets from the file (`--secrets` or OMI_RULES_SECRETS), then the environment."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, str] = {}
+        file = file or environ.get("OMI_RULES_SECRETS")
+        if file:
+            values.update(_read_file(Path(file)))
+        for key, value in environ.items():
+            if key.startswith(ENV_PREFIX) and len(key) > len(ENV_PREFIX):
+                values[key[len(ENV_PREFIX) :]] = value
+        return cls(values)
+
+    def has(self, name: str) -> bool:
+        return name in self._values
+
+    def get(self, name: str) -> str:
+        try:
+            return self._values[name]
+        except KeyError:
+            raise SecretError(
+                f"secret {name} is not set (set {ENV_PREFIX}{name} or add it to the secrets file)"
+            ) from None
+
+    def missing(self, names: set[str] | frozenset[str]) -> list[str]:
+        return sorted(name for name in names if name not in self._values)
+
+    def view(self, *, placeholders: bool) -> SecretsView:
+        return SecretsView(self, placeholders)
+
+    def lookup(self, *, placeholders: bool):  # noqa: ANN201 - a plain callable
+        def secret(name: str) -> str:
+            if placeholders and name not in self._values:
+                return placeholder(name)
+            return self.get(name)
+
+        return secret
+
+    def mask(self, value: Any) -> Any:
+        """`value` with every secret's text replaced by its placeholder (nested data too)."""
+        if isinstance(value, str):
+            for name, secret in self._ordered():
+                if secret in value:
+                    value = value.replace(secret, placeholder(name))
+            return value
+        if isinstance(value, list):
+            return [self.mask(item) for item in value]
+        if isinstance(value, dict):
+            return {k: self.mask(v) for k, v in value.items()}
+        return value
+
+    def _ordered(self) -> list[tuple[str, str]]:
+        # longest first, so a secret that contains another is masked whole
+        pairs = [(n, v) for n, v in self._values.items() if len(v) >= MIN_MASKED_LENGTH]
+        return sorted(pairs, key=lambda pair: -len(pair[1]))
+
+
+class SecretsView(Mapping[str, str]):
+    """`secrets` inside templates: `secrets.NAME` or `secrets['NAME']`."""
+
+    def __init__(self, secrets: Secrets, placeholders: bool) -> None:
+        self._secret = secrets.lookup(placeholders=placeholders)
+        self._secrets = secrets
+
+    def __getitem__(self, name: str) -> str:
+        return self._secret(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())  # never enumerate secrets into a template
+
+    def __len__(self) -> int:
+        return 0
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self._secrets.has(name)

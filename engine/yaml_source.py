@@ -1,0 +1,93 @@
+"""YAML loading that remembers where every key and value came from.
+
+PyYAML's constructors drop node marks; rule errors need them ("rules/x.yaml:9:5"), so the
+document is composed into nodes and converted to plain Python here, recording the mark of
+each value and each mapping key under its path inside the document.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+Path = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Mark:
+    line: int  # 1-based
+    column: int  # 1-based
+
+
+@dataclass
+class SourceMap:
+    """Where each value (and each mapping key) of a document stands in its file."""
+
+    file: str
+    values: dict[Path, Mark] = field(default_factory=dict)
+    keys: dict[Path, Mark] = field(default_factory=dict)
+
+    def mark_of(self, path: Path, *, key: bool = False) -> Mark:
+        """The mark of `path`, or of its nearest ancestor that has one."""
+        if key and path in self.keys:
+            return self.keys[path]
+        while path:
+            if path in self.values:
+                return self.values[path]
+            path = path[:-1]
+        return self.values.get((), Mark(1, 1))
+
+
+class YamlSyntaxError(Exception):
+    def __init__(self, message: str, mark: Mark) -> None:
+        self.message = message
+        self.mark = mark
+        super().__init__(message)
+
+
+def _mark(node: yaml.Node) -> Mark:
+    return Mark(node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+def load_with_marks(text: str, file: str) -> tuple[Any, SourceMap]:
+    """Parse one YAML document into plain Python plus a SourceMap of its nodes."""
+    loader = yaml.SafeLoader(text)
+    source = SourceMap(file)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, source
+        return _convert(loader, node, (), source), source
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = Mark(mark.line + 1, mark.column + 1) if mark else Mark(1, 1)
+        problem = exc.problem or "invalid YAML"
+        if exc.context:
+            problem = f"{exc.context}, {problem}"
+        raise YamlSyntaxError(f"YAML syntax: {problem}", where) from None
+    finally:
+        loader.dispose()
+
+
+def _convert(loader: yaml.SafeLoader, node: yaml.Node, path: Path, source: SourceMap) -> Any:
+    source.values[path] = _mark(node)
+    if isinstance(node, yaml.MappingNode):
+        loader.flatten_mapping(node)
+        result: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            if not isinstance(key, str):  # `on:` is true in YAML 1.1: keep the text as written
+                key = str(getattr(key_node, "value", key))
+            child = (*path, key)
+            if key in result:
+                raise YamlSyntaxError(f"duplicate key '{key}'", _mark(key_node))
+            source.keys[child] = _mark(key_node)
+            result[key] = _convert(loader, value_node, child, source)
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [
+            _convert(loader, item, (*path, index), source) for index, item in enumerate(node.value)
+        ]
+    return loader.construct_object(node, deep=True)
