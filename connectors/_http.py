@@ -83,7 +83,9 @@ async def send_http(request: HttpRequest, env: SendEnv, connector: str) -> httpx
     except httpx.TimeoutException as exc:
         raise DeliveryError(
             f"timed out after {request.timeout:g}s ({type(exc).__name__})",
-            connector=connector, url=request.url, retryable=True,
+            connector=connector,
+            url=request.url,
+            retryable=True,
         ) from None
     except httpx.TransportError as exc:
         raise DeliveryError(

@@ -8,6 +8,7 @@ values are folded onto one line, so a newline in a rendered subject cannot add h
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import smtplib
 import ssl
@@ -93,7 +94,9 @@ class Email(ConnectorBase):
         security = security.lower()
         if security not in DEFAULT_PORTS:
             raise ValueError(f"SMTP_SECURITY {security!r} is not starttls, ssl or none")
-        port = int(env.secret("SMTP_PORT")) if env.has_secret("SMTP_PORT") else DEFAULT_PORTS[security]
+        port = (
+            int(env.secret("SMTP_PORT")) if env.has_secret("SMTP_PORT") else DEFAULT_PORTS[security]
+        )
         sender = one_line(_stand_in(options.from_ or env.secret("SMTP_FROM")))
         to, cc, bcc = addresses(options.to), addresses(options.cc), addresses(options.bcc)
         if not to:
@@ -113,6 +116,9 @@ class Email(ConnectorBase):
                 message.add_alternative(options.html, subtype="html")
             else:
                 message.set_content(options.html, subtype="html")
+        if message.is_multipart():  # a stable boundary: dry-run shows what is sent, byte for byte
+            digest = hashlib.sha256(message.as_string().encode()).hexdigest()[:24]
+            message.set_boundary(f"omi-rules-{digest}")
         envelope_from = next(iter(addresses(sender)), sender)
         return EmailRequest(
             host=env.secret("SMTP_HOST"),
@@ -150,13 +156,22 @@ class Email(ConnectorBase):
                     client.login(username, password)
                 refused = client.sendmail(request.mail_from, request.rcpt_to, body)
         except smtplib.SMTPResponseException as exc:
-            text = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
+            text = (
+                exc.smtp_error.decode(errors="replace")
+                if isinstance(exc.smtp_error, bytes)
+                else str(exc.smtp_error)
+            )
             raise DeliveryError(
-                f"SMTP {exc.smtp_code}: {text}", connector=self.name, status=exc.smtp_code,
-                url=where, retryable=400 <= exc.smtp_code < 500,
+                f"SMTP {exc.smtp_code}: {text}",
+                connector=self.name,
+                status=exc.smtp_code,
+                url=where,
+                retryable=400 <= exc.smtp_code < 500,
             ) from None
         except smtplib.SMTPRecipientsRefused as exc:
-            raise DeliveryError(f"recipients refused: {exc.recipients}", connector=self.name, url=where) from None
+            raise DeliveryError(
+                f"recipients refused: {exc.recipients}", connector=self.name, url=where
+            ) from None
         except (smtplib.SMTPException, OSError) as exc:
             raise DeliveryError(
                 f"{type(exc).__name__}: {exc}", connector=self.name, url=where, retryable=True

@@ -45,8 +45,9 @@ class Log(ConnectorBase):
         try:
             await asyncio.to_thread(_append_line, Path(request.path), request.line)
         except OSError as exc:
-            raise DeliveryError(f"cannot append: {exc}", connector=self.name, url=request.path,
-                                retryable=True) from None
+            raise DeliveryError(
+                f"cannot append: {exc}", connector=self.name, url=request.path, retryable=True
+            ) from None
         return Delivered(response=f"appended to {request.path}")
 
 

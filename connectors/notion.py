@@ -20,8 +20,21 @@ from engine.errors import DeliveryError
 NOTION_VERSION = "2022-06-28"
 TEXT_LIMIT = 2000
 MAX_CHILDREN = 100
-PROPERTY_TYPES = frozenset({"title", "rich_text", "select", "multi_select", "status", "date",
-                            "checkbox", "number", "url", "email", "phone_number"})
+PROPERTY_TYPES = frozenset(
+    {
+        "title",
+        "rich_text",
+        "select",
+        "multi_select",
+        "status",
+        "date",
+        "checkbox",
+        "number",
+        "url",
+        "email",
+        "phone_number",
+    }
+)
 
 
 class NotionOptions(Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -123,9 +136,13 @@ class Notion(ConnectorBase):
     def validate(self, options: NotionOptions) -> list[tuple[str, str]]:
         problems = []
         for name, value in options.properties.items():
-            if isinstance(value, dict) and (len(value) != 1 or next(iter(value)) not in PROPERTY_TYPES):
+            if isinstance(value, dict) and (
+                len(value) != 1 or next(iter(value)) not in PROPERTY_TYPES
+            ):
                 kinds = ", ".join(sorted(PROPERTY_TYPES))
-                problems.append(("properties", f"property {name!r}: give {{type: value}} with one of {kinds}"))
+                problems.append(
+                    ("properties", f"property {name!r}: give {{type: value}} with one of {kinds}")
+                )
         return problems
 
     def render(self, options: NotionOptions, env: RenderEnv) -> HttpRequest:
@@ -164,8 +181,14 @@ def _with_notion_message(exc: DeliveryError) -> DeliveryError:
     if not isinstance(answer, dict) or "message" not in answer:
         return exc
     message = f"{answer.get('code', 'error')}: {answer['message']}"
-    return DeliveryError(message, connector=exc.connector, status=exc.status, url=exc.url,
-                         retryable=exc.retryable, retry_after=exc.retry_after)
+    return DeliveryError(
+        message,
+        connector=exc.connector,
+        status=exc.status,
+        url=exc.url,
+        retryable=exc.retryable,
+        retry_after=exc.retry_after,
+    )
 
 
 connector = Notion()

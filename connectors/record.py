@@ -36,8 +36,20 @@ def _safe(part: str) -> str:
 def wav_header(sample_rate: int, data_bytes: int) -> bytes:
     """A 44-byte RIFF header for mono 16-bit PCM."""
     return struct.pack(
-        "<4sI4s4sIHHIIHH4sI", b"RIFF", 36 + data_bytes, b"WAVE", b"fmt ", 16, 1, 1,
-        sample_rate, sample_rate * 2, 2, 16, b"data", data_bytes,
+        "<4sI4s4sIHHIIHH4sI",
+        b"RIFF",
+        36 + data_bytes,
+        b"WAVE",
+        b"fmt ",
+        16,
+        1,
+        1,
+        sample_rate,
+        sample_rate * 2,
+        2,
+        16,
+        b"data",
+        data_bytes,
     )
 
 
@@ -84,16 +96,23 @@ class Record(ConnectorBase):
             slice_name = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(when // period * period))
         if options.path:
             stem, ext = os.path.splitext(options.path)
-            path = f"{stem}-{slice_name}{ext or '.wav'}" if options.rotate is not None else options.path
+            path = (
+                f"{stem}-{slice_name}{ext or '.wav'}"
+                if options.rotate is not None
+                else options.path
+            )
         else:
             name = _safe(env.session_id) if env.session_id else slice_name
             path = os.path.join(env.data_dir, "recordings", _safe(env.uid), f"{name}.wav")
-        return RecordRequest(path, int(event.get("sample_rate", 8000)), env.event_id,
-                             int(event.get("bytes", 0)))
+        return RecordRequest(
+            path, int(event.get("sample_rate", 8000)), env.event_id, int(event.get("bytes", 0))
+        )
 
     async def send(self, request: RecordRequest, env: SendEnv) -> Delivered:
         if env.read_audio is None:
-            raise DeliveryError("no audio store to read from", connector=self.name, url=request.path)
+            raise DeliveryError(
+                "no audio store to read from", connector=self.name, url=request.path
+            )
         pcm = env.read_audio(request.event_id)
         try:
             size = await asyncio.to_thread(append_wav, Path(request.path), pcm, request.sample_rate)

@@ -12,8 +12,9 @@ from engine.connector import ConnectorBase, Delivered, RenderEnv, SendEnv
 from engine.errors import DeliveryError
 
 # chat.postMessage answers 200 with ok: false; these errors are worth retrying
-RETRYABLE_API_ERRORS = frozenset({"ratelimited", "internal_error", "service_unavailable",
-                                  "request_timeout", "fatal_error"})
+RETRYABLE_API_ERRORS = frozenset(
+    {"ratelimited", "internal_error", "service_unavailable", "request_timeout", "fatal_error"}
+)
 
 
 class SlackOptions(Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -65,7 +66,11 @@ class Slack(ConnectorBase):
             except msgspec.DecodeError:
                 answer = {}
             if not isinstance(answer, dict) or not answer.get("ok"):
-                error = answer.get("error", "no ok in answer") if isinstance(answer, dict) else "bad answer"
+                error = (
+                    answer.get("error", "no ok in answer")
+                    if isinstance(answer, dict)
+                    else "bad answer"
+                )
                 raise DeliveryError(
                     f"Slack API error: {error}",
                     connector=self.name,

@@ -136,7 +136,9 @@ class PathTest:
             if not any(test(value, operand) for value in values):
                 shown = operand.pattern if isinstance(operand, re.Pattern) else operand
                 if not values:
-                    return Verdict(False, f"{self.expression} selects nothing ({name}: {_short(shown)})")
+                    return Verdict(
+                        False, f"{self.expression} selects nothing ({name}: {_short(shown)})"
+                    )
                 return Verdict(
                     False, f"{self.expression} is {_short(values[0])}, {phrase} {_short(shown)}"
                 )
@@ -182,7 +184,11 @@ class TimeTest:
     zone: ZoneInfo | None
 
     def check(self, view: EventView) -> Verdict:
-        now = datetime.fromtimestamp(view.now, self.zone) if self.zone else datetime.fromtimestamp(view.now).astimezone()
+        now = (
+            datetime.fromtimestamp(view.now, self.zone)
+            if self.zone
+            else datetime.fromtimestamp(view.now).astimezone()
+        )
         if self.weekdays is not None and now.weekday() not in self.weekdays:
             return Verdict(False, f"{WEEKDAYS[now.weekday()]} is not one of the weekdays")
         clock = now.time().replace(tzinfo=None)

@@ -60,8 +60,9 @@ def report(outcome: Outcome, secrets: Secrets) -> EventReport:
     )
 
 
-def read_payload(path: str | os.PathLike[str], trigger: str, *, uid: str, session: str,
-                 sample_rate: int) -> Event:
+def read_payload(
+    path: str | os.PathLike[str], trigger: str, *, uid: str, session: str, sample_rate: int
+) -> Event:
     try:
         body = Path(path).read_bytes()
     except OSError as exc:

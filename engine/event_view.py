@@ -7,8 +7,8 @@ a thousand rules asking the same question of an event cost one walk, not a thous
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from engine.jsonpaths import select
@@ -94,7 +94,7 @@ class EventView:
             self._context = {
                 "event": self.doc,
                 "uid": self.event.uid,
-                "now": datetime.fromtimestamp(self.now, timezone.utc),
+                "now": datetime.fromtimestamp(self.now, UTC),
                 "secrets": self.secrets,
                 **TRIGGER_ALIASES[self.event.trigger](self),
             }

@@ -131,7 +131,9 @@ class KeywordMatcher:
                 if width < 1 or end > len(words) or end - 1 < spoken.first_new_word:
                     continue
                 window = words[start:end]
-                if width == size and all(_word_close(a, b) for a, b in zip(phrase.words, window)):
+                if width == size and all(
+                    _word_close(a, b) for a, b in zip(phrase.words, window, strict=True)
+                ):
                     return start, end
                 if width != size and ratio(joined, " ".join(window)) >= FUZZY_PHRASE_SCORE:
                     return start, end

@@ -23,7 +23,12 @@ from engine.errors import RuleError
 from engine.jsonpaths import JsonPathSyntax, compile_jsonpath
 from engine.rule_decode import INVALID, DecodeContext, decode_actions, decode_struct
 from engine.rule_model import Condition, Rule
-from engine.templates import COMMON_NAMES, TRIGGER_NAMES, Templates, TemplateSyntax, template_strings
+from engine.templates import (
+    COMMON_NAMES,
+    Templates,
+    TemplateSyntax,
+    template_strings,
+)
 from engine.yaml_source import Path, SourceMap, YamlSyntaxError, load_with_marks
 
 
@@ -224,7 +229,11 @@ def load_file(
     try:
         raw, source = load_with_marks(text, file)
     except YamlSyntaxError as exc:
-        return [], [RuleError(exc.message, file=file, line=exc.mark.line, column=exc.mark.column)], []
+        return (
+            [],
+            [RuleError(exc.message, file=file, line=exc.mark.line, column=exc.mark.column)],
+            [],
+        )
     if raw is None:
         return [], [], []
     compiler = RuleCompiler(source, registry, templates)
@@ -236,7 +245,9 @@ def load_file(
     else:
         error = RuleError(
             f"a rule file holds a rule (mapping) or a list of rules, got {type(raw).__name__}",
-            file=file, line=1, column=1,
+            file=file,
+            line=1,
+            column=1,
         )
         return [], [error], []
     rules, broken = [], []
@@ -278,12 +289,18 @@ def load_rules(
                 other = seen[rule.id]
                 errors.append(
                     RuleError(
-                        f"duplicate rule id '{rule.id}' (first defined at {other.file}:{other.line})",
-                        file=rule.file, line=rule.line, column=1, rule_id=rule.id,
+                        f"duplicate rule id '{rule.id}' "
+                        f"(first defined at {other.file}:{other.line})",
+                        file=rule.file,
+                        line=rule.line,
+                        column=1,
+                        rule_id=rule.id,
                     )
                 )
                 broken[rule.id] = "duplicate rule id"
                 continue
             seen[rule.id] = rule
             rules.append(rule)
-    return RuleSet(rules=rules, errors=errors, files=[display_path(p) for p in files], broken_ids=broken)
+    return RuleSet(
+        rules=rules, errors=errors, files=[display_path(p) for p in files], broken_ids=broken
+    )

@@ -67,12 +67,16 @@ class OutboundGuard:
     async def check(self, url: str, connector: str = "http") -> None:
         parts = urlsplit(url)
         if parts.scheme not in self.schemes:
-            raise DeliveryError(f"scheme {parts.scheme!r} not allowed", connector=connector, url=url)
+            raise DeliveryError(
+                f"scheme {parts.scheme!r} not allowed", connector=connector, url=url
+            )
         host = (parts.hostname or "").rstrip(".").lower()
         if not host:
             raise DeliveryError("URL has no host", connector=connector, url=url)
         if host in METADATA_HOSTS:
-            raise DeliveryError(f"refused: {host} is a cloud metadata host", connector=connector, url=url)
+            raise DeliveryError(
+                f"refused: {host} is a cloud metadata host", connector=connector, url=url
+            )
         try:
             addresses = [str(ipaddress.ip_address(host))]
         except ValueError:
@@ -88,4 +92,6 @@ class OutboundGuard:
         for address in addresses:
             reason = self.refusal(address)
             if reason:
-                raise DeliveryError(f"refused by outbound guard: {reason}", connector=connector, url=url)
+                raise DeliveryError(
+                    f"refused by outbound guard: {reason}", connector=connector, url=url
+                )

@@ -114,9 +114,7 @@ def _normalize_segments(segments: list[Any]) -> None:
 def decode_memory(body: bytes, uid: str) -> Event:
     doc = _json(body, "memory")
     if not isinstance(doc, dict):
-        raise PayloadError(
-            f"expected a JSON object, got {type(doc).__name__}", trigger="memory"
-        )
+        raise PayloadError(f"expected a JSON object, got {type(doc).__name__}", trigger="memory")
     _check(doc, Memory, "memory")
     _normalize_segments(doc.get("transcript_segments") or [])
     # docs say apps_response, the backend sends apps_results: make both reachable
@@ -137,8 +135,7 @@ def decode_transcript(body: bytes, uid: str, session_id: str = "") -> Event:
             raise PayloadError("missing 'segments'", trigger="transcript")
     else:
         raise PayloadError(
-            f"expected a list of segments or an object with 'segments', got "
-            f"{type(data).__name__}",
+            f"expected a list of segments or an object with 'segments', got {type(data).__name__}",
             trigger="transcript",
         )
     _check(doc, TranscriptBatch, "transcript")
@@ -197,7 +194,9 @@ def decode_audio(body: bytes, uid: str, sample_rate: int | str | None) -> Event:
     try:
         rate = int(sample_rate) if sample_rate not in (None, "") else 8000
     except ValueError:
-        raise PayloadError(f"sample_rate {sample_rate!r} is not a number", trigger="audio") from None
+        raise PayloadError(
+            f"sample_rate {sample_rate!r} is not a number", trigger="audio"
+        ) from None
     if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
         raise PayloadError(
             f"sample_rate {rate} outside {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE}", trigger="audio"

@@ -76,7 +76,8 @@ class Pipeline:
             )
             if not observation.has_new:
                 outcome.decisions = [
-                    Decision(rule, False, "no new segments (all were sent before)") for rule in rules
+                    Decision(rule, False, "no new segments (all were sent before)")
+                    for rule in rules
                 ]
                 return outcome
             session_key = observation.session.key
@@ -105,7 +106,10 @@ class Pipeline:
             self.gate.fired(decision.rule.id, event.uid, session_key, now)
             outcome.actions.extend(
                 plan_actions(
-                    decision, view, secret=secret, has_secret=self.secrets.has,
+                    decision,
+                    view,
+                    secret=secret,
+                    has_secret=self.secrets.has,
                     data_dir=self.data_dir,
                 )
             )

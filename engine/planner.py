@@ -78,14 +78,19 @@ def _plan_one(
     env: RenderEnv,
 ) -> PlannedAction:
     connector = action.connector
-    result = PlannedAction(rule_id, action.index, item_index, connector.name, inline=connector.inline)
+    result = PlannedAction(
+        rule_id, action.index, item_index, connector.name, inline=connector.inline
+    )
     autoescape = connector.autoescape_fields
     try:
         raw = msgspec.to_builtins(action.options)
         rendered = {
             key: view.templates.render_value(
-                value, context, autoescape=lambda field: field.split(".")[0] in autoescape,
-                rule_id=rule_id, field=key,
+                value,
+                context,
+                autoescape=lambda field: field.split(".")[0] in autoescape,
+                rule_id=rule_id,
+                field=key,
             )
             for key, value in raw.items()
         }

@@ -28,8 +28,9 @@ def _request_lines(request: Any) -> list[str]:
 
 
 def format_report(report: EventReport, label: str) -> str:
-    lines = [f"{label} ({report.trigger}): {len(report.matched)} matched, "
-             f"{len(report.skipped)} skipped"]
+    lines = [
+        f"{label} ({report.trigger}): {len(report.matched)} matched, {len(report.skipped)} skipped"
+    ]
     for matched in report.matched:
         lines.append(f"  ✔ {matched.rule}: {len(matched.actions)} action(s)")
         for action in matched.actions:

@@ -162,7 +162,9 @@ def decode_actions(raw: list[dict[str, Any]], path: Path, ctx: DecodeContext) ->
         where = (*path, index)
         if not isinstance(item, dict) or len(item) != 1:
             names = ", ".join(ctx.registry)
-            got = f"keys {', '.join(map(str, item))}" if isinstance(item, dict) else _yaml_type(item)
+            got = (
+                f"keys {', '.join(map(str, item))}" if isinstance(item, dict) else _yaml_type(item)
+            )
             ctx.error(
                 where,
                 f"{describe_path(where)}: each action is a mapping with one connector name "

@@ -110,7 +110,13 @@ class FiringGate:
         self._fired: dict[tuple[str, str, str], float] = {}
 
     def refusal(
-        self, rule_id: str, uid: str, session: str, *, once: bool, cooldown: float | None,
+        self,
+        rule_id: str,
+        uid: str,
+        session: str,
+        *,
+        once: bool,
+        cooldown: float | None,
         now: float,
     ) -> str | None:
         last = self._fired.get((rule_id, uid, session))

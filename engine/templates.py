@@ -123,9 +123,13 @@ class Templates:
         except jinja2.UndefinedError as exc:
             raise TemplateError(exc.message or "undefined", rule_id=rule_id, field=field) from None
         except SecurityError as exc:
-            raise TemplateError(f"refused by sandbox: {exc}", rule_id=rule_id, field=field) from None
+            raise TemplateError(
+                f"refused by sandbox: {exc}", rule_id=rule_id, field=field
+            ) from None
         except (OmiRulesError, jinja2.TemplateError, TypeError, ValueError, ArithmeticError) as exc:
-            raise TemplateError(f"{type(exc).__name__}: {exc}", rule_id=rule_id, field=field) from None
+            raise TemplateError(
+                f"{type(exc).__name__}: {exc}", rule_id=rule_id, field=field
+            ) from None
         return "".join(parts)
 
     def render_value(

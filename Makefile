@@ -1,0 +1,37 @@
+# The two commands: `make run` and `make test`. Both create .venv when missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test install lint format clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	mkdir -p data
+	$(BIN)/omi-rules serve --rules rules --db data/omi-rules.db --host $(HOST) --port $(PORT)
+
+lint: $(STAMP)
+	$(BIN)/ruff check engine connectors web tests
+	$(BIN)/ruff format --check engine connectors web tests
+
+format: $(STAMP)
+	$(BIN)/ruff format engine connectors web tests
+	$(BIN)/ruff check --fix engine connectors web tests
+
+test: $(STAMP) lint
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
