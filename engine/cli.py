@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
+import time
+from datetime import datetime
+from pathlib import Path
 
 import click
 import msgspec
 
-from engine.dryrun import dry_run_files
+from engine import history as history_queries
+from engine.config import load_settings
+from engine.dryrun import dry_run_events, dry_run_files
+from engine.durations import parse_duration
 from engine.errors import OmiRulesError, PayloadError
 from engine.loader import RuleSet, load_rules
-from engine.report_text import format_report
+from engine.report_text import format_history_event, format_report
 from engine.rule_model import TRIGGERS
 from engine.schema import rule_file_schema
 from engine.secrets import ENV_PREFIX, Secrets
+from engine.store import Store
+
+PROGRESS_THRESHOLD = 20  # events; fewer replay without a progress bar
 
 rules_option = click.option(
     "--rules",
@@ -94,6 +104,10 @@ def validate(rules_dir: str, secrets_file: str | None) -> None:
     help="Sample rate of audio payloads.",
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per event, per line.")
+@click.option("--captured", is_flag=True, help="Replay events stored by the server instead.")
+@click.option("--since", default=None, help="With --captured: from a time (ISO) or ago (2h).")
+@click.option("--limit", default=None, type=int, help="With --captured: at most this many.")
+@click.option("--db", default=None, help="With --captured: the SQLite file.")
 def dry_run(
     trigger: str | None,
     payloads: tuple[str, ...],
@@ -103,13 +117,20 @@ def dry_run(
     session: str,
     sample_rate: int,
     as_json: bool,
+    captured: bool,
+    since: str | None,
+    limit: int | None,
+    db: str | None,
 ) -> None:
-    """Show what the rules would do with payloads; nothing is sent."""
-    if not trigger or not payloads:
-        raise click.UsageError("give --trigger and at least one --payload")
+    """Show what the rules would do with payloads (or captured events); nothing is sent."""
+    if not captured and (not trigger or not payloads):
+        raise click.UsageError("give --trigger and at least one --payload, or --captured")
     ruleset = load_rules(rules_dir)
     report_rule_errors(ruleset)
     secrets = Secrets.load(secrets_file)
+    if captured:
+        replay_captured(ruleset, secrets, db=db, since=since, limit=limit, as_json=as_json)
+        return
     reports = dry_run_files(
         trigger,
         list(payloads),
@@ -131,9 +152,138 @@ def dry_run(
 
 
 @main.command()
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, exists=True),
+    help="Config file (YAML); OMI_RULES_<NAME> variables override it.",
+)
+@click.option("--rules", "rules_dir", default=None, help="Folder of rule files.")
+@click.option("--db", default=None, help="SQLite file for events and the outbox.")
+@click.option("--host", default=None)
+@click.option("--port", default=None, type=int)
+@secrets_option
+def serve(
+    config_file: str | None,
+    rules_dir: str | None,
+    db: str | None,
+    host: str | None,
+    port: int | None,
+    secrets_file: str | None,
+) -> None:
+    """Receive Omi's webhooks and run the rules."""
+    import uvicorn
+
+    from engine.app import create_app
+
+    settings = load_settings(
+        config_file, rules=rules_dir, db=db, host=host, port=port, secrets=secrets_file
+    )
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    click.echo(
+        f"omi-rules: rules from {settings.rules}/, events in {settings.db}; "
+        f"listening on http://{settings.host}:{settings.port}",
+        err=True,
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        access_log=False,
+    )
+
+
+@main.command()
+@click.option("--db", default=None, help="SQLite file (default from config: data/omi-rules.db).")
+@click.option("--limit", default=20, show_default=True)
+@click.option("--trigger", type=click.Choice(TRIGGERS), default=None)
+@click.option("--json", "as_json", is_flag=True, help="Events as JSON lines, with their actions.")
+@click.option("--dead", is_flag=True, help="List dead letters instead of events.")
+def history(db: str | None, limit: int, trigger: str | None, as_json: bool, dead: bool) -> None:
+    """What happened to recent events: rules matched or why not, each action's fate."""
+    store = open_store(db)
+    try:
+        if dead:
+            rows = history_queries.list_actions(store, status="dead", limit=limit)
+            for row in rows:
+                click.echo(
+                    msgspec.json.encode(row).decode()
+                    if as_json
+                    else f"#{row['id']} {row['rule_id']} {row['connector']} after "
+                    f"{row['attempts']} attempt(s): {row['last_error']}"
+                )
+            return
+        events = history_queries.list_events(store, limit=limit, trigger=trigger)
+        for event in reversed(events):
+            detail = history_queries.event_detail(store, event["id"])
+            if as_json:
+                click.echo(msgspec.json.encode(detail).decode())
+            else:
+                click.echo(format_history_event(detail))
+    finally:
+        store.close()
+
+
+@main.command()
 def schema() -> None:
     """Print the JSON Schema of a rule file (for editors such as VS Code)."""
     click.echo(json.dumps(rule_file_schema(), indent=2))
+
+
+def open_store(db: str | None) -> Store:
+    settings = load_settings(db=db)
+    if settings.db != ":memory:" and not Path(settings.db).exists():
+        raise click.ClickException(f"no database at {settings.db} (has the server run?)")
+    return Store(settings.db)
+
+
+def parse_since(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        return time.time() - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is neither a duration (2h) nor an ISO time", param_hint="--since"
+        ) from None
+
+
+def replay_captured(
+    ruleset: RuleSet,
+    secrets: Secrets,
+    *,
+    db: str | None,
+    since: str | None,
+    limit: int | None,
+    as_json: bool,
+) -> None:
+    store = open_store(db)
+    start = parse_since(since)
+    try:
+        total = history_queries.count_captured(store, since=start)
+        total = min(total, limit) if limit is not None else total
+        events = list(history_queries.captured_events(store, since=start, limit=limit))
+        reports = dry_run_events(events, ruleset, secrets)
+        show_bar = total > PROGRESS_THRESHOLD and as_json
+        with click.progressbar(
+            length=total, label="replaying", file=sys.stderr, hidden=not show_bar
+        ) as bar:
+            for event, report in zip(events, reports, strict=True):
+                if as_json:
+                    click.echo(msgspec.json.encode(report).decode())
+                else:
+                    click.echo(format_report(report, f"{event.id} uid {event.uid}"))
+                bar.update(1)
+        click.echo(f"replayed {total} captured event(s); nothing was sent", err=True)
+    finally:
+        store.close()
 
 
 def run() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from engine.dryrun import EventReport
@@ -42,4 +43,23 @@ def format_report(report: EventReport, label: str) -> str:
             lines.extend(INDENT + line for line in request_lines[1:])
     for skipped in report.skipped:
         lines.append(f"  · {skipped.rule}: {skipped.reason}")
+    return "\n".join(lines)
+
+
+def format_history_event(event: dict[str, Any]) -> str:
+    """One stored event: what each rule decided and what became of each action."""
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event["received_at"]))
+    lines = [f"{when} {event['trigger']} uid {event['uid']} [{event['status']}] {event['id']}"]
+    for decision in event["decisions"]:
+        mark = "✔" if decision["matched"] else "·"
+        reason = f": {decision['reason']}" if decision["reason"] else ""
+        lines.append(f"  {mark} {decision['rule']}{reason}")
+    for action in event["actions"]:
+        status = action["status"]
+        detail = f" HTTP {action['last_status']}" if action.get("last_status") else ""
+        error = f": {action['last_error']}" if action.get("last_error") else ""
+        lines.append(
+            f"    #{action['id']} {action['rule_id']} → {action['connector']} "
+            f"{status} after {action['attempts']} attempt(s){detail}{error}"
+        )
     return "\n".join(lines)

@@ -1,0 +1,195 @@
+"""The HTTP surface (Litestar): Omi's four webhooks, setup and health, the history API.
+
+Handlers only translate HTTP to the Receiver and back; no connector runs in a request.
+OpenAPI docs are at /schema (Swagger UI at /schema/swagger).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar, Request, Response, get, post
+from litestar.exceptions import HTTPException, NotFoundException
+from litestar.openapi import OpenAPIConfig
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+from engine import history
+from engine.config import Settings
+from engine.outbox import retry_action
+from engine.receiver import Incoming, Receiver
+
+log = logging.getLogger("omi_rules.app")
+BODY_LIMIT_SLACK = 1024  # Litestar's own limit sits above ours, so ours gives the message
+
+
+def _receiver(request: Request[Any, Any, Any]) -> Receiver:
+    return request.app.state.receiver
+
+
+async def _webhook(request: Request[Any, Any, Any], trigger: str) -> Response[dict[str, Any]]:
+    receiver = _receiver(request)
+    body = await request.body()
+    incoming = Incoming(
+        trigger=trigger,
+        body=body,
+        query=dict(request.query_params),
+        headers={k.lower(): v for k, v in request.headers.items()},
+        content_type=request.headers.get("content-type", ""),
+    )
+    answer = await receiver.receive(incoming)
+    return Response(answer.body, status_code=answer.status)
+
+
+@post("/webhook/memory", status_code=200, summary="A finished conversation (memory)")
+async def memory_webhook(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+    return await _webhook(request, "memory")
+
+
+@post("/webhook/transcript", status_code=200, summary="Live transcript segments")
+async def transcript_webhook(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+    return await _webhook(request, "transcript")
+
+
+@post("/webhook/audio", status_code=200, summary="Raw PCM16 audio bytes")
+async def audio_webhook(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+    return await _webhook(request, "audio")
+
+
+@post("/webhook/day-summary", status_code=200, summary="The daily summary")
+async def day_summary_webhook(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+    return await _webhook(request, "day_summary")
+
+
+@get("/setup/completed", summary="Omi's Setup Completed URL")
+async def setup_completed(request: Request[Any, Any, Any], uid: str = "") -> dict[str, bool]:
+    return {"is_setup_completed": bool(uid) and _receiver(request).setup_completed(uid)}
+
+
+@get("/health", summary="Liveness, rule and outbox counts")
+async def health(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    return _receiver(request).health()
+
+
+@get("/api/events", summary="Recent events with what each rule decided")
+async def api_events(
+    request: Request[Any, Any, Any],
+    limit: int = 50,
+    since: float | None = None,
+    trigger: str | None = None,
+    uid: str | None = None,
+) -> list[dict[str, Any]]:
+    return history.list_events(
+        _receiver(request).store, limit=min(limit, 1000), since=since, trigger=trigger, uid=uid
+    )
+
+
+@get("/api/events/{event_id:str}", summary="One event: payload, decisions, actions")
+async def api_event(request: Request[Any, Any, Any], event_id: str) -> dict[str, Any]:
+    event = history.event_detail(_receiver(request).store, event_id)
+    if event is None:
+        raise NotFoundException(f"no event {event_id}")
+    return event
+
+
+@get("/api/actions", summary="Planned and delivered actions (requests masked)")
+async def api_actions(
+    request: Request[Any, Any, Any], status: str | None = None, limit: int = 100
+) -> list[dict[str, Any]]:
+    return history.list_actions(_receiver(request).store, status=status, limit=min(limit, 1000))
+
+
+@get("/api/dead-letters", summary="Actions that gave up; retry them with POST .../retry")
+async def api_dead_letters(
+    request: Request[Any, Any, Any], limit: int = 100
+) -> list[dict[str, Any]]:
+    return history.list_actions(_receiver(request).store, status="dead", limit=min(limit, 1000))
+
+
+@post("/api/actions/{action_id:int}/retry", status_code=202, summary="Send a dead letter again")
+async def api_retry(request: Request[Any, Any, Any], action_id: int) -> dict[str, Any]:
+    receiver = _receiver(request)
+    retried = await asyncio.wrap_future(retry_action(receiver.store, action_id, time.time()))
+    if not retried:
+        raise NotFoundException(f"no dead action {action_id} to retry")
+    receiver.deliverer.wake.set()
+    return {"id": action_id, "status": "pending"}
+
+
+@get("/api/rejections", summary="The last rejected webhooks, with their reasons")
+async def api_rejections(request: Request[Any, Any, Any], limit: int = 50) -> list[dict[str, Any]]:
+    return history.list_rejections(_receiver(request).store, limit=min(limit, 1000))
+
+
+@get("/api/rules", summary="Loaded rules and rule errors")
+async def api_rules(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    receiver = _receiver(request)
+    rules = receiver.pipeline.rules
+    return {
+        "rules": [
+            {
+                "id": r.id,
+                "trigger": r.trigger,
+                "file": r.file,
+                "line": r.line,
+                "enabled": r.enabled,
+                "description": r.spec.description,
+                "missing_secrets": receiver.secrets.missing(r.secrets),
+            }
+            for r in rules.rules
+        ],
+        "errors": [str(e) for e in rules.errors],
+    }
+
+
+def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+    detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    if exc.status_code == 413:
+        detail = "request body too large"
+    return Response({"error": detail}, status_code=exc.status_code)
+
+
+def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return Response({"error": "internal error"}, status_code=HTTP_500_INTERNAL_SERVER_ERROR)
+
+
+def create_app(settings: Settings, receiver: Receiver | None = None) -> Litestar:
+    receiver = receiver or Receiver(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        await receiver.start()
+        try:
+            yield
+        finally:
+            await receiver.stop()
+
+    app = Litestar(
+        route_handlers=[
+            memory_webhook,
+            transcript_webhook,
+            audio_webhook,
+            day_summary_webhook,
+            setup_completed,
+            health,
+            api_events,
+            api_event,
+            api_actions,
+            api_dead_letters,
+            api_retry,
+            api_rejections,
+            api_rules,
+        ],
+        lifespan=[lifespan],
+        request_max_body_size=settings.max_body_bytes + BODY_LIMIT_SLACK,
+        exception_handlers={HTTPException: _http_error, Exception: _unexpected},
+        openapi_config=OpenAPIConfig(title="omi-rules", version="0.1.0", path="/schema"),
+        logging_config=None,
+    )
+    app.state.receiver = receiver
+    return app

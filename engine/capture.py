@@ -1,0 +1,164 @@
+"""Durable capture of received webhooks: the event row and its planned actions are written
+in one transaction, before the 200. Duplicates (Omi retries) are recognized here."""
+
+from __future__ import annotations
+
+import secrets as random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import sqlite_utils
+
+from engine.outbox import action_rows
+from engine.payloads import Event
+from engine.pipeline import Outcome
+from engine.secrets import Secrets
+from engine.store import Store
+
+
+def new_event_id(now: float) -> str:
+    """Sortable by time, unique: milliseconds then random hex."""
+    return f"{int(now * 1000):013x}{random.token_hex(5)}"
+
+
+def dedupe_key(event: Event, idempotency_key: str | None) -> str | None:
+    """What makes a delivery a repeat: Omi's idempotency header, else the memory id + uid."""
+    if idempotency_key:
+        return f"idem:{event.uid}:{idempotency_key}"
+    if event.trigger == "memory" and event.doc.get("id"):
+        return f"memory:{event.uid}:{event.doc['id']}"
+    return None
+
+
+class Deduper:
+    """Recent dedupe keys in memory (seeded from the store), so concurrent repeats of one
+    delivery are caught before either is written."""
+
+    def __init__(self, window: float) -> None:
+        self.window = window
+        self._seen: dict[str, tuple[float, str]] = {}  # key -> (received_at, event id)
+
+    def seed(self, store: Store, now: float) -> None:
+        for row in store.rows(
+            "SELECT dedupe_key, received_at, id FROM events "
+            "WHERE dedupe_key IS NOT NULL AND received_at > ? AND status != 'duplicate'",
+            (now - self.window,),
+        ):
+            self._seen[row["dedupe_key"]] = (row["received_at"], row["id"])
+
+    def claim(self, key: str | None, event_id: str, now: float) -> str | None:
+        """None when `key` is new (now claimed); else the id of the event it repeats."""
+        if key is None:
+            return None
+        seen = self._seen.get(key)
+        if seen is not None and now - seen[0] <= self.window:
+            return seen[1]
+        self._seen[key] = (now, event_id)
+        if len(self._seen) > 100_000:
+            self.prune(now)
+        return None
+
+    def release(self, key: str | None) -> None:
+        if key is not None:
+            self._seen.pop(key, None)
+
+    def prune(self, now: float) -> None:
+        self._seen = {k: v for k, v in self._seen.items() if now - v[0] <= self.window}
+
+
+@dataclass
+class Captured:
+    event_id: str
+    duplicate_of: str | None
+    response: dict[str, Any]
+
+
+def decisions_json(outcome: Outcome | None) -> str:
+    if outcome is None:
+        return "[]"
+    return msgspec.json.encode(
+        [{"rule": d.rule.id, "matched": d.matched, "reason": d.reason} for d in outcome.decisions]
+    ).decode()
+
+
+def event_row(
+    event: Event,
+    *,
+    body: bytes,
+    params: dict[str, Any],
+    status: str,
+    key: str | None,
+    outcome: Outcome | None,
+    response: dict[str, Any],
+) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "trigger": event.trigger,
+        "uid": event.uid,
+        "session_id": event.session_id,
+        "received_at": event.received_at,
+        "dedupe_key": key,
+        "params": msgspec.json.encode(params).decode(),
+        "body": body,
+        "status": status,
+        "decisions": decisions_json(outcome),
+        "response": msgspec.json.encode(response).decode(),
+    }
+
+
+def write_event(
+    store: Store,
+    event: Event,
+    outcome: Outcome | None,
+    *,
+    body: bytes,
+    params: dict[str, Any],
+    key: str | None,
+    status: str,
+    response: dict[str, Any],
+    secrets: Secrets,
+):  # noqa: ANN201 - a Future
+    """Queue the event and its actions as one write; returns the store's future."""
+    row = event_row(
+        event, body=body, params=params, status=status, key=key, outcome=outcome, response=response
+    )
+    actions = action_rows(event, outcome, secrets, now=event.received_at) if outcome else []
+
+    def write(db: sqlite_utils.Database) -> None:
+        db["events"].insert(row)
+        if actions:
+            db["actions"].insert_all(actions)
+
+    return store.submit(write)
+
+
+def record_rejection(
+    store: Store,
+    *,
+    endpoint: str,
+    status: int,
+    reason: str,
+    uid: str | None,
+    size: int,
+    keep: int,
+):  # noqa: ANN201 - a Future
+    now = time.time()
+
+    def write(db: sqlite_utils.Database) -> None:
+        db["rejections"].insert(
+            {
+                "received_at": now,
+                "endpoint": endpoint,
+                "uid": uid,
+                "status": status,
+                "reason": reason,
+                "size": size,
+            }
+        )
+        db.execute(
+            "DELETE FROM rejections WHERE id <= (SELECT MAX(id) FROM rejections) - ?", [keep]
+        )
+
+    return store.submit(write)

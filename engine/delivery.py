@@ -1,0 +1,158 @@
+"""Delivery workers: send what the outbox holds, concurrently, with a limit per connector.
+
+Runs beside the web server, never inside a request. Each action is decoded into its
+connector's Request, secrets are filled in, and the result is written back: delivered,
+pending again after a backoff (transient failure, honouring Retry-After), or dead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+import httpx
+import msgspec
+
+from engine.config import Settings
+from engine.connector import Registry, SendEnv
+from engine.errors import DeliveryError, SecretError
+from engine.outbound import OutboundGuard, make_client
+from engine.outbox import DueAction, backoff, claim_due, mark_delivered, mark_failed
+from engine.secrets import Secrets
+from engine.store import Store
+
+log = logging.getLogger("omi_rules.delivery")
+
+
+class Deliverer:
+    def __init__(
+        self,
+        store: Store,
+        registry: Registry,
+        secrets: Callable[[], Secrets],
+        settings: Settings,
+        read_audio: Callable[[str], bytes],
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.secrets = secrets
+        self.settings = settings
+        self.read_audio = read_audio
+        self.guard = OutboundGuard(settings.outbound_allow, settings.outbound_deny)
+        self.client: httpx.AsyncClient | None = None
+        self.wake = asyncio.Event()
+        self._limits: dict[str, asyncio.Semaphore] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.delivered = 0
+        self.failed = 0
+
+    def limit(self, connector: str) -> asyncio.Semaphore:
+        if connector not in self._limits:
+            self._limits[connector] = asyncio.Semaphore(self.settings.workers_per_connector)
+        return self._limits[connector]
+
+    async def run(self) -> None:
+        self.client = make_client(self.guard)
+        capacity = self.settings.workers_per_connector * max(1, len(self.registry))
+        try:
+            while True:
+                free = capacity - len(self._tasks)
+                due = await claim_due(self.store, time.time(), free) if free > 0 else []
+                for action in due:
+                    task = asyncio.create_task(self._deliver(action))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._finished)
+                if len(due) == free and free > 0:
+                    continue  # more may be due right now
+                self.wake.clear()
+                try:
+                    await asyncio.wait_for(self.wake.wait(), self.settings.poll_interval)
+                except TimeoutError:
+                    pass
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self.client.aclose()
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self.wake.set()
+
+    async def _deliver(self, action: DueAction) -> None:
+        connector = self.registry.get(action.connector)
+        now = time.time()
+        if connector is None:
+            await mark_failed(
+                self.store,
+                action,
+                now=now,
+                status=None,
+                retry_at=None,
+                error=f"connector {action.connector!r} is not installed",
+            )
+            return
+        secrets = self.secrets()
+        try:
+            request = msgspec.convert(
+                secrets.unmask(msgspec.json.decode(action.request)), connector.Request
+            )
+        except (SecretError, msgspec.ValidationError) as exc:
+            await mark_failed(
+                self.store, action, now=now, status=None, retry_at=None, error=str(exc)
+            )
+            return
+        env = SendEnv(
+            client=self.client,  # type: ignore[arg-type]
+            secret=secrets.lookup(placeholders=False),
+            guard=lambda url: self.guard.check(url, connector.name),
+            idempotency_key=action.idem_key,
+            read_audio=self.read_audio,
+        )
+        async with self.limit(connector.name):
+            try:
+                result = await connector.send(request, env)
+            except DeliveryError as exc:
+                await self._failed(action, exc)
+                return
+            except Exception as exc:  # noqa: BLE001 - a connector bug must not kill the worker
+                log.exception("connector %s crashed on action %s", connector.name, action.id)
+                await self._failed(
+                    action,
+                    DeliveryError(
+                        f"{type(exc).__name__}: {exc}", connector=connector.name, retryable=False
+                    ),
+                )
+                return
+        self.delivered += 1
+        await mark_delivered(
+            self.store,
+            action,
+            now=time.time(),
+            status=result.status,
+            response=secrets.mask(result.response),
+        )
+
+    async def _failed(self, action: DueAction, exc: DeliveryError) -> None:
+        secrets = self.secrets()
+        attempts = action.attempts + 1
+        now = time.time()
+        retry_at = None
+        if exc.retryable and attempts < self.settings.retry.max_attempts:
+            retry_at = now + backoff(self.settings.retry, attempts, exc.retry_after)
+        self.failed += 1
+        message = secrets.mask(str(exc))
+        log.warning(
+            "action %s (%s, rule %s) attempt %d failed: %s%s",
+            action.id,
+            action.connector,
+            action.rule_id,
+            attempts,
+            message,
+            "" if retry_at is not None else " -> dead letter",
+        )
+        await mark_failed(
+            self.store, action, now=now, status=exc.status, retry_at=retry_at, error=message
+        )

@@ -1,0 +1,155 @@
+"""What happened, read back from the store: events with their decisions, actions with
+their requests (masked), attempts and errors, dead letters and rejections."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import msgspec
+
+from engine.errors import PayloadError
+from engine.payloads import Event, decode_event
+from engine.store import Store
+
+EVENT_COLUMNS = "id, trigger, uid, session_id, received_at, status, decisions, response, params"
+ACTION_COLUMNS = (
+    "id, event_id, rule_id, action_index, item_index, connector, status, attempts, "
+    "next_attempt_at, last_status, last_error, response, request, created_at, updated_at"
+)
+
+
+def _json(text: str | None, default: Any) -> Any:
+    return msgspec.json.decode(text) if text else default
+
+
+def _event(row: dict[str, Any]) -> dict[str, Any]:
+    row = dict(row)
+    for name, default in (("decisions", []), ("response", {}), ("params", {})):
+        row[name] = _json(row.get(name), default)
+    return row
+
+
+def _action(row: dict[str, Any]) -> dict[str, Any]:
+    row = dict(row)
+    row["request"] = _json(row.get("request"), None)
+    return row
+
+
+def list_events(
+    store: Store,
+    *,
+    limit: int = 50,
+    since: float | None = None,
+    trigger: str | None = None,
+    uid: str | None = None,
+) -> list[dict[str, Any]]:
+    where, params = ["1=1"], []
+    if since is not None:
+        where.append("received_at >= ?")
+        params.append(since)
+    if trigger:
+        where.append("trigger = ?")
+        params.append(trigger)
+    if uid:
+        where.append("uid = ?")
+        params.append(uid)
+    rows = store.query(
+        f"SELECT {EVENT_COLUMNS} FROM events WHERE {' AND '.join(where)} "  # noqa: S608
+        "ORDER BY received_at DESC, id DESC LIMIT ?",
+        (*params, limit),
+    )
+    events = [_event(row) for row in rows]
+    if events:
+        ids = [e["id"] for e in events]
+        marks = ",".join("?" * len(ids))
+        counts: dict[str, dict[str, int]] = {}
+        for row in store.query(
+            f"SELECT event_id, status, COUNT(*) AS n FROM actions "  # noqa: S608
+            f"WHERE event_id IN ({marks}) GROUP BY event_id, status",
+            tuple(ids),
+        ):
+            counts.setdefault(row["event_id"], {})[row["status"]] = row["n"]
+        for event in events:
+            event["actions"] = counts.get(event["id"], {})
+    return events
+
+
+def event_detail(store: Store, event_id: str) -> dict[str, Any] | None:
+    rows = store.query(f"SELECT {EVENT_COLUMNS}, body FROM events WHERE id = ?", (event_id,))  # noqa: S608
+    if not rows:
+        return None
+    event = _event(rows[0])
+    body = event.pop("body")
+    if event["trigger"] == "audio":
+        event["payload"] = {"bytes": len(body)}
+    else:
+        try:
+            event["payload"] = msgspec.json.decode(body)
+        except msgspec.DecodeError:
+            event["payload"] = None
+    event["actions"] = [
+        _action(row)
+        for row in store.query(
+            f"SELECT {ACTION_COLUMNS} FROM actions WHERE event_id = ? ORDER BY id",  # noqa: S608
+            (event_id,),
+        )
+    ]
+    return event
+
+
+def list_actions(
+    store: Store, *, status: str | None = None, limit: int = 100
+) -> list[dict[str, Any]]:
+    if status:
+        rows = store.query(
+            f"SELECT {ACTION_COLUMNS} FROM actions WHERE status = ? ORDER BY id DESC LIMIT ?",  # noqa: S608
+            (status, limit),
+        )
+    else:
+        rows = store.query(
+            f"SELECT {ACTION_COLUMNS} FROM actions ORDER BY id DESC LIMIT ?",
+            (limit,),  # noqa: S608
+        )
+    return [_action(row) for row in rows]
+
+
+def list_rejections(store: Store, *, limit: int = 50) -> list[dict[str, Any]]:
+    return store.query("SELECT * FROM rejections ORDER BY id DESC LIMIT ?", (limit,))
+
+
+def count_captured(store: Store, *, since: float | None = None) -> int:
+    rows = store.query(
+        "SELECT COUNT(*) AS n FROM events WHERE status = 'processed' AND received_at >= ?",
+        (since or 0,),
+    )
+    return rows[0]["n"]
+
+
+def captured_events(
+    store: Store, *, since: float | None = None, limit: int | None = None
+) -> Iterator[Event]:
+    """Stored events (not repeats), oldest first, decoded again as they were received."""
+    sql = (
+        "SELECT id, trigger, uid, session_id, received_at, params, body FROM events "
+        "WHERE status = 'processed' AND received_at >= ? ORDER BY received_at, id"
+    )
+    params: tuple[Any, ...] = (since or 0,)
+    if limit is not None:
+        sql += " LIMIT ?"
+        params += (limit,)
+    for row in store.rows(sql, params):
+        extra = _json(row["params"], {})
+        try:
+            event = decode_event(
+                row["trigger"],
+                row["body"],
+                uid=row["uid"],
+                session_id=row["session_id"] or extra.get("session_id", ""),
+                sample_rate=extra.get("sample_rate"),
+            )
+        except PayloadError:
+            continue  # stored before a stricter decoder; nothing to replay
+        event.id = row["id"]
+        event.received_at = row["received_at"]
+        yield event

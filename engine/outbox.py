@@ -1,0 +1,188 @@
+"""The action outbox: one row per planned action, from `pending` to `delivered` or `dead`.
+
+    pending --claim--> in_flight --ok--> delivered
+       ^                   |--retryable, attempts left--> pending (next_attempt_at later)
+       |                   '--permanent or exhausted----> dead --retry (API/CLI)--> pending
+       '-- restart: in_flight rows go back to pending (the process died mid-send)
+
+Requests are stored with secrets masked as `<secret:NAME>` and unmasked just before
+sending, so the database never holds a secret and a rotated secret applies to retries.
+Rows that cannot be sent (`error`: the template failed) and notify answers (`inline`,
+returned in the webhook response) are kept for history.
+"""
+
+from __future__ import annotations
+
+import random
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import sqlite_utils
+
+from engine.config import RetryPolicy
+from engine.payloads import Event
+from engine.pipeline import Outcome
+from engine.secrets import Secrets
+from engine.store import Store
+
+PENDING, IN_FLIGHT, DELIVERED, DEAD, INLINE, ERROR = (
+    "pending",
+    "in_flight",
+    "delivered",
+    "dead",
+    "inline",
+    "error",
+)
+
+
+def idempotency_key(event_id: str, key_suffix: str) -> str:
+    return f"{event_id}:{key_suffix}"
+
+
+def action_rows(
+    event: Event, outcome: Outcome, secrets: Secrets, *, now: float
+) -> list[dict[str, Any]]:
+    rows = []
+    for action in outcome.actions:
+        if action.request is None:
+            status = ERROR
+        elif action.inline:
+            status = INLINE
+        else:
+            status = PENDING
+        request = None
+        if action.request is not None:
+            request = msgspec.json.encode(
+                secrets.mask(msgspec.to_builtins(action.request))
+            ).decode()
+        rows.append(
+            {
+                "idem_key": idempotency_key(event.id, action.key_suffix),
+                "event_id": event.id,
+                "rule_id": action.rule_id,
+                "action_index": action.action_index,
+                "item_index": action.item_index,
+                "connector": action.connector,
+                "request": request,
+                "status": status,
+                "attempts": 0,
+                "next_attempt_at": now,
+                "last_error": action.error,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+    return rows
+
+
+@dataclass
+class DueAction:
+    id: int
+    idem_key: str
+    event_id: str
+    rule_id: str
+    connector: str
+    request: str
+    attempts: int
+
+
+def recover_in_flight(store: Store) -> int:
+    """After a crash: whatever was being sent goes back to pending (sent again, with the
+    same idempotency key)."""
+
+    def write(db: sqlite_utils.Database) -> int:
+        cursor = db.execute("UPDATE actions SET status = ? WHERE status = ?", [PENDING, IN_FLIGHT])
+        return cursor.rowcount
+
+    return store.write_now(write)
+
+
+async def claim_due(store: Store, now: float, limit: int) -> list[DueAction]:
+    """Pending actions whose time has come, marked in_flight in the same transaction."""
+
+    def write(db: sqlite_utils.Database) -> list[DueAction]:
+        rows = list(
+            db.query(
+                "SELECT id, idem_key, event_id, rule_id, connector, request, attempts "
+                "FROM actions WHERE status = ? AND next_attempt_at <= ? "
+                "ORDER BY next_attempt_at, id LIMIT ?",
+                [PENDING, now, limit],
+            )
+        )
+        if rows:
+            ids = [row["id"] for row in rows]
+            marks = ",".join("?" * len(ids))
+            db.execute(
+                f"UPDATE actions SET status = ?, updated_at = ? WHERE id IN ({marks})",  # noqa: S608
+                [IN_FLIGHT, now, *ids],
+            )
+        return [DueAction(**row) for row in rows]
+
+    return await store.write(write)
+
+
+def backoff(policy: RetryPolicy, attempts: int, retry_after: float | None) -> float:
+    """Seconds to wait after `attempts` failed tries: exponential with jitter, but never
+    sooner than the service's Retry-After."""
+    delay = min(policy.max_delay, policy.base_delay * 2 ** max(0, attempts - 1))
+    delay *= 1 + random.uniform(-policy.jitter, policy.jitter)
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, policy.max_delay))
+    return max(0.0, delay)
+
+
+async def mark_delivered(
+    store: Store, action: DueAction, *, now: float, status: int | None, response: str
+) -> None:
+    def write(db: sqlite_utils.Database) -> None:
+        db.execute(
+            "UPDATE actions SET status = ?, attempts = attempts + 1, last_status = ?, "
+            "response = ?, last_error = NULL, updated_at = ? WHERE id = ?",
+            [DELIVERED, status, response, now, action.id],
+        )
+
+    await store.write(write)
+
+
+async def mark_failed(
+    store: Store,
+    action: DueAction,
+    *,
+    now: float,
+    error: str,
+    status: int | None,
+    retry_at: float | None,
+) -> None:
+    """A failed attempt: back to pending at `retry_at`, or dead when it is None."""
+
+    def write(db: sqlite_utils.Database) -> None:
+        db.execute(
+            "UPDATE actions SET status = ?, attempts = attempts + 1, last_status = ?, "
+            "last_error = ?, next_attempt_at = ?, updated_at = ? WHERE id = ?",
+            [
+                PENDING if retry_at is not None else DEAD,
+                status,
+                error,
+                retry_at if retry_at is not None else now,
+                now,
+                action.id,
+            ],
+        )
+
+    await store.write(write)
+
+
+def retry_action(store: Store, action_id: int, now: float) -> Future[bool]:
+    """Send a dead action again; resolves False when there is no such action to retry."""
+
+    def write(db: sqlite_utils.Database) -> bool:
+        cursor = db.execute(
+            "UPDATE actions SET status = ?, next_attempt_at = ?, updated_at = ? "
+            "WHERE id = ? AND status IN (?, ?) AND request IS NOT NULL",
+            [PENDING, now, now, action_id, DEAD, PENDING],
+        )
+        return cursor.rowcount == 1
+
+    return store.submit(write)

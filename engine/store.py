@@ -1,0 +1,174 @@
+"""The embedded store: events, the action outbox and rejections, in SQLite (WAL).
+
+All writes go through one writer thread that commits whatever is queued in a single
+transaction (group commit): many concurrent webhooks share one fsync, and each caller's
+future resolves only after its commit, so a 200 still means "on disk". Reads use their own
+connection; WAL lets them run while the writer commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlite_utils
+
+T = TypeVar("T")
+Write = Callable[[sqlite_utils.Database], Any]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id TEXT PRIMARY KEY,
+    trigger TEXT NOT NULL,
+    uid TEXT NOT NULL,
+    session_id TEXT NOT NULL DEFAULT '',
+    received_at REAL NOT NULL,
+    dedupe_key TEXT,
+    params TEXT NOT NULL DEFAULT '{}',
+    body BLOB NOT NULL,
+    status TEXT NOT NULL,
+    decisions TEXT NOT NULL DEFAULT '[]',
+    response TEXT
+);
+CREATE INDEX IF NOT EXISTS events_received ON events(received_at);
+CREATE INDEX IF NOT EXISTS events_dedupe ON events(dedupe_key, received_at);
+CREATE TABLE IF NOT EXISTS actions (
+    id INTEGER PRIMARY KEY,
+    idem_key TEXT NOT NULL UNIQUE,
+    event_id TEXT NOT NULL REFERENCES events(id),
+    rule_id TEXT NOT NULL,
+    action_index INTEGER NOT NULL,
+    item_index INTEGER,
+    connector TEXT NOT NULL,
+    request TEXT,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL DEFAULT 0,
+    last_status INTEGER,
+    last_error TEXT,
+    response TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS actions_due ON actions(status, next_attempt_at);
+CREATE INDEX IF NOT EXISTS actions_event ON actions(event_id);
+CREATE TABLE IF NOT EXISTS rejections (
+    id INTEGER PRIMARY KEY,
+    received_at REAL NOT NULL,
+    endpoint TEXT NOT NULL,
+    uid TEXT,
+    status INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    size INTEGER NOT NULL DEFAULT 0
+);
+"""
+
+_STOP = object()
+
+
+def _connect(path: str) -> sqlite_utils.Database:
+    if path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return sqlite_utils.Database(conn)
+
+
+class Store:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._writer_db = _connect(path)
+        self._writer_db.conn.executescript(SCHEMA)
+        self.read_db = _connect(path)
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._write_loop, name="store-writer", daemon=True)
+        self._thread.start()
+        self.commits = 0  # how many transactions the writer made (group commit evidence)
+        self.writes = 0
+
+    # -- writing ----------------------------------------------------------------------
+    def submit(self, write: Write) -> Future[Any]:
+        """Queue `write(db)`; the future resolves after the transaction holding it commits."""
+        future: Future[Any] = Future()
+        self._queue.put((write, future))
+        return future
+
+    async def write(self, write: Write) -> Any:
+        return await asyncio.wrap_future(self.submit(write))
+
+    def write_now(self, write: Write) -> Any:
+        """Blocking write, for command-line use."""
+        return self.submit(write).result()
+
+    def _write_loop(self) -> None:
+        conn = self._writer_db.conn
+        while True:
+            batch = [self._queue.get()]
+            while True:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            stop = any(item is _STOP for item in batch)
+            jobs = [item for item in batch if item is not _STOP]
+            if jobs:
+                self._run_batch(conn, jobs)
+            if stop:
+                return
+
+    def _run_batch(self, conn: sqlite3.Connection, jobs: list[tuple[Write, Future[Any]]]) -> None:
+        results: list[tuple[Future[Any], Any, BaseException | None]] = []
+        conn.execute("BEGIN IMMEDIATE")
+        for write, future in jobs:
+            conn.execute("SAVEPOINT job")
+            try:
+                result = write(self._writer_db)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's future
+                conn.execute("ROLLBACK TO job")
+                conn.execute("RELEASE job")
+                results.append((future, None, exc))
+                continue
+            conn.execute("RELEASE job")
+            results.append((future, result, None))
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            conn.execute("ROLLBACK")
+            for future, _result, _error in results:
+                future.set_exception(exc)
+            return
+        self.commits += 1
+        self.writes += len(jobs)
+        for future, result, error in results:
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+
+    def close(self) -> None:
+        self._queue.put(_STOP)
+        self._thread.join(timeout=10)
+        self._writer_db.conn.close()
+        self.read_db.conn.close()
+
+    # -- reading ----------------------------------------------------------------------
+    def query(
+        self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()
+    ) -> list[dict[str, Any]]:
+        return list(self.read_db.query(sql, params))
+
+    def rows(self, sql: str, params: tuple[Any, ...] = ()) -> Iterator[dict[str, Any]]:
+        return self.read_db.query(sql, params)
+
+
+def now() -> float:
+    return time.time()
