@@ -16,6 +16,7 @@ from typing import Any
 from litestar import Litestar, Request, Response, get, post
 from litestar.exceptions import HTTPException, NotFoundException
 from litestar.openapi import OpenAPIConfig
+from litestar.params import FromPath, FromQuery
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from engine import history
@@ -66,7 +67,9 @@ async def day_summary_webhook(request: Request[Any, Any, Any]) -> Response[dict[
 
 
 @get("/setup/completed", summary="Omi's Setup Completed URL")
-async def setup_completed(request: Request[Any, Any, Any], uid: str = "") -> dict[str, bool]:
+async def setup_completed(
+    request: Request[Any, Any, Any], uid: FromQuery[str] = ""
+) -> dict[str, bool]:
     return {"is_setup_completed": bool(uid) and _receiver(request).setup_completed(uid)}
 
 
@@ -78,10 +81,10 @@ async def health(request: Request[Any, Any, Any]) -> dict[str, Any]:
 @get("/api/events", summary="Recent events with what each rule decided")
 async def api_events(
     request: Request[Any, Any, Any],
-    limit: int = 50,
-    since: float | None = None,
-    trigger: str | None = None,
-    uid: str | None = None,
+    limit: FromQuery[int] = 50,
+    since: FromQuery[float | None] = None,
+    trigger: FromQuery[str | None] = None,
+    uid: FromQuery[str | None] = None,
 ) -> list[dict[str, Any]]:
     return history.list_events(
         _receiver(request).store, limit=min(limit, 1000), since=since, trigger=trigger, uid=uid
@@ -89,7 +92,7 @@ async def api_events(
 
 
 @get("/api/events/{event_id:str}", summary="One event: payload, decisions, actions")
-async def api_event(request: Request[Any, Any, Any], event_id: str) -> dict[str, Any]:
+async def api_event(request: Request[Any, Any, Any], event_id: FromPath[str]) -> dict[str, Any]:
     event = history.event_detail(_receiver(request).store, event_id)
     if event is None:
         raise NotFoundException(f"no event {event_id}")
@@ -98,20 +101,22 @@ async def api_event(request: Request[Any, Any, Any], event_id: str) -> dict[str,
 
 @get("/api/actions", summary="Planned and delivered actions (requests masked)")
 async def api_actions(
-    request: Request[Any, Any, Any], status: str | None = None, limit: int = 100
+    request: Request[Any, Any, Any],
+    status: FromQuery[str | None] = None,
+    limit: FromQuery[int] = 100,
 ) -> list[dict[str, Any]]:
     return history.list_actions(_receiver(request).store, status=status, limit=min(limit, 1000))
 
 
 @get("/api/dead-letters", summary="Actions that gave up; retry them with POST .../retry")
 async def api_dead_letters(
-    request: Request[Any, Any, Any], limit: int = 100
+    request: Request[Any, Any, Any], limit: FromQuery[int] = 100
 ) -> list[dict[str, Any]]:
     return history.list_actions(_receiver(request).store, status="dead", limit=min(limit, 1000))
 
 
 @post("/api/actions/{action_id:int}/retry", status_code=202, summary="Send a dead letter again")
-async def api_retry(request: Request[Any, Any, Any], action_id: int) -> dict[str, Any]:
+async def api_retry(request: Request[Any, Any, Any], action_id: FromPath[int]) -> dict[str, Any]:
     receiver = _receiver(request)
     retried = await asyncio.wrap_future(retry_action(receiver.store, action_id, time.time()))
     if not retried:
@@ -121,7 +126,9 @@ async def api_retry(request: Request[Any, Any, Any], action_id: int) -> dict[str
 
 
 @get("/api/rejections", summary="The last rejected webhooks, with their reasons")
-async def api_rejections(request: Request[Any, Any, Any], limit: int = 50) -> list[dict[str, Any]]:
+async def api_rejections(
+    request: Request[Any, Any, Any], limit: FromQuery[int] = 50
+) -> list[dict[str, Any]]:
     return history.list_rejections(_receiver(request).store, limit=min(limit, 1000))
 
 

@@ -292,3 +292,7 @@ def run() -> None:
     except OmiRulesError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+
+
+if __name__ == "__main__":
+    run()

@@ -9,6 +9,7 @@ be tried before its secrets exist.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import yaml
 from engine.errors import SecretError
 
 ENV_PREFIX = "OMI_RULES_SECRET_"
+_PLACEHOLDER = re.compile(r"<secret:([A-Za-z0-9_.-]+)>")
 MIN_MASKED_LENGTH = 3  # shorter values would garble unrelated text
 
 
@@ -108,6 +110,18 @@ class Secrets:
             return [self.mask(item) for item in value]
         if isinstance(value, dict):
             return {k: self.mask(v) for k, v in value.items()}
+        return value
+
+    def unmask(self, value: Any) -> Any:
+        """The inverse of `mask`: placeholders replaced by the secrets' current values."""
+        if isinstance(value, str):
+            if "<secret:" not in value:
+                return value
+            return _PLACEHOLDER.sub(lambda m: self.get(m.group(1)), value)
+        if isinstance(value, list):
+            return [self.unmask(item) for item in value]
+        if isinstance(value, dict):
+            return {k: self.unmask(v) for k, v in value.items()}
         return value
 
     def _ordered(self) -> list[tuple[str, str]]:

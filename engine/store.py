@@ -129,6 +129,8 @@ class Store:
         results: list[tuple[Future[Any], Any, BaseException | None]] = []
         conn.execute("BEGIN IMMEDIATE")
         for write, future in jobs:
+            if not future.set_running_or_notify_cancel():
+                continue  # the caller gave up (cancelled) before the write began
             conn.execute("SAVEPOINT job")
             try:
                 result = write(self._writer_db)

@@ -1,0 +1,125 @@
+"""Builders for receiver tests: settings for a temporary server, rule files pointing at a
+loopback target, and a real `omi-rules serve` process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from engine.config import Settings, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def server_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    """Settings for a server in `tmp_path`: fast polling and retries, no file watching."""
+    values: dict[str, Any] = {
+        "rules": str(tmp_path / "rules"),
+        "db": str(tmp_path / "omi.db"),
+        "data_dir": str(tmp_path / "data"),
+        "poll_interval": 0.05,
+        "watch_rules": False,
+        "retry": {"base_delay": 0.05, "max_delay": 0.5, "max_attempts": 5, "jitter": 0.0},
+    }
+    values.update(overrides)
+    (tmp_path / "rules").mkdir(exist_ok=True)
+    return load_settings(environ={}, **values)
+
+
+def write_rules(folder: Path, text: str, name: str = "rules.yaml") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+    return path
+
+
+def http_rule(url: str, *, rule_id: str = "to-target", trigger: str = "memory") -> str:
+    return f"""
+    - id: {rule_id}
+      trigger: {trigger}
+      do:
+        - http:
+            url: "{url}"
+            json:
+              event: "{{{{ event.id | default('') }}}}"
+              uid: "{{{{ uid }}}}"
+    """
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ServerProcess:
+    """`omi-rules serve` in its own process, for crash tests."""
+
+    def __init__(self, tmp_path: Path, port: int, env: dict[str, str] | None = None) -> None:
+        self.port = port
+        self.tmp_path = tmp_path
+        self.env = {
+            **os.environ,
+            "OMI_RULES_POLL_INTERVAL": "0.05",
+            "OMI_RULES_WATCH_RULES": "false",
+            "OMI_RULES_RETRY_BASE_DELAY": "0.05",
+            "OMI_RULES_RETRY_MAX_DELAY": "0.5",
+            "OMI_RULES_RETRY_JITTER": "0",
+            **(env or {}),
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log = tmp_path / f"serve-{port}.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> ServerProcess:
+        command = [
+            sys.executable,
+            "-m",
+            "engine.cli",
+            "serve",
+            "--rules",
+            str(self.tmp_path / "rules"),
+            "--db",
+            str(self.tmp_path / "omi.db"),
+            "--port",
+            str(self.port),
+        ]
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                command, cwd=self.tmp_path, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log.read_text()}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError(f"server did not start: {self.log.read_text()}")
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()

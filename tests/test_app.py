@@ -1,0 +1,357 @@
+"""The HTTP surface through real HTTP: Litestar's test client runs the whole app, with its
+lifespan (delivery workers included) and a real loopback target for actions."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from litestar.testing import TestClient
+
+from engine import signing
+from engine.app import create_app
+from tests.conftest import FIXTURES, RULES_DIR, fixture_path
+from tests.server_helpers import http_rule, server_settings, write_rules
+from tests.servers import Reply, TargetServer
+
+FIXTURE_POSTS = [
+    ("memory", "memory-work.json", {}),
+    ("memory", "memory-personal-discarded.json", {}),
+    ("memory", "memory-extra-fields.json", {}),
+    ("memory", "memory-backend-shape.json", {}),
+    ("transcript", "transcript-call-1.json", {"session_id": "sess_7d2e"}),
+    ("transcript", "transcript-call-2.json", {"session_id": "sess_7d2e"}),
+    ("transcript", "transcript-call-3.json", {"session_id": "sess_7d2e"}),
+    ("transcript", "transcript-app-shape.json", {}),
+    ("day-summary", "day-summary.json", {}),
+    ("day-summary", "day-summary-legacy.json", {}),
+    ("audio", "audio-speech-16k.pcm", {"sample_rate": "16000"}),
+    ("audio", "audio-silence-16k.pcm", {"sample_rate": "16000"}),
+]
+
+
+def post_fixture(
+    client: TestClient, endpoint: str, name: str, params: dict[str, str]
+) -> httpx.Response:
+    body = fixture_path(name).read_bytes()
+    kind = "application/octet-stream" if name.endswith(".pcm") else "application/json"
+    return client.post(
+        f"/webhook/{endpoint}",
+        params={"uid": "user123", **params},
+        content=body,
+        headers={"Content-Type": kind},
+    )
+
+
+def wait_until(check, timeout: float = 10.0):  # noqa: ANN001, ANN201
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+def test_every_fixture_is_accepted_and_appears_in_history(tmp_path: Path) -> None:
+    settings = server_settings(tmp_path, rules=str(RULES_DIR))
+    with TestClient(app=create_app(settings)) as client:
+        assert client.get("/health").json()["rules"] >= 10
+        for endpoint, name, params in FIXTURE_POSTS:
+            response = post_fixture(client, endpoint, name, params)
+            assert response.status_code == 200, (name, response.text)
+        events = client.get("/api/events", params={"limit": 100}).json()
+        assert len(events) == len(FIXTURE_POSTS)
+        assert {e["trigger"] for e in events} == {"memory", "transcript", "audio", "day_summary"}
+        # the log rule needs no secrets: its lines land in the data folder
+        log = Path(settings.data_dir) / "actions.jsonl"
+        wait_until(lambda: log.exists() and len(log.read_text().splitlines()) >= 8)
+    assert FIXTURES.exists()
+
+
+def test_notify_message_rides_in_the_response(tmp_path: Path) -> None:
+    settings = server_settings(tmp_path, rules=str(RULES_DIR))
+    with TestClient(app=create_app(settings)) as client:
+        answers = [
+            post_fixture(client, "transcript", f"transcript-call-{n}.json", {"session_id": "s"})
+            for n in (1, 2, 3)
+        ]
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    assert answers[0].json() == {}
+    assert answers[1].json()["message"] == "Noted: And remind me about the deadline tomorrow."
+    assert "message" not in answers[2].json()
+
+
+def test_actions_are_delivered_after_the_response(tmp_path: Path, target: TargetServer) -> None:
+    settings = server_settings(tmp_path)
+    write_rules(Path(settings.rules), http_rule(target.url + "/hook"))
+    with TestClient(app=create_app(settings)) as client:
+        response = post_fixture(client, "memory", "memory-work.json", {})
+        assert response.status_code == 200
+        (received,) = target.wait_for(1)
+        assert received.json() == {"event": "memory_abc123", "uid": "user123"}
+        assert received.header("Idempotency-Key").endswith(":to-target:0")
+        actions = wait_until(
+            lambda: [a for a in client.get("/api/actions").json() if a["status"] == "delivered"]
+        )
+        assert actions[0]["last_status"] == 200
+
+
+def test_target_failing_three_times_receives_the_action_once(
+    tmp_path: Path, target: TargetServer
+) -> None:
+    target.script(
+        Reply(500, "boom"),
+        Reply(503, "busy"),
+        Reply(429, "slow down", headers={"Retry-After": "0"}),
+        Reply(200, "ok"),
+    )
+    settings = server_settings(tmp_path)
+    write_rules(Path(settings.rules), http_rule(target.url + "/hook"))
+    with TestClient(app=create_app(settings)) as client:
+        assert post_fixture(client, "memory", "memory-work.json", {}).status_code == 200
+        target.wait_for(4)
+        action = wait_until(
+            lambda: next(
+                (a for a in client.get("/api/actions").json() if a["status"] == "delivered"), None
+            )
+        )
+        time.sleep(0.3)  # give a wrong extra delivery the chance to show up
+    ok = [r for r in target.received if r.path == "/hook"]
+    assert len(ok) == 4  # three failures, one success
+    assert action["attempts"] == 4
+    assert len({r.header("Idempotency-Key") for r in ok}) == 1  # one action, retried
+
+
+def test_permanent_failure_is_a_dead_letter_and_can_be_retried(
+    tmp_path: Path, target: TargetServer
+) -> None:
+    target.script(Reply(404, "no such hook"))
+    settings = server_settings(tmp_path)
+    write_rules(Path(settings.rules), http_rule(target.url + "/hook"))
+    with TestClient(app=create_app(settings)) as client:
+        post_fixture(client, "memory", "memory-work.json", {})
+        dead = wait_until(lambda: client.get("/api/dead-letters").json())
+        assert dead[0]["last_status"] == 404
+        assert "no such hook" in dead[0]["last_error"]
+        assert client.post(f"/api/actions/{dead[0]['id']}/retry").status_code == 202
+        wait_until(lambda: client.get("/api/dead-letters").json() == [])
+        target.wait_for(2)
+        assert client.post("/api/actions/999999/retry").status_code == 404
+
+
+def test_omi_retries_are_acknowledged_but_act_once(tmp_path: Path, target: TargetServer) -> None:
+    settings = server_settings(tmp_path)
+    write_rules(Path(settings.rules), http_rule(target.url + "/hook"))
+    body = fixture_path("memory-work.json").read_bytes()
+    with TestClient(app=create_app(settings)) as client:
+        for _ in range(3):  # same memory id: Omi's retry after a timeout
+            assert (
+                client.post(
+                    "/webhook/memory?uid=user123",
+                    content=body,
+                    headers={"Content-Type": "application/json"},
+                ).status_code
+                == 200
+            )
+        other = json.loads(body)
+        other["id"] = "memory_other"
+        for _ in range(2):  # new memory, same idempotency header
+            response = client.post(
+                "/webhook/memory?uid=user123",
+                json=other,
+                headers={"X-Omi-Idempotency-Key": "delivery-1"},
+            )
+            assert response.status_code == 200
+        target.wait_for(2)
+        time.sleep(0.3)
+        health = client.get("/health").json()
+    assert len(target.received) == 2
+    assert health["duplicates"] == 3
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "query", "body", "content_type", "status", "reason"),
+    [
+        ("memory", "uid=u", b"not json", "application/json", 400, "not JSON"),
+        ("memory", "uid=u", b"[1, 2]", "application/json", 400, "expected a JSON object"),
+        ("memory", "", b"{}", "application/json", 400, "missing uid"),
+        ("memory", "uid=u", b"{}", "application/x-www-form-urlencoded", 415, "content type"),
+        (
+            "memory",
+            "uid=u",
+            b'{"transcript_segments": 5}',
+            "application/json",
+            400,
+            "transcript_segments",
+        ),
+        ("transcript", "uid=u", b'{"segs": []}', "application/json", 400, "segments"),
+        ("transcript", "uid=u", b'"text"', "application/json", 400, "expected a list"),
+        ("day-summary", "uid=u", b"{}", "application/json", 400, "summary"),
+        (
+            "audio",
+            "uid=u&sample_rate=50",
+            b"\x00\x00",
+            "application/octet-stream",
+            400,
+            "sample_rate",
+        ),
+        ("audio", "uid=u&sample_rate=16000", b"\x00", "application/octet-stream", 400, "odd"),
+        ("audio", "uid=u", b"\x00\x00", "application/json", 415, "content type"),
+    ],
+)
+def test_bad_input_gets_a_4xx_with_a_reason(
+    tmp_path: Path,
+    endpoint: str,
+    query: str,
+    body: bytes,
+    content_type: str,
+    status: int,
+    reason: str,
+) -> None:
+    settings = server_settings(tmp_path)
+    with TestClient(app=create_app(settings)) as client:
+        response = client.post(
+            f"/webhook/{endpoint}?{query}", content=body, headers={"Content-Type": content_type}
+        )
+        assert response.status_code == status
+        assert reason in response.json()["error"]
+        assert "\n" not in response.json()["error"]
+        rejections = client.get("/api/rejections").json()
+        assert rejections[0]["status"] == status
+        assert client.get("/health").json()["rejected"] == 1
+
+
+def test_body_over_the_limit_is_413(tmp_path: Path) -> None:
+    settings = server_settings(tmp_path, max_body_bytes=1000)
+    with TestClient(app=create_app(settings)) as client:
+        response = client.post(
+            "/webhook/audio?uid=u&sample_rate=8000",
+            content=b"\x00" * 5000,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        assert response.status_code == 413
+        huge = client.post(
+            "/webhook/memory?uid=u",
+            content=b"x" * 10_000,
+            headers={"Content-Type": "application/json"},
+        )
+        assert huge.status_code == 413
+
+
+def test_signature_is_verified_when_a_secret_is_set(tmp_path: Path) -> None:
+    secret = "whsec_test_secret"
+    settings = server_settings(tmp_path, signing_secret=secret)
+    body = fixture_path("memory-work.json").read_bytes()
+    with TestClient(app=create_app(settings)) as client:
+
+        def post(header: str | None, uid: str = "user123") -> int:
+            headers = {"Content-Type": "application/json"}
+            if header is not None:
+                headers["X-Omi-Signature"] = header
+            return client.post(
+                f"/webhook/memory?uid={uid}", content=body, headers=headers
+            ).status_code
+
+        assert post(signing.sign(secret, "user123", body)) == 200
+        assert post(None) == 401
+        assert post(signing.sign("whsec_other", "user123", body)) == 401
+        assert post(signing.sign(secret, "someone-else", body)) == 401  # uid is signed
+        assert post(signing.sign(secret, "user123", body, timestamp=int(time.time()) - 301)) == 401
+        rotating = (
+            signing.sign("whsec_old", "user123", body)
+            + ",v1="
+            + signing.compute(
+                secret,
+                int(signing.parse(signing.sign("whsec_old", "user123", body))[0]),
+                "user123",
+                body,
+            )
+        )
+        assert post(rotating) == 200
+
+
+def test_shared_token_in_query_or_header(tmp_path: Path) -> None:
+    settings = server_settings(tmp_path, token="s3cret-token")
+    with TestClient(app=create_app(settings)) as client:
+        body = fixture_path("memory-work.json").read_bytes()
+        headers = {"Content-Type": "application/json"}
+        assert (
+            client.post("/webhook/memory?uid=u", content=body, headers=headers).status_code == 401
+        )
+        assert (
+            client.post(
+                "/webhook/memory?uid=u&token=wrong", content=body, headers=headers
+            ).status_code
+            == 401
+        )
+        assert (
+            client.post(
+                "/webhook/memory?uid=u&token=s3cret-token", content=body, headers=headers
+            ).status_code
+            == 200
+        )
+        assert (
+            client.post(
+                "/webhook/memory?uid=v",
+                content=body,
+                headers={**headers, "Authorization": "Bearer s3cret-token"},
+            ).status_code
+            == 200
+        )
+
+
+def test_setup_completed_health_rules_and_openapi(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = server_settings(tmp_path)
+    write_rules(
+        Path(settings.rules),
+        """
+    - id: needs-secret
+      trigger: memory
+      uids: [alice]
+      do:
+        - http: {url: "{{ secrets.HOOK }}"}
+    """,
+    )
+    with TestClient(app=create_app(settings)) as client:
+        assert client.get("/setup/completed?uid=alice").json() == {"is_setup_completed": False}
+        rules = client.get("/api/rules").json()
+        assert rules["rules"][0]["missing_secrets"] == ["HOOK"]
+        assert client.get("/schema/openapi.json").json()["info"]["title"] == "omi-rules"
+    monkeypatch.setenv("OMI_RULES_SECRET_HOOK", "http://127.0.0.1:9/hook")
+    with TestClient(app=create_app(server_settings(tmp_path))) as client:
+        assert client.get("/setup/completed?uid=alice").json() == {"is_setup_completed": True}
+        assert client.get("/setup/completed?uid=bob").json() == {"is_setup_completed": False}
+
+
+def test_history_masks_secrets(
+    tmp_path: Path, target: TargetServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OMI_RULES_SECRET_HOOK_TOKEN", "tok-very-secret-123")
+    settings = server_settings(tmp_path)
+    write_rules(
+        Path(settings.rules),
+        f"""
+    - id: with-token
+      trigger: memory
+      do:
+        - http:
+            url: "{target.url}/hook"
+            headers: {{Authorization: "Bearer {{{{ secrets.HOOK_TOKEN }}}}"}}
+    """,
+    )
+    with TestClient(app=create_app(settings)) as client:
+        post_fixture(client, "memory", "memory-work.json", {})
+        (received,) = target.wait_for(1)
+        assert received.header("Authorization") == "Bearer tok-very-secret-123"
+        event_id = client.get("/api/events").json()[0]["id"]
+        detail = client.get(f"/api/events/{event_id}").text
+        assert "tok-very-secret-123" not in detail
+        assert "<secret:HOOK_TOKEN>" in detail
+    db_bytes = b"".join(p.read_bytes() for p in tmp_path.glob("omi.db*"))
+    assert b"tok-very-secret-123" not in db_bytes

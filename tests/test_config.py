@@ -1,0 +1,47 @@
+"""Settings: defaults, a YAML file, OMI_RULES_* variables, overrides, clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.config import ConfigError, load_settings
+
+
+def test_defaults_work_for_make_run() -> None:
+    settings = load_settings(environ={})
+    assert (settings.host, settings.port, settings.db, settings.rules) == (
+        "127.0.0.1",
+        8000,
+        "data/omi-rules.db",
+        "rules",
+    )
+
+
+def test_file_then_environment_then_overrides(tmp_path: Path) -> None:
+    config = tmp_path / "omi.yaml"
+    config.write_text("port: 9000\ntoken: from-file\nretry: {max_attempts: 3}\n")
+    environ = {
+        "OMI_RULES_TOKEN": "from-env",
+        "OMI_RULES_RETRY_BASE_DELAY": "0.5",
+        "OMI_RULES_OUTBOUND_DENY": "10.0.0.0/8, 192.168.0.0/16",
+    }
+    settings = load_settings(config, environ=environ, port=9100)
+    assert settings.port == 9100
+    assert settings.token == "from-env"
+    assert settings.retry.max_attempts == 3
+    assert settings.retry.base_delay == 0.5
+    assert settings.outbound_deny == ["10.0.0.0/8", "192.168.0.0/16"]
+
+
+def test_bad_values_are_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="port"):
+        load_settings(environ={"OMI_RULES_PORT": "eighty"})
+    config = tmp_path / "bad.yaml"
+    config.write_text("- a list\n")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_settings(config, environ={})
+    config.write_text("prot: 1\n")
+    with pytest.raises(ConfigError, match="prot"):
+        load_settings(config, environ={})
