@@ -1,0 +1,114 @@
+"""Delivery workers against a real loopback target that fails on demand."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from litestar.testing import TestClient
+
+from engine.app import create_app
+from engine.config import RetryPolicy
+from engine.outbox import backoff
+from tests.conftest import fixture_path
+from tests.server_helpers import free_port, http_rule, server_settings, write_rules
+from tests.servers import Reply, TargetServer
+
+
+def post_memory(client: TestClient) -> None:
+    response = client.post(
+        "/webhook/memory?uid=user123",
+        content=fixture_path("memory-work.json").read_bytes(),
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 200
+
+
+def wait_for_action(client: TestClient, status: str, timeout: float = 15.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for action in client.get("/api/actions").json():
+            if action["status"] == status:
+                return action
+        time.sleep(0.05)
+    raise AssertionError(f"no action reached {status}: {client.get('/api/actions').json()}")
+
+
+def test_retry_after_is_honoured(tmp_path: Path, target: TargetServer) -> None:
+    target.script(Reply(429, "slow down", headers={"Retry-After": "2"}))
+    retry = {"base_delay": 0.05, "max_delay": 10.0, "max_attempts": 5, "jitter": 0.0}
+    settings = server_settings(tmp_path, retry=retry)
+    write_rules(Path(settings.rules), http_rule(target.url + "/hook"))
+    with TestClient(app=create_app(settings)) as client:
+        post_memory(client)
+        target.wait_for(1)
+        waiting = wait_for_action(client, "pending")
+        while waiting["attempts"] == 0:
+            waiting = wait_for_action(client, "pending")
+        # the next try is scheduled no sooner than Retry-After, not the 0.05 s base delay
+        assert waiting["next_attempt_at"] - waiting["updated_at"] >= 2.0 - 0.01
+        assert waiting["last_status"] == 429
+        assert waiting["last_error"].endswith("/hook: slow down")
+
+
+def test_refused_connection_retries_then_becomes_a_dead_letter(tmp_path: Path) -> None:
+    closed = f"http://127.0.0.1:{free_port()}/hook"
+    settings = server_settings(tmp_path)
+    write_rules(Path(settings.rules), http_rule(closed))
+    with TestClient(app=create_app(settings)) as client:
+        post_memory(client)
+        dead = wait_for_action(client, "dead")
+    assert dead["attempts"] == settings.retry.max_attempts
+    assert "ConnectError" in dead["last_error"]
+
+
+def test_slow_target_times_out_and_is_retried(tmp_path: Path, target: TargetServer) -> None:
+    target.script(Reply(200, "late", delay=1.5))
+    settings = server_settings(tmp_path)
+    write_rules(
+        Path(settings.rules),
+        f"""
+    - id: slow
+      trigger: memory
+      do:
+        - http: {{url: "{target.url}/hook", timeout: 0.5}}
+    """,
+    )
+    with TestClient(app=create_app(settings)) as client:
+        post_memory(client)
+        delivered = wait_for_action(client, "delivered")
+    assert delivered["attempts"] == 2
+    assert len(target.wait_for(2)) == 2
+
+
+def test_template_failure_is_kept_as_an_error_not_sent(
+    tmp_path: Path, target: TargetServer
+) -> None:
+    settings = server_settings(tmp_path)
+    write_rules(
+        Path(settings.rules),
+        f"""
+    - id: broken-template
+      trigger: memory
+      do:
+        - http: {{url: "{target.url}/hook", body: "{{{{ memory.no_such_field }}}}"}}
+    """,
+    )
+    with TestClient(app=create_app(settings)) as client:
+        post_memory(client)
+        action = wait_for_action(client, "error")
+    assert "no_such_field" in action["last_error"]
+    assert action["request"] is None
+    time.sleep(0.2)
+    assert target.received == []
+
+
+@pytest.mark.parametrize("attempts", [1, 2, 5, 20])
+def test_backoff_grows_and_respects_retry_after(attempts: int) -> None:
+    policy = RetryPolicy(base_delay=1.0, max_delay=60.0, jitter=0.0)
+    assert backoff(policy, attempts, None) == min(60.0, 2 ** (attempts - 1))
+    assert backoff(policy, attempts, 45.0) >= 45.0
+    jittered = RetryPolicy(base_delay=1.0, max_delay=60.0, jitter=0.25)
+    delay = min(60.0, 2 ** (attempts - 1))
+    assert 0.75 * delay <= backoff(jittered, attempts, None) <= 1.25 * delay

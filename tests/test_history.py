@@ -1,0 +1,75 @@
+"""History read back from the store, through the CLI: `history` and `dry-run --captured`."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from click.testing import CliRunner
+from litestar.testing import TestClient
+
+from engine.app import create_app
+from engine.cli import main
+from tests.conftest import RULES_DIR, fixture_path
+from tests.server_helpers import server_settings
+
+
+def capture_fixtures(tmp_path: Path) -> str:
+    settings = server_settings(tmp_path, rules=str(RULES_DIR))
+    with TestClient(app=create_app(settings)) as client:
+        for name in ("memory-work.json", "memory-personal-discarded.json"):
+            client.post(
+                "/webhook/memory?uid=user123",
+                content=fixture_path(name).read_bytes(),
+                headers={"Content-Type": "application/json"},
+            )
+        for n in (1, 2, 3):
+            client.post(
+                "/webhook/transcript?uid=user123&session_id=s1",
+                content=fixture_path(f"transcript-call-{n}.json").read_bytes(),
+                headers={"Content-Type": "application/json"},
+            )
+        time.sleep(0.3)  # let the log actions deliver
+    return settings.db
+
+
+def test_history_shows_decisions_and_action_fates(tmp_path: Path) -> None:
+    db = capture_fixtures(tmp_path)
+    result = CliRunner().invoke(main, ["history", "--db", db, "--limit", "10"])
+    assert result.exit_code == 0, result.output
+    assert "memory uid user123 [processed]" in result.output
+    assert "✔ log-memories" in result.output
+    assert "· work-to-slack: secrets not set: SLACK_WEBHOOK_URL" in result.output
+    assert "log-memories → log delivered after 1 attempt(s)" in result.output
+    as_json = CliRunner().invoke(main, ["history", "--db", db, "--json", "--trigger", "memory"])
+    events = [json.loads(line) for line in as_json.output.splitlines()]
+    assert [e["payload"]["id"] for e in events] == ["memory_abc123", "memory_def456"]
+
+
+def test_dry_run_captured_replays_stored_events(tmp_path: Path) -> None:
+    db = capture_fixtures(tmp_path)
+    result = CliRunner().invoke(
+        main, ["dry-run", "--captured", "--db", db, "--rules", str(RULES_DIR), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    reports = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    assert [r["trigger"] for r in reports] == ["memory"] * 2 + ["transcript"] * 3
+    work = reports[0]
+    matched = {m["rule"]: m for m in work["matched"]}
+    assert matched["work-to-slack"]["actions"][0]["request"]["url"] == "<secret:SLACK_WEBHOOK_URL>"
+    assert len(matched["action-items-to-notion"]["actions"]) == 2
+    lights = [r for r in reports if any(m["rule"] == "lights-on" for m in r["matched"])]
+    assert len(lights) == 1  # the stored calls replay as one session
+    assert "replayed 5 captured event(s)" in result.output
+    limited = CliRunner().invoke(
+        main,
+        ["dry-run", "--captured", "--db", db, "--limit", "1", "--rules", str(RULES_DIR), "--json"],
+    )
+    assert len([ln for ln in limited.output.splitlines() if ln.startswith("{")]) == 1
+
+
+def test_history_without_a_database_is_a_clear_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["history", "--db", str(tmp_path / "none.db")])
+    assert result.exit_code == 1
+    assert "no database at" in result.output
