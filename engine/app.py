@@ -22,7 +22,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from engine import history
 from engine.config import Settings
 from engine.outbox import retry_action
-from engine.receiver import Incoming, Receiver
+from engine.receiver import TRIGGER_ENDPOINTS, Incoming, Receiver
 
 log = logging.getLogger("omi_rules.app")
 BODY_LIMIT_SLACK = 1024  # Litestar's own limit sits above ours, so ours gives the message
@@ -46,24 +46,29 @@ async def _webhook(request: Request[Any, Any, Any], trigger: str) -> Response[di
     return Response(answer.body, status_code=answer.status)
 
 
-@post("/webhook/memory", status_code=200, summary="A finished conversation (memory)")
-async def memory_webhook(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
-    return await _webhook(request, "memory")
+WEBHOOK_SUMMARIES = {
+    "memory": "A finished conversation (memory)",
+    "transcript": "Live transcript segments (a list, or {session_id, segments})",
+    "audio": "Raw PCM16 little-endian mono audio (query sample_rate)",
+    "day_summary": "The daily summary",
+}
 
 
-@post("/webhook/transcript", status_code=200, summary="Live transcript segments")
-async def transcript_webhook(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
-    return await _webhook(request, "transcript")
+def webhook_handler(trigger: str) -> Any:
+    """The POST handler of one trigger's endpoint."""
+
+    async def receive(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
+        return await _webhook(request, trigger)
+
+    return post(
+        TRIGGER_ENDPOINTS[trigger],
+        status_code=200,
+        summary=WEBHOOK_SUMMARIES[trigger],
+        name=f"webhook-{trigger}",
+    )(receive)
 
 
-@post("/webhook/audio", status_code=200, summary="Raw PCM16 audio bytes")
-async def audio_webhook(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
-    return await _webhook(request, "audio")
-
-
-@post("/webhook/day-summary", status_code=200, summary="The daily summary")
-async def day_summary_webhook(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
-    return await _webhook(request, "day_summary")
+WEBHOOK_HANDLERS = [webhook_handler(trigger) for trigger in TRIGGER_ENDPOINTS]
 
 
 @get("/setup/completed", summary="Omi's Setup Completed URL")
@@ -178,10 +183,7 @@ def create_app(settings: Settings, receiver: Receiver | None = None) -> Litestar
 
     app = Litestar(
         route_handlers=[
-            memory_webhook,
-            transcript_webhook,
-            audio_webhook,
-            day_summary_webhook,
+            *WEBHOOK_HANDLERS,
             setup_completed,
             health,
             api_events,

@@ -66,11 +66,16 @@ def _fold(value: Any) -> Any:
     return value.casefold() if isinstance(value, str) else value
 
 
+def _same(value: Any, other: Any) -> bool:
+    """JSON equality: true and false are not the numbers 1 and 0 (Python says they are)."""
+    return isinstance(value, bool) == isinstance(other, bool) and value == other
+
+
 def _contains(value: Any, needle: Any) -> bool:
     if isinstance(value, str) and isinstance(needle, str):
         return needle.casefold() in value.casefold()
     if isinstance(value, list | tuple):
-        return any(_fold(item) == _fold(needle) for item in value)
+        return any(_same(_fold(item), _fold(needle)) for item in value)
     if isinstance(value, dict):
         return needle in value
     return False
@@ -96,10 +101,10 @@ def _compare(op: Callable[[Any, Any], bool]) -> Callable[[Any, Any], bool]:
 
 # operator name -> (test on one selected value, phrase used when it fails)
 VALUE_TESTS: dict[str, tuple[Callable[[Any, Any], bool], str]] = {
-    "equals": (lambda v, x: v == x, "not equal to"),
-    "not_equals": (lambda v, x: v != x, "equal to"),
-    "in": (lambda v, x: v in x, "not in"),
-    "not_in": (lambda v, x: v not in x, "in"),
+    "equals": (_same, "not equal to"),
+    "not_equals": (lambda v, x: not _same(v, x), "equal to"),
+    "in": (lambda v, x: any(_same(v, choice) for choice in x), "not in"),
+    "not_in": (lambda v, x: not any(_same(v, choice) for choice in x), "in"),
     "contains": (_contains, "does not contain"),
     "matches": (lambda v, rx: isinstance(v, str) and rx.search(v) is not None, "does not match"),
     "gt": (_compare(lambda a, b: a > b), "not >"),
@@ -246,7 +251,9 @@ def _parse_clock(text: str | None) -> time | None:
     if text is None:
         return None
     hours, minutes = (int(part) for part in text.split(":"))
-    return time(hours % 24, minutes) if hours < 24 or (hours == 24 and minutes == 0) else None
+    if hours == 24 and minutes == 0:
+        return time.max  # the end of the day: `before: "24:00"` holds until midnight
+    return time(hours, minutes) if hours < 24 and minutes < 60 else None
 
 
 def compile_conditions(items: list[Condition], path: Path, errors: CompileErrors) -> AllOf:

@@ -121,12 +121,13 @@ class RuleCompiler:
             self.templates.compile(source)
         except TemplateSyntax as exc:
             line = f" (template line {exc.line})" if exc.line > 1 else ""
-            self.error(path, f"{_label(path)}: {exc.message}{line}")
+            self.error(path, f"{self.decoder.describe(path)}: {exc.message}{line}")
             raise
 
     def compile(self, raw: Any, path: Path, default_id: str) -> CompiledRule | None:
         rule_id = raw.get("id") if isinstance(raw, dict) else None
         self.decoder.rule_id = str(rule_id) if isinstance(rule_id, str) and rule_id else default_id
+        self.decoder.base = path
         before = len(self.errors)
         spec = decode_struct(raw, Rule, path, self.decoder)
         if spec is INVALID:
@@ -198,13 +199,6 @@ def _sub_path(sub: str) -> list[str | int]:
     return parts
 
 
-def _label(path: Path) -> str:
-    text = ""
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
-
-
 def _has_keywords(conditions: Iterable[Condition]) -> bool:
     for cond in conditions:
         if cond.keywords is not UNSET:
@@ -257,7 +251,8 @@ def load_file(
             broken.append(compiler.decoder.rule_id or default_id)
         else:
             rules.append(rule)
-    return rules, compiler.errors, broken
+    errors = sorted(compiler.errors, key=lambda error: (error.line, error.column))
+    return rules, errors, broken
 
 
 def load_rules(

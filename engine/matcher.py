@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from engine.errors import TemplateError
 from engine.event_view import EventView
 from engine.jsonpaths import select
 from engine.keywords import KeywordHit
@@ -51,7 +52,10 @@ def decide(
 
 def decide_one(rule: CompiledRule, view: EventView, gate: Gate) -> Decision:
     view.rule = rule.context()
-    verdict = rule.predicate.check(view)
+    try:
+        verdict = rule.predicate.check(view)
+    except TemplateError as exc:  # one rule's broken template must not stop the others
+        return Decision(rule, False, f"{exc.field} failed: {exc.message}")
     if not verdict.ok:
         return Decision(rule, False, verdict.reason, verdict.hit)
     items = None

@@ -36,6 +36,13 @@ class DecodeContext:
     rule_id: str | None
     registry: Registry
     errors: list[RuleError] = field(default_factory=list)
+    base: Path = ()  # where the rule being decoded stands in its file ((i,) in a list file)
+
+    def describe(self, path: Path) -> str:
+        """`path` as a person reads it, relative to the rule: "do[0].slack.text"."""
+        if path[: len(self.base)] == self.base:
+            path = path[len(self.base) :]
+        return describe_path(path)
 
     def error(self, path: Path, message: str, *, key: bool = False) -> None:
         mark = self.source.mark_of(path, key=key)
@@ -46,7 +53,7 @@ class DecodeContext:
                 line=mark.line,
                 column=mark.column,
                 rule_id=self.rule_id,
-                where=describe_path(path),
+                where=self.describe(path),
             )
         )
 
@@ -66,13 +73,59 @@ def did_you_mean(word: str, choices: typing.Iterable[str]) -> str:
 def _yaml_type(value: Any) -> str:
     if value is None:
         return "null"
-    return {dict: "mapping", list: "list", str: "text", bool: "boolean"}.get(
-        type(value), type(value).__name__
-    )
+    return {
+        dict: "mapping",
+        list: "list",
+        str: "text",
+        bool: "boolean",
+        int: "integer",
+        float: "number",
+    }.get(type(value), type(value).__name__)
 
 
 _AT = re.compile(r" - at `\$(?P<sub>[^`]*)`$")
 _SUB_PART = re.compile(r"\.([A-Za-z_][\w]*)|\[(\d+)\]")
+_GOT = re.compile(r", got `[^`]*`$")  # msgspec's own "got"; ours shows the YAML value instead
+_TYPE = re.compile(r"`([^`]*)`")
+# msgspec's JSON type names in the words of a YAML author
+_TYPE_NAMES = {
+    "str": "text",
+    "bool": "boolean",
+    "int": "integer",
+    "float": "number",
+    "array": "list",
+    "object": "mapping",
+}
+
+
+def _yaml_words(message: str) -> str:
+    """msgspec's "Expected `array | null`, got `str`" as "expected list or null"."""
+    message = _GOT.sub("", message)
+    message = _TYPE.sub(
+        lambda found: " or ".join(
+            _TYPE_NAMES.get(name.strip(), name.strip()) for name in found.group(1).split("|")
+        ),
+        message,
+    )
+    return message[0].lower() + message[1:]
+
+
+def _literal_choices(typ: Any) -> list[str]:
+    """The allowed words of a Literal field (inside unions and lists too)."""
+    if typing.get_origin(typ) is typing.Literal:
+        return [str(choice) for choice in typing.get_args(typ)]
+    if isinstance(typ, types.UnionType) or typing.get_origin(typ) in (list, typing.Union):
+        return [choice for member in typing.get_args(typ) for choice in _literal_choices(member)]
+    return []
+
+
+def _value_at(value: Any, sub: list[str | int]) -> Any:
+    for part in sub:
+        try:
+            value = value[part]
+        except (KeyError, IndexError, TypeError):
+            break
+    return value
 
 
 def _convert_leaf(value: Any, typ: Any, path: Path, ctx: DecodeContext) -> Any:
@@ -86,46 +139,61 @@ def _convert_leaf(value: Any, typ: Any, path: Path, ctx: DecodeContext) -> Any:
             message = message[: found.start()]
             for name, index in _SUB_PART.findall(found.group("sub")):
                 sub.append(int(index) if index else name)
-        message = message[0].lower() + message[1:]
-        where = describe_path((*path, *sub))
-        ctx.error((*path, *sub), f"{where}: {message}, got {_yaml_type(value)} {value!r:.60}")
+        where = ctx.describe((*path, *sub))
+        bad = _value_at(value, sub)
+        choices = _literal_choices(typ)
+        if message.startswith("Invalid enum value") and choices:
+            hint = did_you_mean(str(bad), choices)
+            ctx.error(
+                (*path, *sub),
+                f"{where}: unknown value {bad!r}{hint}; expected one of {', '.join(choices)}",
+            )
+            return INVALID
+        shown = f"{bad!r:.60}"
+        ctx.error((*path, *sub), f"{where}: {_yaml_words(message)}, got {_yaml_type(bad)} {shown}")
         return INVALID
 
 
 def _struct_args(typ: Any) -> tuple[type | None, bool]:
-    """For a field type, the Struct it holds (if any) and whether it is a list of them."""
+    """For a field type, the Struct it holds (if any) and whether a list of them is allowed
+    (`not:` takes one condition or a list)."""
     members = typing.get_args(typ) if isinstance(typ, types.UnionType) else (typ,)
     members = tuple(m for m in members if m not in (UnsetType, type(None)))
+    single = None
     for member in members:
         if isinstance(member, type) and issubclass(member, msgspec.Struct):
-            return member, False
+            single = member
     for member in members:
         if typing.get_origin(member) is list:
             (inner,) = typing.get_args(member)
             if isinstance(inner, type) and issubclass(inner, msgspec.Struct):
                 return inner, True
-    return None, False
+    return single, False
 
 
 def decode_struct(raw: Any, typ: type[msgspec.Struct], path: Path, ctx: DecodeContext) -> Any:
     """Decode a mapping into `typ`, recording every error; INVALID if any was found."""
     if not isinstance(raw, dict):
-        where = describe_path(path) or "rule"
+        where = ctx.describe(path) or "rule"
         ctx.error(path, f"{where}: expected a mapping, got {_yaml_type(raw)}")
         return INVALID
     fields = {f.encode_name: f for f in msgspec.structs.fields(typ)}
     before = len(ctx.errors)
+    misspelt: set[str] = set()  # known keys an unknown key probably meant
     for key in raw:
         if key not in fields:
-            hint = did_you_mean(key, fields)
-            if key in ("on", "true", "True"):
+            close = difflib.get_close_matches(key, list(fields), n=1, cutoff=0.6)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            if key in ("on", "true", "True") and "trigger" in fields:
+                close = ["trigger"]
                 hint = " (a bare `on:` is read as true by YAML; write `trigger:`)"
+            misspelt.update(close)
             ctx.error((*path, key), f"unknown key '{key}'{hint}", key=True)
     values: dict[str, Any] = {}
     for name, info in fields.items():
         if name not in raw:
-            if info.required:
-                where = describe_path(path) or "rule"
+            if info.required and name not in misspelt:  # one mistake, one error
+                where = ctx.describe(path) or "rule"
                 ctx.error(path, f"{where}: missing required key '{name}'")
             continue
         value = decode_field(raw[name], info.type, (*path, name), ctx)
@@ -142,17 +210,22 @@ def decode_field(raw: Any, typ: Any, path: Path, ctx: DecodeContext) -> Any:
         return _convert_leaf(raw, typ, path, ctx)
     if isinstance(raw, list):
         if not is_list:
-            ctx.error(path, f"{describe_path(path)}: expected a mapping, got list")
+            ctx.error(path, f"{ctx.describe(path)}: expected a mapping, got list")
             return INVALID
         items = [decode_struct(item, struct, (*path, i), ctx) for i, item in enumerate(raw)]
         return INVALID if any(item is INVALID for item in items) else items
-    if isinstance(raw, dict) and (not is_list or _allows_single(typ, struct)):
-        return decode_struct(raw, struct, path, ctx)
+    if isinstance(raw, dict):
+        if not is_list or _allows_single(typ, struct):
+            return decode_struct(raw, struct, path, ctx)
+        ctx.error(path, f"{ctx.describe(path)}: expected a list, got mapping")
+        return INVALID
     return _convert_leaf(raw, typ, path, ctx)
 
 
 def _allows_single(typ: Any, struct: type) -> bool:
-    return struct in typing.get_args(typ)
+    """Whether the field takes one Struct as well as a list (`not:`), not a list only."""
+    members = typing.get_args(typ) if isinstance(typ, types.UnionType) else (typ,)
+    return struct in members
 
 
 def decode_actions(raw: list[dict[str, Any]], path: Path, ctx: DecodeContext) -> list[Any]:
@@ -167,7 +240,7 @@ def decode_actions(raw: list[dict[str, Any]], path: Path, ctx: DecodeContext) ->
             )
             ctx.error(
                 where,
-                f"{describe_path(where)}: each action is a mapping with one connector name "
+                f"{ctx.describe(where)}: each action is a mapping with one connector name "
                 f"({names}), got {got}",
             )
             actions.append(INVALID)

@@ -31,8 +31,39 @@ TRIGGER_NAMES = {
 ALL_TRIGGER_NAMES = frozenset().union(*TRIGGER_NAMES.values())
 
 
+MAX_POWER_BITS = 4096  # `**` results past this many bits are refused
+
+
+def _repeated_size(left: Any, right: Any) -> int:
+    """The length `left * right` would have when it repeats a string or a list."""
+    for sequence, times in ((left, right), (right, left)):
+        if isinstance(sequence, str | list | tuple) and isinstance(times, int):
+            return len(sequence) * times
+    return 0
+
+
+def _power_bits(base: Any, exponent: Any) -> int:
+    if isinstance(base, int) and isinstance(exponent, int) and exponent > 0 and abs(base) > 1:
+        return exponent * abs(base).bit_length()
+    return 0
+
+
+class BoundedSandbox(ImmutableSandboxedEnvironment):
+    """Refuses `*` and `**` whose result is too big to build, so the output bound holds
+    before memory runs out (`{{ 'x' * 10**12 }}`), not only after."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*" and _repeated_size(left, right) > MAX_OUTPUT:
+            raise SecurityError(f"repetition longer than {MAX_OUTPUT} items")
+        if operator == "**" and _power_bits(left, right) > MAX_POWER_BITS:
+            raise SecurityError(f"power larger than {MAX_POWER_BITS} bits")
+        return super().call_binop(context, operator, left, right)
+
+
 def _make_env(autoescape: bool) -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(
+    env = BoundedSandbox(
         undefined=jinja2.StrictUndefined, autoescape=autoescape, keep_trailing_newline=False
     )
     env.filters.update(filters.FILTERS)

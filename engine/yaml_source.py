@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 Path = tuple[str | int, ...]
+MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ def load_with_marks(text: str, file: str) -> tuple[Any, SourceMap]:
         node = loader.get_single_node()
         if node is None:
             return None, source
-        return _convert(loader, node, (), source), source
+        return _convert(loader, node, (), source, {}), source
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = Mark(mark.line + 1, mark.column + 1) if mark else Mark(1, 1)
@@ -71,23 +72,38 @@ def load_with_marks(text: str, file: str) -> tuple[Any, SourceMap]:
         loader.dispose()
 
 
-def _convert(loader: yaml.SafeLoader, node: yaml.Node, path: Path, source: SourceMap) -> Any:
+def _convert(
+    loader: yaml.SafeLoader,
+    node: yaml.Node,
+    path: Path,
+    source: SourceMap,
+    written_by_node: dict[int, set[int]],
+) -> Any:
     source.values[path] = _mark(node)
     if isinstance(node, yaml.MappingNode):
+        # keys merged in with `<<: *anchor` may be overridden; keys written here may not.
+        # Remembered per node: flattening loses the difference, and an alias visits again.
+        written = written_by_node.setdefault(
+            id(node), {id(key) for key, _ in node.value if key.tag != MERGE_TAG}
+        )
         loader.flatten_mapping(node)
         result: dict[Any, Any] = {}
+        written_keys: set[Any] = set()
         for key_node, value_node in node.value:
             key = loader.construct_object(key_node, deep=True)
             if not isinstance(key, str):  # `on:` is true in YAML 1.1: keep the text as written
                 key = str(getattr(key_node, "value", key))
             child = (*path, key)
-            if key in result:
-                raise YamlSyntaxError(f"duplicate key '{key}'", _mark(key_node))
+            if id(key_node) in written:
+                if key in written_keys:
+                    raise YamlSyntaxError(f"duplicate key '{key}'", _mark(key_node))
+                written_keys.add(key)
             source.keys[child] = _mark(key_node)
-            result[key] = _convert(loader, value_node, child, source)
+            result[key] = _convert(loader, value_node, child, source, written_by_node)
         return result
     if isinstance(node, yaml.SequenceNode):
         return [
-            _convert(loader, item, (*path, index), source) for index, item in enumerate(node.value)
+            _convert(loader, item, (*path, index), source, written_by_node)
+            for index, item in enumerate(node.value)
         ]
     return loader.construct_object(node, deep=True)

@@ -1,0 +1,78 @@
+"""Secrets from the environment or a file, reachable by templates, masked everywhere shown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.errors import SecretError
+from engine.secrets import Secrets, placeholder, placeholder_name
+
+
+def test_load_from_environment_and_file(tmp_path: Path) -> None:
+    yaml_file = tmp_path / "secrets.yaml"
+    yaml_file.write_text("SLACK: from-file\nPORT: 587\nEMPTY:\nHA: file-ha\n")
+    environ = {"OMI_RULES_SECRET_HA": "env-ha", "OMI_RULES_SECRET_": "no name", "PATH": "/bin"}
+    secrets = Secrets.load(yaml_file, environ=environ)
+    assert secrets.get("SLACK") == "from-file"
+    assert secrets.get("PORT") == "587"
+    assert secrets.get("HA") == "env-ha"  # the environment wins over the file
+    assert not secrets.has("EMPTY")
+    assert not secrets.has("PATH")
+    assert not secrets.has("")
+
+
+def test_secrets_file_from_the_environment_and_dotenv_format(tmp_path: Path) -> None:
+    dotenv = tmp_path / "omi.env"
+    dotenv.write_text("# comment\nexport TOKEN='abc123'\nURL = \"https://x.test\"\nnot a pair\n")
+    secrets = Secrets.load(environ={"OMI_RULES_SECRETS": str(dotenv)})
+    assert (secrets.get("TOKEN"), secrets.get("URL")) == ("abc123", "https://x.test")
+
+
+def test_os_environ_is_read_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMI_RULES_SECRET_SLACK_WEBHOOK_URL", "https://hooks.test/T/B/xyz")
+    assert Secrets.load().get("SLACK_WEBHOOK_URL") == "https://hooks.test/T/B/xyz"
+
+
+def test_missing_secret_is_a_secret_error() -> None:
+    with pytest.raises(SecretError) as caught:
+        Secrets({}).get("NOPE")
+    assert str(caught.value) == (
+        "secret NOPE is not set (set OMI_RULES_SECRET_NOPE or add it to the secrets file)"
+    )
+    assert Secrets({"A": "1"}).missing({"A", "B", "C"}) == ["B", "C"]
+
+
+def test_mask_replaces_values_in_nested_data() -> None:
+    secrets = Secrets({"TOKEN": "s3cr3t-token", "LONG": "s3cr3t-token-and-more", "PIN": "12"})
+    data = {
+        "url": "https://x.test/?t=s3cr3t-token",
+        "headers": {"Authorization": "Bearer s3cr3t-token-and-more"},
+        "list": ["s3cr3t-token", 5, None],
+        "pin": "code 12",
+    }
+    assert secrets.mask(data) == {
+        "url": "https://x.test/?t=<secret:TOKEN>",
+        "headers": {"Authorization": "Bearer <secret:LONG>"},
+        "list": ["<secret:TOKEN>", 5, None],
+        "pin": "code 12",  # too short to mask without garbling other text
+    }
+
+
+def test_lookup_and_view_in_dry_run_and_serving() -> None:
+    secrets = Secrets({"A": "value-a"})
+    assert secrets.lookup(placeholders=True)("B") == "<secret:B>"
+    assert secrets.lookup(placeholders=True)("A") == "value-a"
+    with pytest.raises(SecretError):
+        secrets.lookup(placeholders=False)("B")
+    view = secrets.view(placeholders=False)
+    assert view["A"] == "value-a"
+    assert "A" in view and "B" not in view
+    assert (list(view), len(view)) == ([], 0)  # never enumerated into a template
+
+
+def test_placeholders() -> None:
+    assert placeholder("X") == "<secret:X>"
+    assert placeholder_name(" <secret:X> ") == "X"
+    assert placeholder_name("<secret:X> and more") is None

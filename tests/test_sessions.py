@@ -1,0 +1,203 @@
+"""Live transcript sessions: the session so far, new segments only, conversations split
+by quiet gaps or restarting times, and cooldown / once_per_session, all on explicit clocks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from engine.sessions import (
+    DEFAULT_IDLE_SECONDS,
+    MAX_SEGMENTS,
+    FiringGate,
+    SessionStore,
+    segment_key,
+)
+from tests.helpers import decision, event, load_ok, pipeline
+
+
+def seg(text: str, start: float, end: float, *, user: bool = True, **extra: Any) -> dict[str, Any]:
+    return {"text": text, "start": start, "end": end, "is_user": user, **extra}
+
+
+# -- SessionStore -----------------------------------------------------------------------------
+
+
+def test_observe_appends_only_new_segments() -> None:
+    store = SessionStore()
+    first = store.observe("u", "s", [seg("a", 0, 1), seg("b", 1, 2)], now=0.0)
+    assert (first.first_new, first.has_new, first.session.key) == (0, True, "s#1")
+    again = store.observe("u", "s", [seg("b", 1, 2), seg("c", 2, 3)], now=1.0)
+    assert [s["text"] for s in again.session.segments] == ["a", "b", "c"]
+    assert again.first_new == 2
+    repeat = store.observe("u", "s", [seg("c", 2, 3)], now=2.0)
+    assert repeat.has_new is False
+
+
+def test_segment_identity_is_the_id_or_times_and_text() -> None:
+    assert segment_key({"id": "x", "text": "a"}) == ("id", "x")
+    assert segment_key(seg(" a ", 1.001, 2.0)) == segment_key(seg("a", 1.0, 2.004))
+    assert segment_key(seg("a", 1, 2)) != segment_key(seg("b", 1, 2))
+
+
+def test_sessions_are_per_user_and_session_id() -> None:
+    store = SessionStore()
+    store.observe("u", "s", [seg("a", 0, 1)], now=0.0)
+    other_user = store.observe("v", "s", [seg("a", 0, 1)], now=0.0)
+    other_session = store.observe("u", "t", [seg("a", 0, 1)], now=0.0)
+    assert other_user.has_new and other_session.has_new
+
+
+def test_a_quiet_period_starts_a_new_conversation() -> None:
+    store = SessionStore(idle_seconds=60)
+    store.observe("u", "u", [seg("a", 0, 1)], now=0.0)
+    same = store.observe("u", "u", [seg("b", 1, 2)], now=60.0)
+    assert same.session.key == "u#1"
+    later = store.observe("u", "u", [seg("a", 0, 1)], now=121.0)
+    assert later.session.key == "u#2"
+    assert [s["text"] for s in later.session.segments] == ["a"]
+    assert later.has_new  # the same text in a new conversation is new
+
+
+def test_times_starting_again_near_zero_start_a_new_conversation() -> None:
+    store = SessionStore()
+    store.observe("u", "u", [seg("a", 100, 110)], now=0.0)
+    still = store.observe("u", "u", [seg("b", 85, 90)], now=1.0)  # within the 30 s gap
+    assert still.session.key == "u#1"
+    restarted = store.observe("u", "u", [seg("c", 0.5, 2)], now=2.0)
+    assert restarted.session.key == "u#2"
+
+
+def test_old_segments_drop_off_the_front() -> None:
+    store = SessionStore()
+    store.observe("u", "s", [seg(str(i), i, i + 1) for i in range(MAX_SEGMENTS)], now=0.0)
+    latest = store.observe("u", "s", [seg("new", 9999, 10000)], now=1.0)
+    assert len(latest.session.segments) == MAX_SEGMENTS
+    assert latest.session.segments[0]["text"] == "1"
+    assert latest.session.segments[latest.first_new]["text"] == "new"
+
+
+def test_expire_forgets_quiet_sessions() -> None:
+    store = SessionStore()
+    store.observe("u", "a", [seg("x", 0, 1)], now=0.0)
+    store.observe("u", "b", [seg("x", 0, 1)], now=100.0)
+    assert store.expire(now=DEFAULT_IDLE_SECONDS + 50) == 1
+    assert store.observe("u", "b", [seg("x", 0, 1)], now=200.0).has_new is False
+    assert store.observe("u", "a", [seg("x", 0, 1)], now=200.0).has_new is True
+
+
+def test_non_mapping_segments_are_ignored() -> None:
+    observation = SessionStore().observe("u", "s", ["junk", seg("a", 0, 1)], now=0.0)
+    assert [s["text"] for s in observation.session.segments] == ["a"]
+
+
+# -- FiringGate -------------------------------------------------------------------------------
+
+
+def test_gate_cooldown_and_once() -> None:
+    gate = FiringGate()
+    assert gate.refusal("r", "u", "s#1", once=True, cooldown=None, now=0.0) is None
+    gate.fired("r", "u", "s#1", now=0.0)
+    assert gate.refusal("r", "u", "s#1", once=True, cooldown=None, now=999.0) == (
+        "already fired in this session (once_per_session)"
+    )
+    assert gate.refusal("r", "u", "s#1", once=False, cooldown=30.0, now=10.0) == (
+        "cooling down (20s of 30s left)"
+    )
+    assert gate.refusal("r", "u", "s#1", once=False, cooldown=30.0, now=30.0) is None
+    assert gate.refusal("r", "u", "s#2", once=True, cooldown=30.0, now=1.0) is None
+    assert gate.refusal("r", "v", "s#1", once=True, cooldown=30.0, now=1.0) is None
+    assert gate.refusal("q", "u", "s#1", once=True, cooldown=30.0, now=1.0) is None
+
+
+# -- through the pipeline -----------------------------------------------------------------------
+
+RULES = """
+- id: cool
+  trigger: transcript
+  cooldown: 30s
+  when:
+    - keywords: [lights on]
+  do: [{log: {}}]
+- id: once
+  trigger: transcript
+  once_per_session: true
+  when:
+    - keywords: [remind me]
+  do: [{log: {}}]
+- id: memory-cool
+  trigger: memory
+  cooldown: 1m
+  do: [{log: {}}]
+"""
+
+
+def fired(outcome: Any) -> set[str]:
+    return {d.rule.id for d in outcome.matched}
+
+
+def test_cooldown_per_rule_user_and_session(tmp_path: Path) -> None:
+    runner = pipeline(load_ok(tmp_path, RULES))
+
+    def say(text: str, at: float, *, uid: str = "u", session: str = "s") -> Any:
+        return runner.process(
+            event("transcript", [seg(text, at, at + 1)], uid=uid, session=session), now=at
+        )
+
+    assert fired(say("lights on", 0)) == {"cool"}
+    blocked = say("lights on", 10)
+    assert decision(blocked, "cool").reason == "cooling down (20s of 30s left)"
+    assert fired(say("lights on", 11, uid="v")) == {"cool"}  # another user
+    assert fired(say("lights on", 12, session="other")) == {"cool"}  # another session
+    assert fired(say("lights on", 29.5)) == set()
+    assert fired(say("lights on", 30)) == {"cool"}
+
+
+def test_a_refused_firing_does_not_restart_the_cooldown(tmp_path: Path) -> None:
+    runner = pipeline(load_ok(tmp_path, RULES))
+    for at, expected in [(0, {"cool"}), (20, set()), (31, {"cool"})]:
+        outcome = runner.process(event("transcript", [seg("lights on", at, at + 1)]), now=at)
+        assert fired(outcome) == expected
+
+
+def test_once_per_session(tmp_path: Path) -> None:
+    runner = pipeline(load_ok(tmp_path, RULES))
+    first = runner.process(event("transcript", [seg("remind me to call", 0, 2)]), now=0.0)
+    assert fired(first) == {"once"}
+    second = runner.process(event("transcript", [seg("remind me again", 3, 5)]), now=5.0)
+    assert decision(second, "once").reason == "already fired in this session (once_per_session)"
+    # a quiet period later it is a new conversation, and the rule may fire again
+    later = DEFAULT_IDLE_SECONDS + 10
+    third = runner.process(event("transcript", [seg("remind me", 0, 2)]), now=later)
+    assert fired(third) == {"once"}
+
+
+def test_cooldown_applies_to_memory_rules_per_user(tmp_path: Path) -> None:
+    runner = pipeline(load_ok(tmp_path, RULES))
+    assert fired(runner.process(event("memory", {"id": "a"}), now=0.0)) == {"memory-cool"}
+    assert fired(runner.process(event("memory", {"id": "b"}), now=59.0)) == set()
+    assert fired(runner.process(event("memory", {"id": "c"}, uid="v"), now=59.0)) == {"memory-cool"}
+    assert fired(runner.process(event("memory", {"id": "d"}), now=60.0)) == {"memory-cool"}
+
+
+def test_a_phrase_split_across_calls_fires_once(tmp_path: Path) -> None:
+    ruleset = load_ok(
+        tmp_path,
+        """
+        id: lights
+        trigger: transcript
+        when:
+          - keywords: [turn on the lights]
+        do: [{log: {}}]
+        """,
+    )
+    runner = pipeline(ruleset)
+    calls = [
+        [seg("hey omi turn on the", 0, 1)],
+        [seg("lights please", 1, 2)],
+        [seg("lights please", 1, 2), seg("thanks", 2, 3)],  # one segment sent again
+        [seg("thanks", 2, 3)],  # nothing new at all
+    ]
+    outcomes = [runner.process(event("transcript", call), now=i) for i, call in enumerate(calls)]
+    assert [fired(o) for o in outcomes] == [set(), {"lights"}, set(), set()]
+    assert decision(outcomes[3], "lights").reason == "no new segments (all were sent before)"
