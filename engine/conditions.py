@@ -114,9 +114,19 @@ VALUE_TESTS: dict[str, tuple[Callable[[Any, Any], bool], str]] = {
 }
 
 
+def _all_hold(tests: list[tuple[str, Any]], value: Any) -> bool:
+    return all(VALUE_TESTS[name][0](value, operand) for name, operand in tests)
+
+
+def _shown(operand: Any) -> str:
+    return _short(operand.pattern if isinstance(operand, re.Pattern) else operand)
+
+
 @dataclass
 class PathTest:
-    """`path:` with its operators: each operator holds for ANY selected value."""
+    """`path:` with its operators: holds when ANY selected value satisfies every value
+    operator (so `gt: 1, lt: 5` is a range one value must fall in); `exists`, `empty` and
+    `not_empty` judge the selection as a whole."""
 
     expression: str
     operators: list[tuple[str, Any]]
@@ -137,17 +147,17 @@ class PathTest:
                     state = _short(values[0]) if values else "nothing"
                     return Verdict(False, f"{self.expression} is {state} ({name}: {operand})")
                 continue
-            test, phrase = VALUE_TESTS[name]
-            if not any(test(value, operand) for value in values):
-                shown = operand.pattern if isinstance(operand, re.Pattern) else operand
-                if not values:
-                    return Verdict(
-                        False, f"{self.expression} selects nothing ({name}: {_short(shown)})"
-                    )
-                return Verdict(
-                    False, f"{self.expression} is {_short(values[0])}, {phrase} {_short(shown)}"
-                )
-        return HOLDS
+        tests = [(name, operand) for name, operand in self.operators if name in VALUE_TESTS]
+        if not tests or any(_all_hold(tests, value) for value in values):
+            return HOLDS
+        # explain with the first value and the first operator it fails
+        if not values:
+            name, operand = tests[0]
+            return Verdict(False, f"{self.expression} selects nothing ({name}: {_shown(operand)})")
+        value = values[0]
+        name, operand = next((n, o) for n, o in tests if not VALUE_TESTS[n][0](value, o))
+        phrase = VALUE_TESTS[name][1]
+        return Verdict(False, f"{self.expression} is {_short(value)}, {phrase} {_shown(operand)}")
 
 
 @dataclass

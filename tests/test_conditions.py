@@ -330,3 +330,17 @@ def test_time_reasons(tmp_path: Path) -> None:
     assert outside.reason == "when[0]: time 00:00 outside 09:00:00-17:00:00"
     weekday = check(tmp_path, "- time: {weekdays: [sat], tz: UTC}", now=NOW)
     assert weekday.reason == "when[0]: tue is not one of the weekdays"
+
+
+@pytest.mark.parametrize(
+    ("values", "holds"),
+    [([1, 10], False), ([1, 4, 10], True), ([4], True), ([], False)],
+)
+def test_several_operators_must_hold_for_one_value(
+    tmp_path: Path, values: list[int], holds: bool
+) -> None:
+    doc = {"items": [{"n": n} for n in values]}
+    result = check(tmp_path, "- path: $.items[*].n\n  gt: 2\n  lt: 5", doc)
+    assert result.matched is holds
+    if values == [1, 10]:
+        assert result.reason == "when[0]: $.items[*].n is 1, not > 2"
