@@ -63,10 +63,10 @@ class Condition(Struct, forbid_unknown_fields=True, omit_defaults=True):
     exists: bool | UnsetType = UNSET
     empty: bool | UnsetType = UNSET
     not_empty: bool | UnsetType = UNSET
-    gt: float | str | UnsetType = UNSET
-    gte: float | str | UnsetType = UNSET
-    lt: float | str | UnsetType = UNSET
-    lte: float | str | UnsetType = UNSET
+    gt: int | float | str | UnsetType = UNSET
+    gte: int | float | str | UnsetType = UNSET
+    lt: int | float | str | UnsetType = UNSET
+    lte: int | float | str | UnsetType = UNSET
 
     keywords: list[str] | str | UnsetType = UNSET
     speaker: Speaker | UnsetType = UNSET
