@@ -152,7 +152,7 @@ def test_reasons_name_path_value_and_operator(tmp_path: Path) -> None:
             "- path: $.empty_list\n  not_empty: true",
             "when[0]: $.empty_list is [] (not_empty: True)",
         ),
-        ("- path: $.score\n  gt: 9", "when[0]: $.score is 7, not > 9.0"),
+        ("- path: $.score\n  gt: 9", "when[0]: $.score is 7, not > 9"),
         (
             "- path: $.structured.title\n  matches: ^x",
             "when[0]: $.structured.title is 'Launch planning', does not match '^x'",
