@@ -159,7 +159,7 @@ def test_reasons_name_path_value_and_operator(tmp_path: Path) -> None:
         ),
         (
             "- path: $.discarded\n  equals: false\n- path: $.score\n  lt: 3",
-            "when[1]: $.score is 7, not < 3.0",
+            "when[1]: $.score is 7, not < 3",
         ),
     ],
 )
