@@ -1,14 +1,17 @@
 """The HTTP request most connectors render to, and how it is sent and judged.
 
 2xx is delivered; 408, 425, 429 and 5xx, timeouts and connection errors are retryable
-(honouring Retry-After); any other status is permanent. The service's own error text is
-kept in the DeliveryError so it reaches history.
+(honouring Retry-After); any other status is permanent, and so is a request the client
+refuses to send (bad URL, bad header, a redirect loop) or the outbound guard refuses. The
+service's own error text is kept in the DeliveryError so it reaches history: a connector
+passes `describe` to pull it out of the service's error body.
 """
 
 from __future__ import annotations
 
 import email.utils
 import time
+from collections.abc import Callable, Collection
 from typing import Any
 
 import httpx
@@ -53,54 +56,106 @@ def retry_after_seconds(value: str | None) -> float | None:
 
 
 def error_text(response: httpx.Response) -> str:
+    """The response body as the service wrote it (shortened), or the reason phrase."""
     text = response.text.strip()
     return text[:MAX_ERROR_TEXT] if text else response.reason_phrase
 
 
-async def send_http(request: HttpRequest, env: SendEnv, connector: str) -> httpx.Response:
+def json_answer(response: httpx.Response) -> Any:
+    """The response body decoded as JSON, or None when it is not JSON."""
+    try:
+        return msgspec.json.decode(response.content)
+    except msgspec.DecodeError:
+        return None
+
+
+def json_message(response: httpx.Response) -> str:
+    """The `message` of a JSON error body ({"message": ...}), else the body text."""
+    answer = json_answer(response)
+    if isinstance(answer, dict) and isinstance(answer.get("message"), str):
+        return answer["message"][:MAX_ERROR_TEXT]
+    return error_text(response)
+
+
+def _header_values(headers: dict[str, str]) -> dict[str, str | bytes]:
+    # httpx encodes header values as ASCII; send other text as UTF-8 rather than fail
+    return {k: v if v.isascii() else v.encode() for k, v in headers.items()}
+
+
+def _refused(connector: str, url: str, exc: DeliveryError) -> DeliveryError:
+    """The guard's refusal (which names no connector) for `connector`'s request to `url`."""
+    message = exc.message
+    if exc.url and exc.url != url:
+        message += f" (redirected to {exc.url})"
+    return DeliveryError(
+        message, connector=connector, status=exc.status, url=url, retryable=exc.retryable
+    )
+
+
+async def send_http(
+    request: HttpRequest,
+    env: SendEnv,
+    connector: str,
+    *,
+    describe: Callable[[httpx.Response], str] = error_text,
+    retryable_status: Collection[int] = RETRYABLE_STATUS,
+) -> httpx.Response:
     """Send `request`; return the response when its status is expected, else raise."""
-    headers = dict(request.headers)
+    headers: dict[str, Any] = _header_values(request.headers)
     if env.idempotency_key:
         headers.setdefault("Idempotency-Key", env.idempotency_key)
     kwargs: dict[str, Any] = {}
     if request.json is not UNSET:
         kwargs["content"] = msgspec.json.encode(request.json)
-        headers.setdefault("Content-Type", "application/json")
+        if not any(name.lower() == "content-type" for name in headers):
+            headers["Content-Type"] = "application/json"
     elif request.form is not UNSET:
         kwargs["data"] = request.form
     elif request.body is not UNSET:
         kwargs["content"] = request.body.encode()
-    await env.guard(request.url)
+    url = request.url
     try:
+        await env.guard(url)
+        # merged into the URL's own query (httpx's params= would replace it)
+        target = httpx.URL(url).copy_merge_params(request.query) if request.query else url
         response = await env.client.request(
             request.method,
-            request.url,
-            params=request.query or None,
+            target,
             headers=headers,
             timeout=request.timeout,
             **kwargs,
         )
+    except DeliveryError as exc:  # the guard, before the first hop or a redirect
+        raise _refused(connector, url, exc) from None
     except httpx.TimeoutException as exc:
         raise DeliveryError(
             f"timed out after {request.timeout:g}s ({type(exc).__name__})",
             connector=connector,
-            url=request.url,
+            url=url,
             retryable=True,
         ) from None
-    except httpx.TransportError as exc:
+    except (httpx.UnsupportedProtocol, httpx.LocalProtocolError) as exc:
+        # the request itself is wrong (scheme, header value): sending again cannot help
+        raise DeliveryError(f"{type(exc).__name__}: {exc}", connector=connector, url=url) from None
+    except httpx.TransportError as exc:  # connection refused or reset, DNS, TLS...
         raise DeliveryError(
-            f"{type(exc).__name__}: {exc}", connector=connector, url=request.url, retryable=True
+            f"{type(exc).__name__}: {exc}", connector=connector, url=url, retryable=True
         ) from None
+    except (httpx.RequestError, httpx.InvalidURL) as exc:  # too many redirects, bad URL
+        raise DeliveryError(f"{type(exc).__name__}: {exc}", connector=connector, url=url) from None
     expected = request.expect_status
-    ok = response.status_code in expected if expected else response.is_success
-    if ok:
+    status = response.status_code
+    if status in expected if expected else response.is_success:
         return response
+    message = describe(response)
+    if expected:
+        message += f" (expected status {', '.join(map(str, expected))})"
     raise DeliveryError(
-        error_text(response),
+        message,
         connector=connector,
-        status=response.status_code,
-        url=request.url,
-        retryable=response.status_code in RETRYABLE_STATUS,
+        status=status,
+        url=url,
+        retryable=status in retryable_status,
         retry_after=retry_after_seconds(response.headers.get("Retry-After")),
     )
 
@@ -110,4 +165,5 @@ def delivered(response: httpx.Response) -> Delivered:
 
 
 def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
+    # a token pasted into a secrets file often carries a trailing newline
+    return {"Authorization": f"Bearer {token.strip()}"}

@@ -1,4 +1,9 @@
-"""Home Assistant: call a service (`light.turn_on`) or fire an event, with a long-lived token."""
+"""Home Assistant: call a service (`light.turn_on`) or fire an event, with a long-lived token.
+
+`POST <url>/api/services/<domain>/<service>` or `POST <url>/api/events/<event type>`, the
+data as the JSON body. Home Assistant's errors are `{"message": ...}` (or plain text for
+401), and that text is what the DeliveryError says.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ from typing import Any
 
 from msgspec import Struct
 
-from connectors._http import HttpRequest, bearer, delivered, send_http
+from connectors._http import HttpRequest, bearer, delivered, json_message, send_http
 from engine.connector import ConnectorBase, Delivered, RenderEnv, SendEnv
 
 _SERVICE = re.compile(r"^[a-z0-9_]+\.[a-z0-9_]+$")
@@ -51,7 +56,7 @@ class HomeAssistant(ConnectorBase):
         return HttpRequest("POST", url, headers=headers, json=options.data, timeout=options.timeout)
 
     async def send(self, request: HttpRequest, env: SendEnv) -> Delivered:
-        return delivered(await send_http(request, env, self.name))
+        return delivered(await send_http(request, env, self.name, describe=json_message))
 
 
 connector = HomeAssistant()

@@ -40,10 +40,14 @@ class Http(ConnectorBase):
 
     def render(self, options: HttpOptions, env: RenderEnv) -> HttpRequest:
         expect = options.expect_status
+        headers = {str(k): str(v) for k, v in options.headers.items()}
+        for name, value in headers.items():
+            if any(c in value for c in "\r\n\0"):  # templated text must not add headers
+                raise ValueError(f"header {name}: value {value!r} has a line break")
         return HttpRequest(
             method=options.method,
             url=options.url,
-            headers={str(k): str(v) for k, v in options.headers.items()},
+            headers=headers,
             query={str(k): str(v) for k, v in options.query.items()},
             json=options.json,
             form=options.form,

@@ -52,9 +52,13 @@ class Log(ConnectorBase):
 
 
 def _append_line(path: Path, line: str) -> None:
+    # one write() on an O_APPEND file: lines from concurrent sends never interleave
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as file:
-        file.write(line + "\n")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (line + "\n").encode())
+    finally:
+        os.close(fd)
 
 
 connector = Log()

@@ -10,16 +10,28 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
+import httpx
 from msgspec import Struct
 
-from connectors._http import HttpRequest, bearer, delivered, send_http
+from connectors._http import (
+    MAX_ERROR_TEXT,
+    RETRYABLE_STATUS,
+    HttpRequest,
+    bearer,
+    delivered,
+    error_text,
+    json_answer,
+    send_http,
+)
 from engine.connector import ConnectorBase, Delivered, RenderEnv, SendEnv
-from engine.errors import DeliveryError
 
 NOTION_VERSION = "2022-06-28"
 TEXT_LIMIT = 2000
 MAX_CHILDREN = 100
+MAX_RICH_TEXT = 100  # pieces in one rich_text array
+# 409 conflict_error: "a data collision... try again"; Notion's other retryable codes
+# (rate_limited, internal_server_error, service_unavailable...) come with 429 and 5xx
+NOTION_RETRYABLE_STATUS = RETRYABLE_STATUS | {409}
 PROPERTY_TYPES = frozenset(
     {
         "title",
@@ -48,10 +60,26 @@ class NotionOptions(Struct, forbid_unknown_fields=True, omit_defaults=True):
     timeout: float = 15.0
 
 
+def _utf16_length(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def split_text(text: str, limit: int = TEXT_LIMIT) -> list[str]:
+    """Pieces of at most `limit` UTF-16 units, as Notion counts (an emoji counts two)."""
+    pieces: list[str] = []
+    while text:
+        end = min(len(text), limit)
+        while _utf16_length(text[:end]) > limit:
+            end -= (_utf16_length(text[:end]) - limit + 1) // 2 or 1
+        pieces.append(text[:end])
+        text = text[end:]
+    return pieces
+
+
 def rich_text(text: Any) -> list[dict[str, Any]]:
-    """Notion rich text, split into pieces of at most 2,000 characters."""
+    """Notion rich text: pieces of at most 2,000 characters, at most 100 of them."""
     text = "" if text is None else str(text)
-    pieces = [text[i : i + TEXT_LIMIT] for i in range(0, len(text), TEXT_LIMIT)] or [""]
+    pieces = split_text(text)[:MAX_RICH_TEXT]
     return [{"type": "text", "text": {"content": piece}} for piece in pieces]
 
 
@@ -66,13 +94,29 @@ def _number(value: Any) -> float | int | None:
         return None
     if isinstance(value, int | float) and not isinstance(value, bool):
         return value
-    number = float(str(value).strip())
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        raise ValueError(f"{value!r} is not a number") from None
     return int(number) if number.is_integer() else number
 
 
 def _names(value: Any) -> list[dict[str, str]]:
-    items = value if isinstance(value, list) else [p.strip() for p in str(value).split(",")]
-    return [{"name": str(item)} for item in items if str(item)]
+    if value is None:
+        return []
+    items = value if isinstance(value, list) else str(value).split(",")
+    names = (str(item).strip() for item in items if item is not None)
+    return [{"name": name} for name in names if name]
+
+
+def _text_or_none(value: Any) -> str | None:
+    text = "" if value is None else str(value).strip()
+    return text or None
+
+
+def _named(value: Any) -> dict[str, str] | None:
+    name = _text_or_none(value)
+    return {"name": name} if name else None
 
 
 def _date(value: Any) -> dict[str, Any] | None:
@@ -84,15 +128,15 @@ def _date(value: Any) -> dict[str, Any] | None:
 PROPERTY_BUILDERS = {
     "title": lambda v: {"title": rich_text(v)},
     "rich_text": lambda v: {"rich_text": rich_text(v)},
-    "select": lambda v: {"select": {"name": str(v)} if v else None},
-    "status": lambda v: {"status": {"name": str(v)}},
+    "select": lambda v: {"select": _named(v)},
+    "status": lambda v: {"status": _named(v)},
     "multi_select": lambda v: {"multi_select": _names(v)},
     "date": lambda v: {"date": _date(v)},
     "checkbox": lambda v: {"checkbox": _flag(v)},
     "number": lambda v: {"number": _number(v)},
-    "url": lambda v: {"url": str(v) or None},
-    "email": lambda v: {"email": str(v) or None},
-    "phone_number": lambda v: {"phone_number": str(v) or None},
+    "url": lambda v: {"url": _text_or_none(v)},
+    "email": lambda v: {"email": _text_or_none(v)},
+    "phone_number": lambda v: {"phone_number": _text_or_none(v)},
 }
 
 
@@ -123,8 +167,16 @@ def body_blocks(body: str | list[str] | None) -> list[dict[str, Any]]:
         kind = "paragraph"
         if text.lstrip()[:2] in ("- ", "* "):
             kind, text = "bulleted_list_item", text.lstrip()[2:]
-        blocks.append({"object": "block", "type": kind, kind: {"rich_text": rich_text(text)}})
-    return blocks[:MAX_CHILDREN]
+        blocks.append(_block(kind, text))
+    if len(blocks) > MAX_CHILDREN:  # Notion takes 100 blocks when creating a page
+        left_out = len(blocks) - MAX_CHILDREN + 1
+        note = f"… {left_out} more lines not included (Notion takes {MAX_CHILDREN} blocks)"
+        blocks = blocks[: MAX_CHILDREN - 1] + [_block("paragraph", note)]
+    return blocks
+
+
+def _block(kind: str, text: str) -> dict[str, Any]:
+    return {"object": "block", "type": kind, kind: {"rich_text": rich_text(text)}}
 
 
 class Notion(ConnectorBase):
@@ -146,10 +198,12 @@ class Notion(ConnectorBase):
         return problems
 
     def render(self, options: NotionOptions, env: RenderEnv) -> HttpRequest:
-        properties = {
-            name: property_value(name, value, options.title_property)
-            for name, value in options.properties.items()
-        }
+        properties = {}
+        for name, value in options.properties.items():
+            try:
+                properties[name] = property_value(name, value, options.title_property)
+            except ValueError as exc:
+                raise ValueError(f"property {name!r}: {exc}") from None
         payload: dict[str, Any] = {
             "parent": {"database_id": options.database_id},
             "properties": properties,
@@ -166,29 +220,18 @@ class Notion(ConnectorBase):
         return HttpRequest("POST", url, headers=headers, json=payload, timeout=options.timeout)
 
     async def send(self, request: HttpRequest, env: SendEnv) -> Delivered:
-        try:
-            return delivered(await send_http(request, env, self.name))
-        except DeliveryError as exc:
-            raise _with_notion_message(exc) from None
+        response = await send_http(
+            request, env, self.name, describe=notion_error, retryable_status=NOTION_RETRYABLE_STATUS
+        )
+        return delivered(response)
 
 
-def _with_notion_message(exc: DeliveryError) -> DeliveryError:
-    """Notion's error body is JSON: keep its code and message, not the raw text."""
-    try:
-        answer = msgspec.json.decode(exc.message)
-    except msgspec.DecodeError:
-        return exc
+def notion_error(response: httpx.Response) -> str:
+    """Notion's error body is JSON: keep its code and message, as "code: message"."""
+    answer = json_answer(response)
     if not isinstance(answer, dict) or "message" not in answer:
-        return exc
-    message = f"{answer.get('code', 'error')}: {answer['message']}"
-    return DeliveryError(
-        message,
-        connector=exc.connector,
-        status=exc.status,
-        url=exc.url,
-        retryable=exc.retryable,
-        retry_after=exc.retry_after,
-    )
+        return error_text(response)
+    return f"{answer.get('code', 'error')}: {answer['message']}"[:MAX_ERROR_TEXT]
 
 
 connector = Notion()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import struct
+import threading
 import time
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from engine.durations import parse_duration
 from engine.errors import DeliveryError
 
 WAV_HEADER_BYTES = 44
+_file_lock = threading.Lock()  # appends rewrite the header: one at a time
 
 
 class RecordOptions(Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -55,12 +57,20 @@ def wav_header(sample_rate: int, data_bytes: int) -> bytes:
 
 def append_wav(path: Path, pcm: bytes, sample_rate: int) -> int:
     """Append PCM to a WAV file (created if missing); returns the data size after."""
+    pcm = pcm[: len(pcm) - len(pcm) % 2]  # whole samples only, or every later one shifts
+    with _file_lock:
+        return _append(path, pcm, sample_rate)
+
+
+def _append(path: Path, pcm: bytes, sample_rate: int) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     if not path.exists() or path.stat().st_size < WAV_HEADER_BYTES:
         path.write_bytes(wav_header(sample_rate, 0))
     with path.open("r+b") as file:
-        file.seek(24)
-        (existing_rate,) = struct.unpack("<I", file.read(4))
+        header = file.read(WAV_HEADER_BYTES)
+        if header[:4] != b"RIFF" or header[8:16] != b"WAVEfmt " or header[36:40] != b"data":
+            raise ValueError(f"{path} is not a WAV file omi-rules wrote")
+        (existing_rate,) = struct.unpack("<I", header[24:28])
         if existing_rate != sample_rate:
             raise ValueError(f"{path} holds {existing_rate} Hz audio, got {sample_rate} Hz")
         file.seek(0, os.SEEK_END)
@@ -113,7 +123,14 @@ class Record(ConnectorBase):
             raise DeliveryError(
                 "no audio store to read from", connector=self.name, url=request.path
             )
-        pcm = env.read_audio(request.event_id)
+        try:
+            pcm = env.read_audio(request.event_id)
+        except (LookupError, OSError) as exc:  # the audio is gone: sending again cannot help
+            raise DeliveryError(
+                f"no audio for event {request.event_id}: {exc}",
+                connector=self.name,
+                url=request.path,
+            ) from None
         try:
             size = await asyncio.to_thread(append_wav, Path(request.path), pcm, request.sample_rate)
         except (OSError, ValueError) as exc:

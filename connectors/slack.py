@@ -1,13 +1,28 @@
-"""Slack: an incoming webhook, or a bot token with chat.postMessage."""
+"""Slack: an incoming webhook, or a bot token with chat.postMessage.
+
+An incoming webhook answers `ok` as text, or an HTTP error whose body is the error name
+(`invalid_payload`, `no_service`...). chat.postMessage answers JSON: `{"ok": true, ...}`,
+or `{"ok": false, "error": "channel_not_found"}`, often with HTTP 200. Both answer 429 with
+Retry-After when rate limited.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-import msgspec
+import httpx
 from msgspec import Struct
 
-from connectors._http import HttpRequest, bearer, delivered, send_http
+from connectors._http import (
+    MAX_ERROR_TEXT,
+    HttpRequest,
+    bearer,
+    delivered,
+    error_text,
+    json_answer,
+    retry_after_seconds,
+    send_http,
+)
 from engine.connector import ConnectorBase, Delivered, RenderEnv, SendEnv
 from engine.errors import DeliveryError
 
@@ -44,7 +59,9 @@ class Slack(ConnectorBase):
         return []
 
     def render(self, options: SlackOptions, env: RenderEnv) -> HttpRequest:
-        payload: dict[str, Any] = {"text": options.text}
+        payload: dict[str, Any] = {}
+        if options.text or not options.blocks:  # with blocks, text is only the fallback
+            payload["text"] = options.text
         if options.blocks is not None:
             payload["blocks"] = options.blocks
         if options.thread_ts:
@@ -59,26 +76,33 @@ class Slack(ConnectorBase):
         return HttpRequest("POST", url, headers=headers, json=payload, timeout=options.timeout)
 
     async def send(self, request: HttpRequest, env: SendEnv) -> Delivered:
-        response = await send_http(request, env, self.name)
-        if request.url.endswith("/chat.postMessage"):
-            try:
-                answer = msgspec.json.decode(response.content)
-            except msgspec.DecodeError:
-                answer = {}
-            if not isinstance(answer, dict) or not answer.get("ok"):
-                error = (
-                    answer.get("error", "no ok in answer")
-                    if isinstance(answer, dict)
-                    else "bad answer"
-                )
-                raise DeliveryError(
-                    f"Slack API error: {error}",
-                    connector=self.name,
-                    status=response.status_code,
-                    url=request.url,
-                    retryable=error in RETRYABLE_API_ERRORS,
-                )
-        return delivered(response)
+        response = await send_http(request, env, self.name, describe=slack_error)
+        if not request.url.endswith("/chat.postMessage"):
+            return delivered(response)
+        answer = json_answer(response)
+        if isinstance(answer, dict) and answer.get("ok") is True:
+            return delivered(response)
+        error = answer.get("error") if isinstance(answer, dict) else None
+        raise DeliveryError(
+            slack_error(response) if error else f"not a Slack API answer: {error_text(response)}",
+            connector=self.name,
+            status=response.status_code,
+            url=request.url,
+            retryable=error in RETRYABLE_API_ERRORS,
+            retry_after=retry_after_seconds(response.headers.get("Retry-After")),
+        )
+
+
+def slack_error(response: httpx.Response) -> str:
+    """Slack's error name, with the details chat.postMessage adds for bad blocks."""
+    answer = json_answer(response)
+    if not isinstance(answer, dict) or not answer.get("error"):
+        return error_text(response)  # an incoming webhook's plain-text error
+    message = str(answer["error"])
+    details = (answer.get("response_metadata") or {}).get("messages") or []
+    if details:
+        message += ": " + "; ".join(str(item) for item in details)
+    return message[:MAX_ERROR_TEXT]
 
 
 connector = Slack()

@@ -70,6 +70,7 @@ class Counters:
     rejected: Counter[int] = field(default_factory=Counter)
 
 
+STOP_TIMEOUT = 10.0  # seconds background tasks get to finish on shutdown
 JSON_TYPES = ("application/json", "text/json", "text/plain")
 AUDIO_TYPES = ("application/octet-stream", "audio/")
 
@@ -122,7 +123,11 @@ class Receiver:
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            _done, stuck = await asyncio.wait(self._tasks, timeout=STOP_TIMEOUT)
+            for task in stuck:
+                log.error("task %s did not stop within %ss", task.get_name(), STOP_TIMEOUT)
+                task.print_stack()
         self._tasks.clear()
         await asyncio.to_thread(self.store.close)
 

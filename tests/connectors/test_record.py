@@ -1,0 +1,119 @@
+"""record: PCM16 chunks appended to one WAV file, checked with the `wave` module."""
+
+from __future__ import annotations
+
+import asyncio
+import wave
+from pathlib import Path
+
+import pytest
+
+from connectors.record import connector as record
+from engine.connector import SendEnv
+from engine.errors import DeliveryError
+from tests.conftest import fixture_path
+from tests.connectors.helpers import render, send
+
+SPEECH = fixture_path("audio-speech-16k.pcm").read_bytes()
+
+
+def audio_env(tmp_path: Path, event_id: str, pcm: bytes, rate: int = 16000) -> dict[str, object]:
+    return {
+        "data_dir": str(tmp_path / "data"),
+        "event_id": event_id,
+        "uid": "user123",
+        "session_id": "session/42",
+        "received_at": 1714550400.0,
+        "event": {"uid": "user123", "sample_rate": rate, "bytes": len(pcm)},
+    }
+
+
+def test_two_sends_make_one_wav_with_both_chunks(tmp_path: Path) -> None:
+    chunks = {"evt-1": SPEECH, "evt-2": SPEECH[: len(SPEECH) // 2]}
+    requests = [render(record, {}, **audio_env(tmp_path, key, pcm)) for key, pcm in chunks.items()]
+    path = tmp_path / "data" / "recordings" / "user123" / "session_42.wav"
+    assert {r.path for r in requests} == {str(path)}
+
+    for request in requests:
+        delivered = send(record, request, read_audio=chunks.__getitem__)
+    assert delivered.response == f"{path}: {len(SPEECH) + len(SPEECH) // 2} bytes of audio"
+
+    with wave.open(str(path), "rb") as wav:
+        assert wav.getnchannels() == 1
+        assert wav.getsampwidth() == 2
+        assert wav.getframerate() == 16000
+        assert wav.getnframes() == (len(SPEECH) + len(SPEECH) // 2) // 2
+        assert wav.readframes(wav.getnframes()) == SPEECH + SPEECH[: len(SPEECH) // 2]
+
+
+def test_rotate_names_a_file_per_time_slice(tmp_path: Path) -> None:
+    path = tmp_path / "rec" / "kitchen.wav"
+    request = render(record, {"path": str(path), "rotate": "1h"}, **audio_env(tmp_path, "e", b""))
+    assert request.path == str(tmp_path / "rec" / "kitchen-20240501T080000Z.wav")
+    send(record, request, read_audio=lambda _: SPEECH[:3200])
+    with wave.open(request.path, "rb") as wav:
+        assert wav.getnframes() == 1600
+
+
+def test_a_different_sample_rate_is_refused_for_an_existing_file(tmp_path: Path) -> None:
+    path = str(tmp_path / "one.wav")
+    send(
+        record,
+        render(record, {"path": path}, **audio_env(tmp_path, "a", SPEECH)),
+        read_audio=lambda _: SPEECH,
+    )
+    request = render(record, {"path": path}, **audio_env(tmp_path, "b", SPEECH, rate=8000))
+    with pytest.raises(DeliveryError) as caught:
+        send(record, request, read_audio=lambda _: SPEECH)
+    assert caught.value.message == f"{path} holds 16000 Hz audio, got 8000 Hz"
+    assert caught.value.retryable is False
+    with wave.open(path, "rb") as wav:
+        assert wav.getnframes() == len(SPEECH) // 2  # untouched
+
+
+def test_a_file_that_is_not_a_wav_is_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "notes.wav"
+    path.write_text("these are my notes, not audio, and longer than a header is")
+    request = render(record, {"path": str(path)}, **audio_env(tmp_path, "a", SPEECH))
+    with pytest.raises(DeliveryError) as caught:
+        send(record, request, read_audio=lambda _: SPEECH)
+    assert caught.value.message == f"{path} is not a WAV file omi-rules wrote"
+    assert path.read_text().startswith("these are my notes")
+
+
+def test_audio_that_is_gone_is_a_permanent_error(tmp_path: Path) -> None:
+    request = render(record, {}, **audio_env(tmp_path, "evt-gone", SPEECH))
+    with pytest.raises(DeliveryError) as caught:
+        send(record, request, read_audio={}.__getitem__)
+    assert caught.value.message == "no audio for event evt-gone: 'evt-gone'"
+    assert caught.value.retryable is False
+
+
+def test_without_an_audio_store_nothing_is_written(tmp_path: Path) -> None:
+    request = render(record, {}, **audio_env(tmp_path, "evt-1", SPEECH))
+    with pytest.raises(DeliveryError, match="no audio store to read from"):
+        send(record, request)
+    assert not Path(request.path).exists()
+
+
+def test_an_odd_trailing_byte_is_dropped_to_keep_samples_aligned(tmp_path: Path) -> None:
+    path = str(tmp_path / "odd.wav")
+    for key, pcm in [("a", SPEECH[:101]), ("b", SPEECH[:100])]:
+        request = render(record, {"path": path}, **audio_env(tmp_path, key, pcm))
+        send(record, request, read_audio=lambda _, pcm=pcm: pcm)
+    with wave.open(path, "rb") as wav:
+        assert wav.readframes(wav.getnframes()) == SPEECH[:100] + SPEECH[:100]
+
+
+def test_concurrent_sends_to_one_file_keep_every_chunk(tmp_path: Path) -> None:
+    chunk = SPEECH[:32000]
+    requests = [render(record, {}, **audio_env(tmp_path, f"e{n}", chunk)) for n in range(8)]
+
+    async def send_all() -> None:
+        env = SendEnv(client=None, secret=str, read_audio=lambda _: chunk)  # type: ignore[arg-type]
+        await asyncio.gather(*(record.send(request, env) for request in requests))
+
+    asyncio.run(send_all())
+    with wave.open(requests[0].path, "rb") as wav:
+        assert wav.getnframes() == 8 * len(chunk) // 2
+        assert wav.readframes(wav.getnframes()) == chunk * 8
