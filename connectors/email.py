@@ -140,6 +140,7 @@ class Email(ConnectorBase):
             else:
                 message.set_content(options.html, subtype="html")
         if message.is_multipart():  # a stable boundary: dry-run shows what is sent, byte for byte
+            message.set_boundary("omi-rules")  # replace the random one before hashing
             digest = hashlib.sha256(message.as_string().encode()).hexdigest()[:24]
             message.set_boundary(f"omi-rules-{digest}")
         envelope_from = addresses(sender)[0]

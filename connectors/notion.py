@@ -25,6 +25,7 @@ from connectors._http import (
 )
 from engine.connector import ConnectorBase, Delivered, RenderEnv, SendEnv
 
+NOTION_API = "https://api.notion.com"
 NOTION_VERSION = "2022-06-28"
 TEXT_LIMIT = 2000
 MAX_CHILDREN = 100
@@ -55,7 +56,7 @@ class NotionOptions(Struct, forbid_unknown_fields=True, omit_defaults=True):
     properties: dict[str, Any] = {}
     body: str | list[str] | None = None
     title_property: str = "Name"
-    api_url: str = "https://api.notion.com"
+    api_url: str | None = None  # default: secret NOTION_API_URL, else https://api.notion.com
     notion_version: str = NOTION_VERSION
     timeout: float = 15.0
 
@@ -216,7 +217,10 @@ class Notion(ConnectorBase):
             "Notion-Version": options.notion_version,
             "Content-Type": "application/json",
         }
-        url = options.api_url.rstrip("/") + "/v1/pages"
+        base = options.api_url or (
+            env.secret("NOTION_API_URL") if env.has_secret("NOTION_API_URL") else NOTION_API
+        )
+        url = base.rstrip("/") + "/v1/pages"
         return HttpRequest("POST", url, headers=headers, json=payload, timeout=options.timeout)
 
     async def send(self, request: HttpRequest, env: SendEnv) -> Delivered:

@@ -7,6 +7,7 @@ import json
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -38,9 +39,12 @@ class Reply:
 
 
 class TargetServer:
-    """Answers each request with the next scripted Reply (then `default`), recording all."""
+    """Answers each request with `respond(request)` when given, else the next scripted Reply
+    (then `default`); records every request."""
 
-    def __init__(self, default: Reply | None = None) -> None:
+    def __init__(
+        self, default: Reply | None = None, respond: Callable[[Received], Reply] | None = None
+    ) -> None:
         self.received: list[Received] = []
         self.replies: deque[Reply] = deque()
         self.default = default or Reply()
@@ -57,24 +61,26 @@ class TargetServer:
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
+                request = Received(self.command, self.path, dict(self.headers.items()), body)
                 with server._lock:
-                    reply = server.replies.popleft() if server.replies else server.default
+                    if respond is not None:
+                        reply = respond(request)
+                    else:
+                        reply = server.replies.popleft() if server.replies else server.default
                 if reply.delay:
                     time.sleep(reply.delay)
                 with server._lock:
-                    server.received.append(
-                        Received(self.command, self.path, dict(self.headers.items()), body)
-                    )
+                    server.received.append(request)
                     server._event.notify_all()
                 payload = reply.body
+                headers = dict(reply.headers)
                 if isinstance(payload, dict | list):
                     payload = json.dumps(payload).encode()
-                    self.send_response(reply.status)
-                    self.send_header("Content-Type", "application/json")
+                    headers.setdefault("Content-Type", "application/json; charset=utf-8")
                 else:
                     payload = payload.encode() if isinstance(payload, str) else payload
-                    self.send_response(reply.status)
-                for name, value in reply.headers.items():
+                self.send_response(reply.status)
+                for name, value in headers.items():
                     self.send_header(name, value)
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
