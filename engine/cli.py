@@ -271,7 +271,8 @@ def replay_captured(
         total = min(total, limit) if limit is not None else total
         events = list(history_queries.captured_events(store, since=start, limit=limit))
         reports = dry_run_events(events, ruleset, secrets)
-        show_bar = total > PROGRESS_THRESHOLD and as_json
+        # on stderr; hidden when the report itself scrolls by on the same terminal
+        show_bar = total > PROGRESS_THRESHOLD and (as_json or not sys.stdout.isatty())
         with click.progressbar(
             length=total, label="replaying", file=sys.stderr, hidden=not show_bar
         ) as bar:
