@@ -15,6 +15,9 @@ from engine.secrets import Secrets
 from engine.sessions import FiringGate, SessionStore
 from engine.templates import Templates
 
+SWEEP_SECONDS = 60.0
+FIRING_MEMORY = 24 * 3600.0  # once_per_session holds at least this long
+
 
 @dataclass
 class Outcome:
@@ -59,12 +62,23 @@ class Pipeline:
         self.data_dir = data_dir
         self.sessions = sessions or SessionStore()
         self.gate = FiringGate()
+        self._next_sweep = 0.0
+
+    def sweep(self, now: float) -> None:
+        """Forget idle sessions and old firings, so memory stays bounded on a long run."""
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + SWEEP_SECONDS
+        self.sessions.expire(now)
+        longest = max((r.cooldown or 0.0 for r in self.rules.rules), default=0.0)
+        self.gate.forget_before(now - max(longest, self.sessions.idle_seconds, FIRING_MEMORY))
 
     def missing_secrets(self, rule: CompiledRule) -> list[str]:
         return [] if self.dry_run else self.secrets.missing(rule.secrets)
 
     def process(self, event: Event, now: float | None = None) -> Outcome:
         now = time.time() if now is None else now
+        self.sweep(now)
         rules = self.rules.for_trigger(event.trigger)
         outcome = Outcome(event)
         session_key = ""

@@ -32,7 +32,7 @@ def segment_key(segment: Mapping[str, Any]) -> tuple[Any, ...]:
 class Session:
     uid: str
     session_id: str
-    number: int = 1  # counts conversations under the same session id
+    number: int = 1  # which conversation this is, unique within the store
     segments: list[Mapping[str, Any]] = field(default_factory=list)
     seen: set[tuple[Any, ...]] = field(default_factory=set)
     last_seen: float = 0.0
@@ -59,15 +59,15 @@ class SessionStore:
     def __init__(self, idle_seconds: float = DEFAULT_IDLE_SECONDS) -> None:
         self.idle_seconds = idle_seconds
         self._sessions: dict[tuple[str, str], Session] = {}
+        self._started = 0
 
     def observe(self, uid: str, session_id: str, segments: list[Any], now: float) -> Observation:
         key = (uid, session_id)
         session = self._sessions.get(key)
-        if session is not None and self._is_new_conversation(session, segments, now):
-            session = Session(uid, session_id, number=session.number + 1)
-            self._sessions[key] = session
-        if session is None:
-            session = Session(uid, session_id)
+        if session is None or self._is_new_conversation(session, segments, now):
+            # numbered across the store's life, so a key is never reused after expiry
+            self._started += 1
+            session = Session(uid, session_id, number=self._started)
             self._sessions[key] = session
         session.last_seen = now
         first_new = len(session.segments)
@@ -130,3 +130,10 @@ class FiringGate:
 
     def fired(self, rule_id: str, uid: str, session: str, now: float) -> None:
         self._fired[(rule_id, uid, session)] = now
+
+    def forget_before(self, cutoff: float) -> int:
+        """Drop firings older than `cutoff` (their sessions and cooldowns are long over)."""
+        stale = [key for key, when in self._fired.items() if when < cutoff]
+        for key in stale:
+            del self._fired[key]
+        return len(stale)

@@ -201,3 +201,20 @@ def test_a_phrase_split_across_calls_fires_once(tmp_path: Path) -> None:
     outcomes = [runner.process(event("transcript", call), now=i) for i, call in enumerate(calls)]
     assert [fired(o) for o in outcomes] == [set(), {"lights"}, set(), set()]
     assert decision(outcomes[3], "lights").reason == "no new segments (all were sent before)"
+
+
+def test_idle_sessions_and_old_firings_are_forgotten() -> None:
+    from engine.loader import RuleSet
+    from engine.payloads import decode_event
+    from engine.pipeline import FIRING_MEMORY, SWEEP_SECONDS, Pipeline
+    from engine.secrets import Secrets
+
+    pipeline = Pipeline(RuleSet(), Secrets(), dry_run=True)
+    segments = b'[{"text": "hello", "start": 0, "end": 1}]'
+    pipeline.process(decode_event("transcript", segments, uid="u", session_id="s"), now=1000.0)
+    pipeline.gate.fired("r", "u", "s#1", 1000.0)
+    assert len(pipeline.sessions._sessions) == 1
+    later = 1000.0 + max(SWEEP_SECONDS, FIRING_MEMORY) + 1
+    pipeline.process(decode_event("memory", b"{}", uid="u"), now=later)
+    assert pipeline.sessions._sessions == {}
+    assert pipeline.gate.refusal("r", "u", "s#1", once=True, cooldown=None, now=later) is None
