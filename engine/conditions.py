@@ -19,6 +19,7 @@ from engine.event_view import EventView
 from engine.jsonpaths import JsonPathSyntax, compile_jsonpath
 from engine.keywords import KeywordHit, KeywordMatcher
 from engine.rule_model import (
+    CONDITION_KINDS,
     KEYWORD_OPTIONS,
     Condition,
     TimeWindow,
@@ -282,8 +283,7 @@ def compile_condition(cond: Condition, path: Path, errors: CompileErrors) -> Pre
         found = ", ".join(kinds) or "none"
         errors.error(
             path,
-            "a condition names exactly one of path, keywords, template, time, any, all, not "
-            f"(found: {found})",
+            f"a condition names exactly one of {', '.join(CONDITION_KINDS)} (found: {found})",
         )
         return None
     (kind,) = kinds

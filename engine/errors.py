@@ -3,10 +3,11 @@
     OmiRulesError
     ├── RuleError          a rule file is wrong: carries file, line, column, rule id and the
     │                      path inside the rule (raised while loading and validating rules)
-    │   └── RuleErrors     several RuleErrors found in one pass (validate reports them all)
     ├── PayloadError       a webhook body is not what its trigger takes (answered with a 4xx)
+    │   └── Unauthorized   (engine.receiver) signature or token missing or wrong: 401
     ├── TemplateError      a template failed while rendering: carries rule id and field
-    ├── SecretError        a template asked for a secret that is not set
+    │   └── SecretError    a template asked for a secret that is not set
+    ├── ConfigError        (engine.config) the config file or an OMI_RULES_* variable is wrong
     └── DeliveryError      a connector's send failed: carries connector, status, url, retryable
 
 Messages name the file, line, rule and value so the reader never has to guess where.
@@ -46,14 +47,6 @@ class RuleError(OmiRulesError):
             location += f":{self.line}:{self.column}"
         rule = f" rule {self.rule_id}:" if self.rule_id else ""
         return f"{location}:{rule} {self.message}"
-
-
-class RuleErrors(OmiRulesError):
-    """Several rule errors found in one pass; `errors` keeps them in file order."""
-
-    def __init__(self, errors: list[RuleError]) -> None:
-        self.errors = errors
-        super().__init__("\n".join(str(e) for e in errors))
 
 
 class PayloadError(OmiRulesError):
