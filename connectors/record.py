@@ -55,11 +55,21 @@ def wav_header(sample_rate: int, data_bytes: int) -> bytes:
     )
 
 
-def append_wav(path: Path, pcm: bytes, sample_rate: int) -> int:
-    """Append PCM to a WAV file (created if missing); returns the data size after."""
+def append_wav(path: Path, pcm: bytes, sample_rate: int, key: str = "") -> int:
+    """Append PCM to a WAV file (created if missing); returns the data size after.
+
+    With a `key` (the action's idempotency key), a chunk already appended under that key is
+    not appended again: the keys are kept in `<file>.keys` beside the recording."""
     pcm = pcm[: len(pcm) - len(pcm) % 2]  # whole samples only, or every later one shifts
+    keys = path.with_name(path.name + ".keys")
     with _file_lock:
-        return _append(path, pcm, sample_rate)
+        if key and keys.exists() and key in keys.read_text(encoding="utf-8").splitlines():
+            return path.stat().st_size - WAV_HEADER_BYTES
+        size = _append(path, pcm, sample_rate)
+        if key:
+            with keys.open("a", encoding="utf-8") as file:
+                file.write(key + "\n")
+        return size
 
 
 def _append(path: Path, pcm: bytes, sample_rate: int) -> int:
@@ -132,7 +142,9 @@ class Record(ConnectorBase):
                 url=request.path,
             ) from None
         try:
-            size = await asyncio.to_thread(append_wav, Path(request.path), pcm, request.sample_rate)
+            size = await asyncio.to_thread(
+                append_wav, Path(request.path), pcm, request.sample_rate, env.idempotency_key
+            )
         except (OSError, ValueError) as exc:
             raise DeliveryError(str(exc), connector=self.name, url=request.path) from None
         return Delivered(response=f"{request.path}: {size} bytes of audio")

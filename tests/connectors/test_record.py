@@ -117,3 +117,12 @@ def test_concurrent_sends_to_one_file_keep_every_chunk(tmp_path: Path) -> None:
     with wave.open(requests[0].path, "rb") as wav:
         assert wav.getnframes() == 8 * len(chunk) // 2
         assert wav.readframes(wav.getnframes()) == chunk * 8
+
+
+def test_a_retried_action_does_not_append_its_audio_twice(tmp_path: Path) -> None:
+    request = render(record, {}, **audio_env(tmp_path, "evt-1", SPEECH))
+    for _ in range(2):  # the same action sent again after a crash
+        send(record, request, read_audio={"evt-1": SPEECH}.__getitem__, idempotency_key="evt-1:r:0")
+    send(record, request, read_audio={"evt-1": SPEECH}.__getitem__, idempotency_key="evt-1:r:1")
+    with wave.open(request.path) as recording:
+        assert recording.getnframes() == 2 * len(SPEECH) // 2
