@@ -123,7 +123,9 @@ async def api_dead_letters(
 @post("/api/actions/{action_id:int}/retry", status_code=202, summary="Send a dead letter again")
 async def api_retry(request: Request[Any, Any, Any], action_id: FromPath[int]) -> dict[str, Any]:
     receiver = _receiver(request)
-    retried = await asyncio.wrap_future(retry_action(receiver.store, action_id, time.time()))
+    retried = 0 < action_id < 2**63 and await asyncio.wrap_future(  # SQLite's INTEGER range
+        retry_action(receiver.store, action_id, time.time())
+    )
     if not retried:
         raise NotFoundException(f"no dead action {action_id} to retry")
     receiver.deliverer.wake.set()

@@ -24,12 +24,15 @@ def new_event_id(now: float) -> str:
 
 
 def dedupe_key(event: Event, idempotency_key: str | None) -> str | None:
-    """What makes a delivery a repeat: Omi's idempotency header, else the memory id + uid."""
+    """What makes a delivery a repeat: Omi's idempotency header, and the memory id + uid
+    (one memory can come under two headers: the developer webhook and an app). Several
+    keys are joined by newlines, which a header cannot hold; any of them makes a repeat."""
+    keys = []
     if idempotency_key:
-        return f"idem:{event.uid}:{idempotency_key}"
+        keys.append(f"idem:{event.uid}:{idempotency_key}")
     if event.trigger == "memory" and event.doc.get("id"):
-        return f"memory:{event.uid}:{event.doc['id']}"
-    return None
+        keys.append(f"memory:{event.uid}:{event.doc['id']}")
+    return "\n".join(keys) or None
 
 
 class Deduper:
@@ -46,23 +49,28 @@ class Deduper:
             "WHERE dedupe_key IS NOT NULL AND received_at > ? AND status != 'duplicate'",
             (now - self.window,),
         ):
-            self._seen[row["dedupe_key"]] = (row["received_at"], row["id"])
+            for part in row["dedupe_key"].split("\n"):
+                self._seen[part] = (row["received_at"], row["id"])
 
     def claim(self, key: str | None, event_id: str, now: float) -> str | None:
         """None when `key` is new (now claimed); else the id of the event it repeats."""
         if key is None:
             return None
-        seen = self._seen.get(key)
-        if seen is not None and now - seen[0] <= self.window:
-            return seen[1]
-        self._seen[key] = (now, event_id)
+        parts = key.split("\n")
+        for part in parts:
+            seen = self._seen.get(part)
+            if seen is not None and now - seen[0] <= self.window:
+                return seen[1]
+        for part in parts:
+            self._seen[part] = (now, event_id)
         if len(self._seen) > 100_000:
             self.prune(now)
         return None
 
     def release(self, key: str | None) -> None:
         if key is not None:
-            self._seen.pop(key, None)
+            for part in key.split("\n"):
+                self._seen.pop(part, None)
 
     def prune(self, now: float) -> None:
         self._seen = {k: v for k, v in self._seen.items() if now - v[0] <= self.window}
@@ -122,7 +130,13 @@ def write_event(
 ):  # noqa: ANN201 - a Future
     """Queue the event and its actions as one write; returns the store's future."""
     row = event_row(
-        event, body=body, params=params, status=status, key=key, outcome=outcome, response=response
+        event,
+        body=body,
+        params=params,
+        status=status,
+        key=key,
+        outcome=outcome,
+        response=secrets.mask(response),  # a notify message may carry a secret
     )
     actions = action_rows(event, outcome, secrets, now=event.received_at) if outcome else []
 

@@ -59,7 +59,12 @@ class Deliverer:
         try:
             while True:
                 free = capacity - len(self._tasks)
-                due = await claim_due(self.store, time.time(), free) if free > 0 else []
+                try:
+                    due = await claim_due(self.store, time.time(), free) if free > 0 else []
+                except Exception:  # a failing store must not end delivery for good
+                    log.exception("could not claim due actions; trying again")
+                    await asyncio.sleep(self.settings.poll_interval)
+                    continue
                 for action in due:
                     task = asyncio.create_task(self._deliver(action))
                     self._tasks.add(task)

@@ -69,7 +69,7 @@ def action_rows(
                 "status": status,
                 "attempts": 0,
                 "next_attempt_at": now,
-                "last_error": action.error,
+                "last_error": secrets.mask(action.error),  # may quote a rendered secret
                 "created_at": now,
                 "updated_at": now,
             }
@@ -123,13 +123,17 @@ async def claim_due(store: Store, now: float, limit: int) -> list[DueAction]:
     return await store.write(write)
 
 
+MAX_RETRY_AFTER = 24 * 3600.0  # a longer (or infinite) Retry-After is taken as a day
+
+
 def backoff(policy: RetryPolicy, attempts: int, retry_after: float | None) -> float:
     """Seconds to wait after `attempts` failed tries: exponential with jitter, but never
     sooner than the service's Retry-After."""
-    delay = min(policy.max_delay, policy.base_delay * 2 ** max(0, attempts - 1))
+    exponent = min(max(0, attempts - 1), 64)  # 2**64 s is past any max_delay; no overflow
+    delay = min(policy.max_delay, policy.base_delay * 2**exponent)
     delay *= 1 + random.uniform(-policy.jitter, policy.jitter)
     if retry_after is not None:
-        delay = max(delay, min(retry_after, policy.max_delay))
+        delay = max(delay, min(retry_after, MAX_RETRY_AFTER))
     return max(0.0, delay)
 
 

@@ -21,7 +21,7 @@ from engine import signing
 from engine.capture import Deduper, dedupe_key, new_event_id, record_rejection, write_event
 from engine.config import Settings
 from engine.delivery import Deliverer
-from engine.errors import PayloadError
+from engine.errors import PayloadError, SecretError
 from engine.live_rules import LiveRules
 from engine.loader import RuleSet
 from engine.outbox import recover_in_flight
@@ -93,6 +93,7 @@ class Receiver:
             self.store, self.live_rules.registry, lambda: self.secrets, settings, self.read_audio
         )
         self._tasks: list[asyncio.Task[None]] = []
+        self._recording: dict[str, asyncio.Future[Any]] = {}  # event id -> its pending write
 
     # -- life cycle -------------------------------------------------------------------
     def _rules_changed(self, rules: RuleSet) -> None:
@@ -176,13 +177,16 @@ class Receiver:
             raise PayloadError(f"body over {self.settings.max_body_bytes} bytes", status=413)
         self.check_content_type(incoming)
         self.authenticate(incoming, uid)
-        return decode_event(
-            incoming.trigger,
-            incoming.body,
-            uid=uid,
-            session_id=incoming.query.get("session_id", ""),
-            sample_rate=incoming.query.get("sample_rate"),
-        )
+        try:
+            return decode_event(
+                incoming.trigger,
+                incoming.body,
+                uid=uid,
+                session_id=incoming.query.get("session_id", ""),
+                sample_rate=incoming.query.get("sample_rate"),
+            )
+        except RecursionError:  # the JSON decoder's depth limit: bad input, not a crash
+            raise PayloadError("JSON nested too deeply") from None
 
     async def receive(self, incoming: Incoming) -> Answer:
         """Answer one webhook; only a recorded event gets 200."""
@@ -208,24 +212,28 @@ class Receiver:
         message = outcome.notify_message()
         if message:
             response["message"] = message
-        try:
-            await asyncio.wrap_future(
-                write_event(
-                    self.store,
-                    event,
-                    outcome,
-                    body=incoming.body,
-                    params=params,
-                    key=key,
-                    status="processed",
-                    response=response,
-                    secrets=self.secrets,
-                )
+        recording = asyncio.wrap_future(
+            write_event(
+                self.store,
+                event,
+                outcome,
+                body=incoming.body,
+                params=params,
+                key=key,
+                status="processed",
+                response=response,
+                secrets=self.secrets,
             )
+        )
+        self._recording[event.id] = recording  # a concurrent repeat waits for this
+        try:
+            await recording
         except Exception:
             self.deduper.release(key)
             log.exception("could not record a %s event", event.trigger)
             return Answer(503, {"error": "could not record the event; retry"})
+        finally:
+            self._recording.pop(event.id, None)
         self.counters.accepted += 1
         if outcome.actions:
             self.deliverer.wake.set()
@@ -241,9 +249,22 @@ class Receiver:
     ) -> Answer:
         """An Omi retry of a delivery already recorded: kept for history, acted on once,
         answered with the first answer (its notify message included)."""
+        first = self._recording.get(repeat_of)
+        if first is not None:  # the first delivery is still being written: its fate is ours
+            try:
+                await asyncio.shield(first)
+            except (Exception, asyncio.CancelledError):
+                if not (first.done() and (first.cancelled() or first.exception())):
+                    raise  # this request itself was cancelled
+                return Answer(503, {"error": "could not record the event; retry"})
         self.counters.duplicates += 1
         rows = self.store.query("SELECT response FROM events WHERE id = ?", (repeat_of,))
         response = msgspec.json.decode(rows[0]["response"] or "{}") if rows else {}
+        stored = response
+        try:
+            response = self.secrets.unmask(stored)  # stored masked; Omi gets the real text
+        except SecretError:
+            log.warning("a secret in the first answer to %s is no longer set", repeat_of)
         try:
             await asyncio.wrap_future(
                 write_event(
@@ -254,7 +275,7 @@ class Receiver:
                     params=params,
                     key=key,
                     status="duplicate",
-                    response={**response, "duplicate_of": repeat_of},
+                    response={**stored, "duplicate_of": repeat_of},
                     secrets=self.secrets,
                 )
             )

@@ -36,6 +36,8 @@ def parse(header: str) -> tuple[int | None, list[str]]:
                 timestamp = int(value)
             except ValueError:
                 return None, []
+            if not 0 <= timestamp < 2**63:  # far outside any tolerance; no float overflow
+                return None, []
         elif key == "v1" and value:
             signatures.append(value)
     return timestamp, signatures

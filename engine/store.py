@@ -9,6 +9,7 @@ connection; WAL lets them run while the writer commits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import sqlite3
 import threading
@@ -73,6 +74,15 @@ CREATE TABLE IF NOT EXISTS rejections (
 _STOP = object()
 
 
+def _fail(futures: list[Future[Any]], exc: BaseException) -> None:
+    """Resolve every future not yet resolved with `exc` (its write did not commit)."""
+    for future in futures:
+        if future.done():
+            continue
+        if future.running() or future.set_running_or_notify_cancel():
+            future.set_exception(exc)
+
+
 def _connect(path: str) -> sqlite_utils.Database:
     if path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -121,20 +131,39 @@ class Store:
             stop = any(item is _STOP for item in batch)
             jobs = [item for item in batch if item is not _STOP]
             if jobs:
-                self._run_batch(conn, jobs)
+                try:
+                    self._run_batch(conn, jobs)
+                except BaseException as exc:  # noqa: BLE001 - the writer must outlive a bad batch
+                    if conn.in_transaction:
+                        with contextlib.suppress(sqlite3.Error):
+                            conn.execute("ROLLBACK")
+                    _fail([future for _write, future in jobs], exc)
             if stop:
                 return
 
     def _run_batch(self, conn: sqlite3.Connection, jobs: list[tuple[Write, Future[Any]]]) -> None:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:  # e.g. another process held the lock past busy_timeout
+            _fail([future for _write, future in jobs], exc)
+            return
         results: list[tuple[Future[Any], Any, BaseException | None]] = []
-        conn.execute("BEGIN IMMEDIATE")
-        for write, future in jobs:
+        for index, (write, future) in enumerate(jobs):
             if not future.set_running_or_notify_cancel():
                 continue  # the caller gave up (cancelled) before the write began
             conn.execute("SAVEPOINT job")
             try:
                 result = write(self._writer_db)
             except BaseException as exc:  # noqa: BLE001 - handed to the caller's future
+                if not conn.in_transaction:
+                    # SQLite rolled the whole transaction back (disk full, I/O error): the
+                    # writes before this one are gone too, and the rest get no transaction
+                    _fail([f for f, _r, _e in results], exc)
+                    future.set_exception(exc)
+                    rest = jobs[index + 1 :]
+                    if rest:
+                        self._run_batch(conn, rest)
+                    return
                 conn.execute("ROLLBACK TO job")
                 conn.execute("RELEASE job")
                 results.append((future, None, exc))
@@ -144,9 +173,9 @@ class Store:
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            conn.execute("ROLLBACK")
-            for future, _result, _error in results:
-                future.set_exception(exc)
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            _fail([f for f, _r, _e in results], exc)
             return
         self.commits += 1
         self.writes += len(jobs)

@@ -4,7 +4,9 @@ lifespan (delivery workers included) and a real loopback target for actions."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -14,7 +16,13 @@ from litestar.testing import TestClient
 from engine import signing
 from engine.app import create_app
 from tests.conftest import FIXTURES, RULES_DIR, fixture_path
-from tests.server_helpers import http_rule, server_settings, write_rules
+from tests.server_helpers import (
+    ServerProcess,
+    free_port,
+    http_rule,
+    server_settings,
+    write_rules,
+)
 from tests.servers import Reply, TargetServer
 
 FIXTURE_POSTS = [
@@ -173,6 +181,69 @@ def test_omi_retries_are_acknowledged_but_act_once(tmp_path: Path, target: Targe
     assert health["duplicates"] == 3
 
 
+NOTIFY_RULE = """
+- id: tell
+  trigger: memory
+  do:
+    - notify: {message: "Saved {{ memory.structured.title }}"}
+"""
+
+
+def post_twice_while_the_database_is_locked(
+    tmp_path: Path, on_unlock: str = ""
+) -> tuple[list[httpx.Response], list[dict]]:
+    """Two deliveries of one memory to a real server, both received while another process
+    holds SQLite's write lock, so neither is on disk when the other arrives."""
+    write_rules(tmp_path / "rules", NOTIFY_RULE)
+    server = ServerProcess(tmp_path, free_port()).start()
+    body = fixture_path("memory-work.json").read_bytes()
+    other = sqlite3.connect(str(tmp_path / "omi.db"), isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+
+        def post() -> httpx.Response:
+            return httpx.post(
+                f"{server.url}/webhook/memory?uid=user123",
+                content=body,
+                headers={"Content-Type": "application/json"},
+                timeout=30,
+            )
+
+        with ThreadPoolExecutor(2) as pool:
+            pending = [pool.submit(post), pool.submit(post)]
+            time.sleep(1.0)  # both are in the receiver, waiting for the writer
+            if on_unlock:
+                other.execute(on_unlock)
+            other.execute("COMMIT")
+            answers = [future.result() for future in pending]
+        events = httpx.get(f"{server.url}/api/events").json()
+    finally:
+        other.close()
+        server.stop()
+    return answers, events
+
+
+def test_concurrent_duplicates_get_the_first_answer(tmp_path: Path) -> None:
+    answers, events = post_twice_while_the_database_is_locked(tmp_path)
+    assert [a.status_code for a in answers] == [200, 200]
+    assert [a.json()["message"] for a in answers] == ["Saved Project Timeline Discussion"] * 2
+    assert sorted(e["status"] for e in events) == ["duplicate", "processed"]
+
+
+def test_a_duplicate_of_a_delivery_that_failed_to_record_is_not_acknowledged(
+    tmp_path: Path,
+) -> None:
+    # SQLite refusing the insert, as a full disk or an I/O error would
+    broken = (
+        "CREATE TRIGGER events_broken BEFORE INSERT ON events "
+        "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END"
+    )
+    answers, events = post_twice_while_the_database_is_locked(tmp_path, broken)
+    # nothing is on disk, so neither delivery may be acknowledged: Omi must retry
+    assert [a.status_code for a in answers] == [503, 503]
+    assert events == []
+
+
 @pytest.mark.parametrize(
     ("endpoint", "query", "body", "content_type", "status", "reason"),
     [
@@ -225,6 +296,25 @@ def test_bad_input_gets_a_4xx_with_a_reason(
         assert client.get("/health").json()["rejected"] == 1
 
 
+@pytest.mark.parametrize("endpoint", ["memory", "transcript", "day-summary"])
+def test_deeply_nested_json_is_a_400_not_a_500(tmp_path: Path, endpoint: str) -> None:
+    depth = 5000  # far under the body limit, far over the decoder's recursion limit
+    body = '{"id": "deep", "summary": "s", "segments": [], "x": ' + "[" * depth + "]" * depth + "}"
+    with TestClient(app=create_app(server_settings(tmp_path))) as client:
+        response = client.post(
+            f"/webhook/{endpoint}?uid=u", content=body, headers={"Content-Type": "application/json"}
+        )
+        assert response.status_code == 400
+        assert "nested" in response.json()["error"]
+        assert client.get("/api/rejections").json()[0]["status"] == 400
+
+
+def test_retry_of_an_out_of_range_action_id_is_a_404(tmp_path: Path) -> None:
+    with TestClient(app=create_app(server_settings(tmp_path))) as client:
+        assert client.post(f"/api/actions/{2**64}/retry").status_code == 404
+        assert client.post("/api/actions/-1/retry").status_code == 404
+
+
 def test_body_over_the_limit_is_413(tmp_path: Path) -> None:
     settings = server_settings(tmp_path, max_body_bytes=1000)
     with TestClient(app=create_app(settings)) as client:
@@ -261,6 +351,7 @@ def test_signature_is_verified_when_a_secret_is_set(tmp_path: Path) -> None:
         assert post(signing.sign("whsec_other", "user123", body)) == 401
         assert post(signing.sign(secret, "someone-else", body)) == 401  # uid is signed
         assert post(signing.sign(secret, "user123", body, timestamp=int(time.time()) - 301)) == 401
+        assert post("t=" + "9" * 400 + ",v1=00") == 401  # no float overflow, no 500
         rotating = (
             signing.sign("whsec_old", "user123", body)
             + ",v1="
@@ -355,3 +446,63 @@ def test_history_masks_secrets(
         assert "<secret:HOOK_TOKEN>" in detail
     db_bytes = b"".join(p.read_bytes() for p in tmp_path.glob("omi.db*"))
     assert b"tok-very-secret-123" not in db_bytes
+
+
+def test_secrets_in_a_notify_answer_or_an_action_error_are_masked_in_history(
+    tmp_path: Path, target: TargetServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OMI_RULES_SECRET_DASH_TOKEN", "dash-very-secret-456")
+    settings = server_settings(tmp_path)
+    write_rules(
+        Path(settings.rules),
+        f"""
+    - id: link
+      trigger: memory
+      do:
+        - notify: {{message: "See https://dash.example/?t={{{{ secrets.DASH_TOKEN }}}}"}}
+        - http:
+            url: "{target.url}/hook"
+            headers: {{X-Token: "{{{{ secrets.DASH_TOKEN }}}}\\nX-Evil: 1"}}
+    """,
+    )
+    with TestClient(app=create_app(settings)) as client:
+        answer = post_fixture(client, "memory", "memory-work.json", {})
+        assert answer.json()["message"] == "See https://dash.example/?t=dash-very-secret-456"
+        repeat = post_fixture(client, "memory", "memory-work.json", {})
+        assert repeat.json()["message"] == answer.json()["message"]  # Omi still gets the text
+        event_id = client.get("/api/events").json()[-1]["id"]
+        shown = client.get("/api/events").text + client.get(f"/api/events/{event_id}").text
+        shown += client.get("/api/actions").text
+        assert "<secret:DASH_TOKEN>" in shown
+        assert "dash-very-secret-456" not in shown
+    db_bytes = b"".join(p.read_bytes() for p in tmp_path.glob("omi.db*"))
+    assert b"dash-very-secret-456" not in db_bytes
+
+
+def test_one_memory_under_two_idempotency_keys_acts_once(
+    tmp_path: Path, target: TargetServer
+) -> None:
+    """The developer webhook and the app both deliver the same memory, each with its own
+    idempotency key: the memory id still makes the second a repeat, across a restart too."""
+    settings = server_settings(tmp_path)
+    write_rules(Path(settings.rules), http_rule(target.url + "/hook"))
+    body = fixture_path("memory-work.json").read_bytes()
+
+    def post(client: TestClient, header: str, key: str) -> None:
+        response = client.post(
+            "/webhook/memory?uid=user123",
+            content=body,
+            headers={"Content-Type": "application/json", header: key},
+        )
+        assert response.status_code == 200
+
+    with TestClient(app=create_app(settings)) as client:
+        post(client, "Idempotency-Key", "developer-delivery-1")
+        post(client, "X-Omi-Idempotency-Key", "app-fanout-1")
+        wait_until(lambda: client.get("/api/actions?status=delivered").json())
+    with TestClient(app=create_app(settings)) as client:
+        post(client, "X-Omi-Idempotency-Key", "app-fanout-2")
+        time.sleep(0.3)
+        statuses = sorted(e["status"] for e in client.get("/api/events").json())
+    assert len(target.received) == 1
+    assert statuses == ["duplicate", "duplicate", "processed"]

@@ -104,7 +104,7 @@ def test_template_failure_is_kept_as_an_error_not_sent(
     assert target.received == []
 
 
-@pytest.mark.parametrize("attempts", [1, 2, 5, 20])
+@pytest.mark.parametrize("attempts", [1, 2, 5, 20, 2000])
 def test_backoff_grows_and_respects_retry_after(attempts: int) -> None:
     policy = RetryPolicy(base_delay=1.0, max_delay=60.0, jitter=0.0)
     assert backoff(policy, attempts, None) == min(60.0, 2 ** (attempts - 1))
@@ -112,3 +112,31 @@ def test_backoff_grows_and_respects_retry_after(attempts: int) -> None:
     jittered = RetryPolicy(base_delay=1.0, max_delay=60.0, jitter=0.25)
     delay = min(60.0, 2 ** (attempts - 1))
     assert 0.75 * delay <= backoff(jittered, attempts, None) <= 1.25 * delay
+
+
+def test_delivery_resumes_after_the_store_fails_for_a_while(
+    tmp_path: Path, target: TargetServer
+) -> None:
+    settings = server_settings(tmp_path)
+    write_rules(Path(settings.rules), http_rule(target.url + "/hook"))
+    app = create_app(settings)
+    store = app.state.receiver.store
+    with TestClient(app=app) as client:
+        # a real SQLite failure on every outbox update (as a full disk or I/O error would be)
+        store.write_now(
+            lambda db: db.execute(
+                "CREATE TRIGGER outbox_broken BEFORE UPDATE ON actions "
+                "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END"
+            )
+        )
+        post_memory(client)
+        time.sleep(0.5)  # the workers try to claim the action and fail
+        store.write_now(lambda db: db.execute("DROP TRIGGER outbox_broken"))
+        target.wait_for(1, timeout=5)
+        wait_for_action(client, "delivered")
+
+
+def test_backoff_never_retries_sooner_than_a_long_retry_after() -> None:
+    policy = RetryPolicy(base_delay=1.0, max_delay=60.0, jitter=0.25)
+    assert backoff(policy, 1, 3600.0) >= 3600.0  # the service asked for an hour
+    assert backoff(policy, 1, float("inf")) == 24 * 3600.0  # but never "forever"

@@ -31,6 +31,8 @@ def test_refusals_name_the_problem() -> None:
     assert check(None) == "missing X-Omi-Signature"
     assert check("garbage") == "malformed X-Omi-Signature"
     assert check("t=abc,v1=00") == "malformed X-Omi-Signature"
+    assert check("t=" + "9" * 400 + ",v1=00") == "malformed X-Omi-Signature"
+    assert check("t=-" + "9" * 400 + ",v1=00") == "malformed X-Omi-Signature"
     assert check(good, now=now + 301) == "stale X-Omi-Signature (timestamp outside the tolerance)"
     assert check(good, now=now - 301) == "stale X-Omi-Signature (timestamp outside the tolerance)"
     assert check(good, uid="user2") == "X-Omi-Signature does not match"

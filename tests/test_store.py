@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -63,3 +64,35 @@ def test_data_survives_reopening(tmp_path: Path) -> None:
         assert second.query("PRAGMA journal_mode")[0]["journal_mode"] == "wal"
     finally:
         second.close()
+
+
+def test_a_full_disk_fails_the_write_and_the_writer_keeps_going(store: Store) -> None:
+    # SQLite rolls the whole transaction back on SQLITE_FULL, so the job's savepoint is gone
+    pages = store.write_now(lambda db: db.execute("PRAGMA page_count").fetchone()[0])
+    store.write_now(lambda db: db.execute(f"PRAGMA max_page_count = {pages}"))
+
+    def big(db: sqlite_utils.Database) -> None:
+        db["rejections"].insert(
+            {"received_at": 1, "endpoint": "/x", "status": 400, "reason": "x" * 200_000}
+        )
+
+    with pytest.raises(sqlite3.OperationalError, match="full"):
+        store.submit(big).result(timeout=5)
+    store.write_now(lambda db: db.execute("PRAGMA max_page_count = 1073741823"))
+    assert store.submit(insert(3)).result(timeout=5) == 3  # the writer is still alive
+    assert [r["reason"] for r in store.query("SELECT reason FROM rejections")] == ["3"]
+
+
+def test_a_batch_whose_transaction_cannot_begin_fails_its_callers(tmp_path: Path) -> None:
+    store = Store(str(tmp_path / "t.db"))
+    store._writer_db.conn.execute("PRAGMA busy_timeout = 100")
+    other = sqlite3.connect(str(tmp_path / "t.db"), isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            store.submit(insert(1)).result(timeout=5)
+        other.execute("ROLLBACK")
+        assert store.submit(insert(2)).result(timeout=5) == 2
+    finally:
+        other.close()
+        store.close()
