@@ -28,6 +28,11 @@ log = logging.getLogger("omi_rules.app")
 BODY_LIMIT_SLACK = 1024  # Litestar's own limit sits above ours, so ours gives the message
 
 
+def page_size(limit: int) -> int:
+    """Between 1 and 1000 (SQLite reads LIMIT -1 as no limit at all)."""
+    return max(1, min(limit, 1000))
+
+
 def _receiver(request: Request[Any, Any, Any]) -> Receiver:
     return request.app.state.receiver
 
@@ -92,7 +97,7 @@ async def api_events(
     uid: FromQuery[str | None] = None,
 ) -> list[dict[str, Any]]:
     return history.list_events(
-        _receiver(request).store, limit=min(limit, 1000), since=since, trigger=trigger, uid=uid
+        _receiver(request).store, limit=page_size(limit), since=since, trigger=trigger, uid=uid
     )
 
 
@@ -110,14 +115,14 @@ async def api_actions(
     status: FromQuery[str | None] = None,
     limit: FromQuery[int] = 100,
 ) -> list[dict[str, Any]]:
-    return history.list_actions(_receiver(request).store, status=status, limit=min(limit, 1000))
+    return history.list_actions(_receiver(request).store, status=status, limit=page_size(limit))
 
 
 @get("/api/dead-letters", summary="Actions that gave up; retry them with POST .../retry")
 async def api_dead_letters(
     request: Request[Any, Any, Any], limit: FromQuery[int] = 100
 ) -> list[dict[str, Any]]:
-    return history.list_actions(_receiver(request).store, status="dead", limit=min(limit, 1000))
+    return history.list_actions(_receiver(request).store, status="dead", limit=page_size(limit))
 
 
 @post("/api/actions/{action_id:int}/retry", status_code=202, summary="Send a dead letter again")
@@ -136,7 +141,7 @@ async def api_retry(request: Request[Any, Any, Any], action_id: FromPath[int]) -
 async def api_rejections(
     request: Request[Any, Any, Any], limit: FromQuery[int] = 50
 ) -> list[dict[str, Any]]:
-    return history.list_rejections(_receiver(request).store, limit=min(limit, 1000))
+    return history.list_rejections(_receiver(request).store, limit=page_size(limit))
 
 
 @get("/api/rules", summary="Loaded rules and rule errors")

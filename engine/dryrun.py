@@ -52,7 +52,9 @@ def report(outcome: Outcome, secrets: Secrets) -> EventReport:
             masked = secrets.mask(msgspec.to_builtins(action.request))
             by_rule[action.rule_id].append(ActionReport(action.connector, request=masked))
         else:
-            by_rule[action.rule_id].append(ActionReport(action.connector, error=action.error))
+            by_rule[action.rule_id].append(
+                ActionReport(action.connector, error=secrets.mask(action.error))
+            )
     return EventReport(
         trigger=outcome.event.trigger,
         matched=[MatchedReport(rule, actions) for rule, actions in by_rule.items()],

@@ -120,7 +120,7 @@ def list_rejections(store: Store, *, limit: int = 50) -> list[dict[str, Any]]:
 
 def count_captured(store: Store, *, since: float | None = None) -> int:
     rows = store.query(
-        "SELECT COUNT(*) AS n FROM events WHERE status = 'processed' AND received_at >= ?",
+        "SELECT COUNT(*) AS n FROM events WHERE status != 'duplicate' AND received_at >= ?",
         (since or 0,),
     )
     return rows[0]["n"]
@@ -129,10 +129,11 @@ def count_captured(store: Store, *, since: float | None = None) -> int:
 def captured_events(
     store: Store, *, since: float | None = None, limit: int | None = None
 ) -> Iterator[Event]:
-    """Stored events (not repeats), oldest first, decoded again as they were received."""
+    """Stored events (not repeats; those that failed to process too), oldest first,
+    decoded again as they were received."""
     sql = (
         "SELECT id, trigger, uid, session_id, received_at, params, body FROM events "
-        "WHERE status = 'processed' AND received_at >= ? ORDER BY received_at, id"
+        "WHERE status != 'duplicate' AND received_at >= ? ORDER BY received_at, id"
     )
     params: tuple[Any, ...] = (since or 0,)
     if limit is not None:

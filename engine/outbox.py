@@ -179,11 +179,12 @@ async def mark_failed(
 
 
 def retry_action(store: Store, action_id: int, now: float) -> Future[bool]:
-    """Send a dead action again; resolves False when there is no such action to retry."""
+    """Send a dead action again, with a fresh count of attempts (so it gets the full
+    backoff again); resolves False when there is no such action to retry."""
 
     def write(db: sqlite_utils.Database) -> bool:
         cursor = db.execute(
-            "UPDATE actions SET status = ?, next_attempt_at = ?, updated_at = ? "
+            "UPDATE actions SET status = ?, attempts = 0, next_attempt_at = ?, updated_at = ? "
             "WHERE id = ? AND status IN (?, ?) AND request IS NOT NULL",
             [PENDING, now, now, action_id, DEAD, PENDING],
         )

@@ -26,7 +26,7 @@ from engine.live_rules import LiveRules
 from engine.loader import RuleSet
 from engine.outbox import recover_in_flight
 from engine.payloads import Event, decode_event
-from engine.pipeline import Pipeline
+from engine.pipeline import Outcome, Pipeline
 from engine.secrets import Secrets
 from engine.sessions import SessionStore
 from engine.store import Store
@@ -207,7 +207,12 @@ class Receiver:
         repeat_of = self.deduper.claim(key, event.id, now)
         if repeat_of is not None:
             return await self.acknowledge_repeat(incoming, event, key, params, repeat_of)
-        outcome = self.pipeline.process(event, now)
+        try:
+            outcome = self.pipeline.process(event, now)
+            status = "processed"
+        except Exception:  # noqa: BLE001 - a bug in a rule's processing must not lose the event
+            log.exception("processing a %s event failed; it is kept for replay", event.trigger)
+            outcome, status = Outcome(event), "error"
         response: dict[str, Any] = {}
         message = outcome.notify_message()
         if message:
@@ -220,7 +225,7 @@ class Receiver:
                 body=incoming.body,
                 params=params,
                 key=key,
-                status="processed",
+                status=status,
                 response=response,
                 secrets=self.secrets,
             )

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import msgspec
 import pytest
 from litestar.testing import TestClient
 
@@ -146,6 +147,8 @@ def test_permanent_failure_is_a_dead_letter_and_can_be_retried(
         assert dead[0]["last_status"] == 404
         assert "no such hook" in dead[0]["last_error"]
         assert client.post(f"/api/actions/{dead[0]['id']}/retry").status_code == 202
+        retried = next(a for a in client.get("/api/actions").json() if a["id"] == dead[0]["id"])
+        assert retried["attempts"] in (0, 1)  # a fresh count (1 once the retry went out)
         wait_until(lambda: client.get("/api/dead-letters").json() == [])
         target.wait_for(2)
         assert client.post("/api/actions/999999/retry").status_code == 404
@@ -506,3 +509,48 @@ def test_one_memory_under_two_idempotency_keys_acts_once(
         statuses = sorted(e["status"] for e in client.get("/api/events").json())
     assert len(target.received) == 1
     assert statuses == ["duplicate", "duplicate", "processed"]
+
+
+class CrashingConnector:
+    """A third-party connector with a bug: its render raises something unexpected."""
+
+    name = "crashing"
+    summary = "raises while rendering"
+    autoescape_fields = frozenset()
+    inline = False
+
+    class Options(msgspec.Struct, forbid_unknown_fields=True):
+        text: str = ""
+
+    Request = Options
+
+    def validate(self, options: object) -> list:
+        return []
+
+    def required_secrets(self, options: object) -> set:
+        return set()
+
+    def render(self, options: object, env: object) -> object:
+        raise RuntimeError("connector bug")
+
+    async def send(self, request: object, env: object) -> object:
+        raise AssertionError("never sent")
+
+
+def test_a_bug_in_processing_keeps_the_event(tmp_path: Path) -> None:
+    from engine.connector import default_registry
+
+    registry = default_registry()
+    registry.register(CrashingConnector())
+    try:
+        settings = server_settings(tmp_path)
+        write_rules(Path(settings.rules), "- {id: buggy, trigger: memory, do: [{crashing: {}}]}")
+        with TestClient(app=create_app(settings)) as client:
+            assert post_fixture(client, "memory", "memory-work.json", {}).status_code == 200
+            (event,) = client.get("/api/events").json()
+            assert event["status"] == "error"
+            post_fixture(client, "memory", "memory-personal-discarded.json", {})
+            assert len(client.get("/api/events").json()) == 2
+            assert len(client.get("/api/events", params={"limit": -1}).json()) == 1
+    finally:
+        registry._connectors.pop("crashing")
