@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import secrets as random
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -74,13 +73,6 @@ class Deduper:
 
     def prune(self, now: float) -> None:
         self._seen = {k: v for k, v in self._seen.items() if now - v[0] <= self.window}
-
-
-@dataclass
-class Captured:
-    event_id: str
-    duplicate_of: str | None
-    response: dict[str, Any]
 
 
 def decisions_json(outcome: Outcome | None) -> str:

@@ -45,8 +45,6 @@ class Deliverer:
         self.wake = asyncio.Event()
         self._limits: dict[str, asyncio.Semaphore] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self.delivered = 0
-        self.failed = 0
 
     def limit(self, connector: str) -> asyncio.Semaphore:
         if connector not in self._limits:
@@ -131,7 +129,6 @@ class Deliverer:
                     ),
                 )
                 return
-        self.delivered += 1
         await mark_delivered(
             self.store,
             action,
@@ -147,7 +144,6 @@ class Deliverer:
         retry_at = None
         if exc.retryable and attempts < self.settings.retry.max_attempts:
             retry_at = now + backoff(self.settings.retry, attempts, exc.retry_after)
-        self.failed += 1
         message = secrets.mask(str(exc))
         log.warning(
             "action %s (%s, rule %s) attempt %d failed: %s%s",

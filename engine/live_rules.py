@@ -12,7 +12,15 @@ from pathlib import Path
 
 from engine.connector import Registry, default_registry
 from engine.errors import RuleError
-from engine.loader import CompiledRule, RuleSet, display_path, load_file
+from engine.loader import (
+    CompiledRule,
+    RuleSet,
+    broken_reasons,
+    display_path,
+    load_file,
+    merge_rules,
+    rule_files,
+)
 from engine.templates import Templates
 
 log = logging.getLogger("omi_rules.rules")
@@ -32,17 +40,10 @@ class LiveRules:
         self.on_change = on_change
         self._good: dict[str, list[CompiledRule]] = {}  # file -> last rules it loaded cleanly
         self.current = RuleSet()
-        self.generation = 0
 
     def reload(self) -> RuleSet:
         """Compile every file again; returns (and publishes) the merged rule set."""
-        files = (
-            sorted(
-                p for p in self.rules_dir.glob("*") if p.suffix in (".yaml", ".yml") and p.is_file()
-            )
-            if self.rules_dir.is_dir()
-            else []
-        )
+        files = rule_files(self.rules_dir)
         errors: list[RuleError] = []
         broken: dict[str, str] = {}
         present = set()
@@ -51,10 +52,7 @@ class LiveRules:
             present.add(name)
             rules, file_errors, file_broken = load_file(path, self.registry, self.templates)
             errors.extend(file_errors)
-            for rule_id in file_broken:
-                broken[rule_id] = next(
-                    (e.message for e in file_errors if e.rule_id == rule_id), "rule has errors"
-                )
+            broken.update(broken_reasons(file_errors, file_broken))
             if file_errors and name in self._good:
                 kept = ", ".join(r.id for r in self._good[name]) or "none"
                 log.warning("%s has errors; keeping its last good rules (%s)", name, kept)
@@ -63,28 +61,16 @@ class LiveRules:
                 self._good[name] = rules
         for gone in set(self._good) - present:
             del self._good[gone]
-        merged, seen = [], {}
-        for name in sorted(self._good):
-            for rule in self._good[name]:
-                if rule.id in seen:
-                    errors.append(
-                        RuleError(
-                            f"duplicate rule id '{rule.id}' (first defined at {seen[rule.id]})",
-                            file=rule.file,
-                            line=rule.line,
-                            column=1,
-                            rule_id=rule.id,
-                        )
-                    )
-                    continue
-                seen[rule.id] = f"{rule.file}:{rule.line}"
-                merged.append(rule)
+        merged, merge_errors, merge_broken = merge_rules(
+            self._good[name] for name in sorted(self._good)
+        )
+        errors.extend(merge_errors)
+        broken.update(merge_broken)
         if not self.rules_dir.is_dir():
             errors.append(RuleError(f"rules folder {display_path(self.rules_dir)} does not exist"))
         self.current = RuleSet(
             rules=merged, errors=errors, files=[display_path(p) for p in files], broken_ids=broken
         )
-        self.generation += 1
         for error in errors:
             log.error("%s", error)
         if self.on_change:

@@ -255,31 +255,31 @@ def load_file(
     return rules, errors, broken
 
 
-def load_rules(
-    rules_dir: str | os.PathLike[str],
-    *,
-    registry: Registry | None = None,
-    templates: Templates | None = None,
-) -> RuleSet:
-    """Every rule under `rules_dir` (*.yaml and *.yml), compiled; errors collected."""
-    registry = registry or default_registry()
-    templates = templates or Templates()
-    directory = FsPath(rules_dir)
+def rule_files(directory: FsPath) -> list[FsPath]:
+    """The rule files of a folder (*.yaml and *.yml), in name order."""
     if not directory.is_dir():
-        error = RuleError(f"rules folder {display_path(directory)} does not exist")
-        return RuleSet(errors=[error])
-    files = sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+        return []
+    return sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+
+
+def broken_reasons(errors: list[RuleError], broken: list[str]) -> dict[str, str]:
+    """Each broken rule id with its first error."""
+    return {
+        rule_id: next((e.message for e in errors if e.rule_id == rule_id), "rule has errors")
+        for rule_id in broken
+    }
+
+
+def merge_rules(
+    groups: Iterable[list[CompiledRule]],
+) -> tuple[list[CompiledRule], list[RuleError], dict[str, str]]:
+    """Rules of several files as one list; a repeated id is an error and left out."""
     rules: list[CompiledRule] = []
     errors: list[RuleError] = []
     broken: dict[str, str] = {}
     seen: dict[str, CompiledRule] = {}
-    for path in files:
-        file_rules, file_errors, file_broken = load_file(path, registry, templates)
-        errors.extend(file_errors)
-        for rule_id in file_broken:
-            first = next((e for e in file_errors if e.rule_id == rule_id), None)
-            broken[rule_id] = first.message if first else "rule has errors"
-        for rule in file_rules:
+    for group in groups:
+        for rule in group:
             if rule.id in seen:
                 other = seen[rule.id]
                 errors.append(
@@ -296,6 +296,35 @@ def load_rules(
                 continue
             seen[rule.id] = rule
             rules.append(rule)
+    return rules, errors, broken
+
+
+def load_rules(
+    rules_dir: str | os.PathLike[str],
+    *,
+    registry: Registry | None = None,
+    templates: Templates | None = None,
+) -> RuleSet:
+    """Every rule under `rules_dir` (*.yaml and *.yml), compiled; errors collected."""
+    registry = registry or default_registry()
+    templates = templates or Templates()
+    directory = FsPath(rules_dir)
+    if not directory.is_dir():
+        error = RuleError(f"rules folder {display_path(directory)} does not exist")
+        return RuleSet(errors=[error])
+    files = rule_files(directory)
+    groups: list[list[CompiledRule]] = []
+    errors: list[RuleError] = []
+    broken: dict[str, str] = {}
+    for path in files:
+        file_rules, file_errors, file_broken = load_file(path, registry, templates)
+        errors.extend(file_errors)
+        broken.update(broken_reasons(file_errors, file_broken))
+        groups.append(file_rules)
+    rules, merge_errors, merge_broken = merge_rules(groups)
     return RuleSet(
-        rules=rules, errors=errors, files=[display_path(p) for p in files], broken_ids=broken
+        rules=rules,
+        errors=errors + merge_errors,
+        files=[display_path(p) for p in files],
+        broken_ids={**broken, **merge_broken},
     )

@@ -13,7 +13,6 @@ import contextlib
 import queue
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
@@ -199,7 +198,3 @@ class Store:
 
     def rows(self, sql: str, params: tuple[Any, ...] = ()) -> Iterator[dict[str, Any]]:
         return self.read_db.query(sql, params)
-
-
-def now() -> float:
-    return time.time()
