@@ -1,5 +1,8 @@
 """The HTTP surface (Litestar): Omi's four webhooks, setup and health, the history API.
 
+Every request passes engine.access first: the Host check, and the admin token for all but
+the webhooks, `/setup*` and `/health`.
+
 Handlers only translate HTTP to the Receiver and back; no connector runs in a request.
 OpenAPI docs are at /schema (Swagger UI at /schema/swagger).
 """
@@ -15,11 +18,13 @@ from typing import Any
 
 from litestar import Litestar, Request, Response, get, post
 from litestar.exceptions import HTTPException, NotFoundException
+from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.params import FromPath, FromQuery
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from engine import history
+from engine.access import AccessMiddleware, HostCheck, admin_token
 from engine.config import Settings
 from engine.outbox import retry_action
 from engine.receiver import TRIGGER_ENDPOINTS, Incoming, Receiver
@@ -179,6 +184,8 @@ def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dic
 
 def create_app(settings: Settings, receiver: Receiver | None = None) -> Litestar:
     receiver = receiver or Receiver(settings)
+    token, _created = admin_token(settings)
+    hosts = HostCheck([*settings.allowed_hosts, settings.host])
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -202,6 +209,7 @@ def create_app(settings: Settings, receiver: Receiver | None = None) -> Litestar
             api_rules,
         ],
         lifespan=[lifespan],
+        middleware=[DefineMiddleware(AccessMiddleware, token=token, hosts=hosts)],
         request_max_body_size=settings.max_body_bytes + BODY_LIMIT_SLACK,
         exception_handlers={HTTPException: _http_error, Exception: _unexpected},
         openapi_config=OpenAPIConfig(title="omi-rules", version="0.1.0", path="/schema"),

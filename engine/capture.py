@@ -13,6 +13,7 @@ import sqlite_utils
 from engine.outbox import action_rows
 from engine.payloads import Event
 from engine.pipeline import Outcome
+from engine.sealed import Sealer
 from engine.secrets import Secrets
 from engine.store import Store
 
@@ -75,6 +76,11 @@ class Deduper:
         self._seen = {k: v for k, v in self._seen.items() if now - v[0] <= self.window}
 
 
+def answer_context(event_id: str) -> str:
+    """What an event's stored answer is sealed with (see engine.sealed)."""
+    return f"{event_id}:answer"
+
+
 def decisions_json(outcome: Outcome | None) -> str:
     if outcome is None:
         return "[]"
@@ -119,6 +125,7 @@ def write_event(
     status: str,
     response: dict[str, Any],
     secrets: Secrets,
+    sealer: Sealer,
 ):  # noqa: ANN201 - a Future
     """Queue the event and its actions as one write; returns the store's future."""
     row = event_row(
@@ -128,9 +135,10 @@ def write_event(
         status=status,
         key=key,
         outcome=outcome,
-        response=secrets.mask(response),  # a notify message may carry a secret
+        # a notify message may carry a secret; Omi's retry gets the same answer, unsealed
+        response=sealer.seal(response, secrets, answer_context(event.id)),
     )
-    actions = action_rows(event, outcome, secrets, now=event.received_at) if outcome else []
+    actions = action_rows(event, outcome, secrets, sealer, now=event.received_at) if outcome else []
 
     def write(db: sqlite_utils.Database) -> None:
         db["events"].insert(row)

@@ -30,6 +30,8 @@ class Settings(Struct, forbid_unknown_fields=True):
     data_dir: str = "data"
     secrets: str | None = None  # secrets file
     token: str | None = None  # shared token (query `token` or header) for setups without signing
+    admin_token: str | None = None  # for /api, /schema, /ui; made under data_dir when unset
+    allowed_hosts: list[str] = msgspec.field(default_factory=list)  # beside loopback names
     signing_secret: str | None = None  # Omi's whsec_... secret: verify X-Omi-Signature
     signature_tolerance: float = 300.0
     max_body_bytes: int = 2 * 1024 * 1024

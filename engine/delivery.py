@@ -20,6 +20,7 @@ from engine.connector import Registry, SendEnv
 from engine.errors import DeliveryError, SecretError
 from engine.outbound import OutboundGuard, make_client
 from engine.outbox import DueAction, backoff, claim_due, mark_delivered, mark_failed
+from engine.sealed import Sealer
 from engine.secrets import Secrets
 from engine.store import Store
 
@@ -34,8 +35,10 @@ class Deliverer:
         secrets: Callable[[], Secrets],
         settings: Settings,
         read_audio: Callable[[str], bytes],
+        sealer: Sealer,
     ) -> None:
         self.store = store
+        self.sealer = sealer
         self.registry = registry
         self.secrets = secrets
         self.settings = settings
@@ -100,7 +103,8 @@ class Deliverer:
         secrets = self.secrets()
         try:
             request = msgspec.convert(
-                secrets.unmask(msgspec.json.decode(action.request)), connector.Request
+                self.sealer.unseal(msgspec.json.decode(action.request), secrets, action.idem_key),
+                connector.Request,
             )
         except (SecretError, msgspec.ValidationError) as exc:
             await mark_failed(

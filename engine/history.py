@@ -10,6 +10,7 @@ import msgspec
 
 from engine.errors import PayloadError
 from engine.payloads import Event, decode_event
+from engine.sealed import shown
 from engine.store import Store
 
 EVENT_COLUMNS = "id, trigger, uid, session_id, received_at, status, decisions, response, params"
@@ -27,12 +28,13 @@ def _event(row: dict[str, Any]) -> dict[str, Any]:
     row = dict(row)
     for name, default in (("decisions", []), ("response", {}), ("params", {})):
         row[name] = _json(row.get(name), default)
+    row["response"] = shown(row["response"])
     return row
 
 
 def _action(row: dict[str, Any]) -> dict[str, Any]:
     row = dict(row)
-    row["request"] = _json(row.get("request"), None)
+    row["request"] = shown(_json(row.get("request"), None))
     return row
 
 

@@ -5,8 +5,9 @@
        |                   '--permanent or exhausted----> dead --retry (API/CLI)--> pending
        '-- restart: in_flight rows go back to pending (the process died mid-send)
 
-Requests are stored with secrets masked as `<secret:NAME>` and unmasked just before
-sending, so the database never holds a secret and a rotated secret applies to retries.
+Requests are stored with secrets sealed (`engine.sealed`: `<secret:NAME:MAC>`, bound to the
+action's idempotency key) and opened just before sending, so the database never holds a
+secret, a rotated secret applies to retries, and payload text can never open one.
 Rows that cannot be sent (`error`: the template failed) and notify answers (`inline`,
 returned in the webhook response) are kept for history.
 """
@@ -24,6 +25,7 @@ import sqlite_utils
 from engine.config import RetryPolicy
 from engine.payloads import Event
 from engine.pipeline import Outcome
+from engine.sealed import Sealer
 from engine.secrets import Secrets
 from engine.store import Store
 
@@ -42,7 +44,7 @@ def idempotency_key(event_id: str, key_suffix: str) -> str:
 
 
 def action_rows(
-    event: Event, outcome: Outcome, secrets: Secrets, *, now: float
+    event: Event, outcome: Outcome, secrets: Secrets, sealer: Sealer, *, now: float
 ) -> list[dict[str, Any]]:
     rows = []
     for action in outcome.actions:
@@ -53,13 +55,14 @@ def action_rows(
         else:
             status = PENDING
         request = None
+        idem_key = idempotency_key(event.id, action.key_suffix)
         if action.request is not None:
             request = msgspec.json.encode(
-                secrets.mask(msgspec.to_builtins(action.request))
+                sealer.seal(msgspec.to_builtins(action.request), secrets, idem_key)
             ).decode()
         rows.append(
             {
-                "idem_key": idempotency_key(event.id, action.key_suffix),
+                "idem_key": idem_key,
                 "event_id": event.id,
                 "rule_id": action.rule_id,
                 "action_index": action.action_index,

@@ -18,7 +18,14 @@ from typing import Any
 import msgspec
 
 from engine import signing
-from engine.capture import Deduper, dedupe_key, new_event_id, record_rejection, write_event
+from engine.capture import (
+    Deduper,
+    answer_context,
+    dedupe_key,
+    new_event_id,
+    record_rejection,
+    write_event,
+)
 from engine.config import Settings
 from engine.delivery import Deliverer
 from engine.errors import PayloadError, SecretError
@@ -27,6 +34,7 @@ from engine.loader import RuleSet
 from engine.outbox import recover_in_flight
 from engine.payloads import Event, decode_event
 from engine.pipeline import Outcome, Pipeline
+from engine.sealed import Sealer
 from engine.secrets import Secrets
 from engine.sessions import SessionStore
 from engine.store import Store
@@ -71,7 +79,9 @@ class Counters:
 
 
 STOP_TIMEOUT = 10.0  # seconds background tasks get to finish on shutdown
-JSON_TYPES = ("application/json", "text/json", "text/plain")
+# Omi always names its type. text/plain, form types or none at all are what a web page can
+# post cross-site without asking (a "simple" request), so they are refused.
+JSON_TYPES = ("application/json",)
 AUDIO_TYPES = ("application/octet-stream", "audio/")
 
 
@@ -89,8 +99,14 @@ class Receiver:
         )
         self.deduper = Deduper(settings.dedupe_window)
         self.counters = Counters()
+        self.sealer = Sealer.for_data_dir(settings.data_dir)
         self.deliverer = Deliverer(
-            self.store, self.live_rules.registry, lambda: self.secrets, settings, self.read_audio
+            self.store,
+            self.live_rules.registry,
+            lambda: self.secrets,
+            settings,
+            self.read_audio,
+            self.sealer,
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._recording: dict[str, asyncio.Future[Any]] = {}  # event id -> its pending write
@@ -163,11 +179,11 @@ class Receiver:
 
     def check_content_type(self, incoming: Incoming) -> None:
         kind = incoming.content_type.split(";")[0].strip().lower()
-        if not kind:
-            return
-        allowed = AUDIO_TYPES if incoming.trigger == "audio" else JSON_TYPES
-        if not (kind.startswith(allowed) or kind.endswith("+json")):
-            raise PayloadError(f"content type {kind} not accepted (send {allowed[0]})", status=415)
+        audio = incoming.trigger == "audio"
+        allowed = AUDIO_TYPES if audio else JSON_TYPES
+        if not kind.startswith(allowed) and (audio or not kind.endswith("+json")):
+            shown = f"content type {kind}" if kind else "no content type"
+            raise PayloadError(f"{shown} not accepted (send {allowed[0]})", status=415)
 
     def decode(self, incoming: Incoming) -> Event:
         uid = (incoming.query.get("uid") or "").strip()
@@ -228,6 +244,7 @@ class Receiver:
                 status=status,
                 response=response,
                 secrets=self.secrets,
+                sealer=self.sealer,
             )
         )
         self._recording[event.id] = recording  # a concurrent repeat waits for this
@@ -267,7 +284,8 @@ class Receiver:
         response = msgspec.json.decode(rows[0]["response"] or "{}") if rows else {}
         stored = response
         try:
-            response = self.secrets.unmask(stored)  # stored masked; Omi gets the real text
+            # stored sealed; Omi gets the real text, and only what the rule rendered
+            response = self.sealer.unseal(stored, self.secrets, answer_context(repeat_of))
         except SecretError:
             log.warning("a secret in the first answer to %s is no longer set", repeat_of)
         try:
@@ -282,6 +300,7 @@ class Receiver:
                     status="duplicate",
                     response={**stored, "duplicate_of": repeat_of},
                     secrets=self.secrets,
+                    sealer=self.sealer,
                 )
             )
         except Exception:  # noqa: BLE001 - the original is on disk; this row is only history

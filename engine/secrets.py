@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,6 @@ import yaml
 from engine.errors import SecretError
 
 ENV_PREFIX = "OMI_RULES_SECRET_"
-_PLACEHOLDER = re.compile(r"<secret:([A-Za-z0-9_.-]+)>")
 MIN_MASKED_LENGTH = 3  # shorter values would garble unrelated text
 
 
@@ -57,7 +56,12 @@ def _read_file(path: Path) -> dict[str, str]:
 
 class Secrets:
     def __init__(self, values: Mapping[str, str] | None = None) -> None:
-        self._values = {k: v for k, v in (values or {}).items() if v != ""}
+        # surrounding whitespace (a pasted token's newline) is never part of a secret: kept,
+        # it would be sent in one place and stripped in another, and escape masking
+        stripped = {k: str(v).strip() for k, v in (values or {}).items()}
+        self._values = {k: v for k, v in stripped.items() if v != ""}
+        self._pattern: re.Pattern[str] | None = None
+        self._names: dict[str, str] = {}  # secret value -> name
 
     @classmethod
     def load(
@@ -101,33 +105,39 @@ class Secrets:
 
     def mask(self, value: Any) -> Any:
         """`value` with every secret's text replaced by its placeholder (nested data too)."""
-        if isinstance(value, str):
-            for name, secret in self._ordered():
-                if secret in value:
-                    value = value.replace(secret, placeholder(name))
+        return self.replace_values(value, placeholder)
+
+    def replace_values(self, value: Any, replacement: Callable[[str], str]) -> Any:
+        """`value` with each secret's text replaced by `replacement(name)`, in one pass (so
+        a replacement is never searched again), longest secret first (so a secret that
+        contains another is replaced whole); nested lists and mappings too."""
+        pattern = self._value_pattern()
+        if pattern is None:
             return value
-        if isinstance(value, list):
-            return [self.mask(item) for item in value]
-        if isinstance(value, dict):
-            return {k: self.mask(v) for k, v in value.items()}
-        return value
+        return walk_strings(
+            value, lambda text: pattern.sub(lambda m: replacement(self._names[m[0]]), text)
+        )
 
-    def unmask(self, value: Any) -> Any:
-        """The inverse of `mask`: placeholders replaced by the secrets' current values."""
-        if isinstance(value, str):
-            if "<secret:" not in value:
-                return value
-            return _PLACEHOLDER.sub(lambda m: self.get(m.group(1)), value)
-        if isinstance(value, list):
-            return [self.unmask(item) for item in value]
-        if isinstance(value, dict):
-            return {k: self.unmask(v) for k, v in value.items()}
-        return value
+    def _value_pattern(self) -> re.Pattern[str] | None:
+        if self._pattern is None:
+            pairs = [(n, v) for n, v in self._values.items() if len(v) >= MIN_MASKED_LENGTH]
+            if not pairs:
+                return None
+            pairs.sort(key=lambda pair: -len(pair[1]))
+            self._names = {value: name for name, value in reversed(pairs)}
+            self._pattern = re.compile("|".join(re.escape(value) for _name, value in pairs))
+        return self._pattern
 
-    def _ordered(self) -> list[tuple[str, str]]:
-        # longest first, so a secret that contains another is masked whole
-        pairs = [(n, v) for n, v in self._values.items() if len(v) >= MIN_MASKED_LENGTH]
-        return sorted(pairs, key=lambda pair: -len(pair[1]))
+
+def walk_strings(value: Any, change: Callable[[str], str]) -> Any:
+    """`value` with `change` applied to every string inside it (lists, mappings)."""
+    if isinstance(value, str):
+        return change(value)
+    if isinstance(value, list):
+        return [walk_strings(item, change) for item in value]
+    if isinstance(value, dict):
+        return {k: walk_strings(v, change) for k, v in value.items()}
+    return value
 
 
 class SecretsView(Mapping[str, str]):

@@ -19,6 +19,8 @@ import httpx
 from engine.config import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
+ADMIN_TOKEN = "test-admin-token"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 def server_settings(tmp_path: Path, **overrides: Any) -> Settings:
@@ -30,6 +32,8 @@ def server_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "poll_interval": 0.05,
         "watch_rules": False,
         "retry": {"base_delay": 0.05, "max_delay": 0.5, "max_attempts": 5, "jitter": 0.0},
+        "admin_token": ADMIN_TOKEN,
+        "allowed_hosts": ["testserver.local"],  # Litestar's TestClient
     }
     values.update(overrides)
     (tmp_path / "rules").mkdir(exist_ok=True)
@@ -72,6 +76,7 @@ class ServerProcess:
             **os.environ,
             "OMI_RULES_POLL_INTERVAL": "0.05",
             "OMI_RULES_WATCH_RULES": "false",
+            "OMI_RULES_ADMIN_TOKEN": ADMIN_TOKEN,
             "OMI_RULES_RETRY_BASE_DELAY": "0.05",
             "OMI_RULES_RETRY_MAX_DELAY": "0.5",
             "OMI_RULES_RETRY_JITTER": "0",
@@ -170,3 +175,12 @@ class LiveServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def admin_client(app: Any) -> Any:
+    """Litestar's TestClient for `app`, carrying the admin token (webhooks ignore it)."""
+    from litestar.testing import TestClient
+
+    client = TestClient(app=app)
+    client.headers.update(ADMIN)
+    return client

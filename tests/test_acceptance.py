@@ -14,13 +14,12 @@ from typing import Any
 
 import msgspec
 import pytest
-from litestar.testing import TestClient
 
 from engine.app import create_app
 from engine.dryrun import dry_run_files
 from engine.secrets import Secrets
 from tests.conftest import RULES_DIR, fixture_path
-from tests.server_helpers import server_settings
+from tests.server_helpers import admin_client, server_settings
 from tests.servers import Reply, TargetServer
 from tests.smtp_server import LoopbackController, Mailbox, run_server
 
@@ -100,7 +99,7 @@ def test_example_rules_deliver_exactly_what_dry_run_showed(
     )
 
     settings = server_settings(tmp_path, rules=str(RULES_DIR))
-    with TestClient(app=create_app(settings)) as client:
+    with admin_client(create_app(settings)) as client:
 
         def post(endpoint: str, name: str, query: str = "") -> None:
             response = client.post(

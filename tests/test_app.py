@@ -18,7 +18,9 @@ from engine import signing
 from engine.app import create_app
 from tests.conftest import FIXTURES, RULES_DIR, fixture_path
 from tests.server_helpers import (
+    ADMIN,
     ServerProcess,
+    admin_client,
     free_port,
     http_rule,
     server_settings,
@@ -67,7 +69,7 @@ def wait_until(check, timeout: float = 10.0):  # noqa: ANN001, ANN201
 
 def test_every_fixture_is_accepted_and_appears_in_history(tmp_path: Path) -> None:
     settings = server_settings(tmp_path, rules=str(RULES_DIR))
-    with TestClient(app=create_app(settings)) as client:
+    with admin_client(create_app(settings)) as client:
         assert client.get("/health").json()["rules"] >= 10
         for endpoint, name, params in FIXTURE_POSTS:
             response = post_fixture(client, endpoint, name, params)
@@ -83,7 +85,7 @@ def test_every_fixture_is_accepted_and_appears_in_history(tmp_path: Path) -> Non
 
 def test_notify_message_rides_in_the_response(tmp_path: Path) -> None:
     settings = server_settings(tmp_path, rules=str(RULES_DIR))
-    with TestClient(app=create_app(settings)) as client:
+    with admin_client(create_app(settings)) as client:
         answers = [
             post_fixture(client, "transcript", f"transcript-call-{n}.json", {"session_id": "s"})
             for n in (1, 2, 3)
@@ -97,7 +99,7 @@ def test_notify_message_rides_in_the_response(tmp_path: Path) -> None:
 def test_actions_are_delivered_after_the_response(tmp_path: Path, target: TargetServer) -> None:
     settings = server_settings(tmp_path)
     write_rules(Path(settings.rules), http_rule(target.url + "/hook"))
-    with TestClient(app=create_app(settings)) as client:
+    with admin_client(create_app(settings)) as client:
         response = post_fixture(client, "memory", "memory-work.json", {})
         assert response.status_code == 200
         (received,) = target.wait_for(1)
@@ -120,7 +122,7 @@ def test_target_failing_three_times_receives_the_action_once(
     )
     settings = server_settings(tmp_path)
     write_rules(Path(settings.rules), http_rule(target.url + "/hook"))
-    with TestClient(app=create_app(settings)) as client:
+    with admin_client(create_app(settings)) as client:
         assert post_fixture(client, "memory", "memory-work.json", {}).status_code == 200
         target.wait_for(4)
         action = wait_until(
@@ -141,7 +143,7 @@ def test_permanent_failure_is_a_dead_letter_and_can_be_retried(
     target.script(Reply(404, "no such hook"))
     settings = server_settings(tmp_path)
     write_rules(Path(settings.rules), http_rule(target.url + "/hook"))
-    with TestClient(app=create_app(settings)) as client:
+    with admin_client(create_app(settings)) as client:
         post_fixture(client, "memory", "memory-work.json", {})
         dead = wait_until(lambda: client.get("/api/dead-letters").json())
         assert dead[0]["last_status"] == 404
@@ -158,7 +160,7 @@ def test_omi_retries_are_acknowledged_but_act_once(tmp_path: Path, target: Targe
     settings = server_settings(tmp_path)
     write_rules(Path(settings.rules), http_rule(target.url + "/hook"))
     body = fixture_path("memory-work.json").read_bytes()
-    with TestClient(app=create_app(settings)) as client:
+    with admin_client(create_app(settings)) as client:
         for _ in range(3):  # same memory id: Omi's retry after a timeout
             assert (
                 client.post(
@@ -219,7 +221,7 @@ def post_twice_while_the_database_is_locked(
                 other.execute(on_unlock)
             other.execute("COMMIT")
             answers = [future.result() for future in pending]
-        events = httpx.get(f"{server.url}/api/events").json()
+        events = httpx.get(f"{server.url}/api/events", headers=ADMIN).json()
     finally:
         other.close()
         server.stop()
@@ -287,7 +289,7 @@ def test_bad_input_gets_a_4xx_with_a_reason(
     reason: str,
 ) -> None:
     settings = server_settings(tmp_path)
-    with TestClient(app=create_app(settings)) as client:
+    with admin_client(create_app(settings)) as client:
         response = client.post(
             f"/webhook/{endpoint}?{query}", content=body, headers={"Content-Type": content_type}
         )
@@ -303,7 +305,7 @@ def test_bad_input_gets_a_4xx_with_a_reason(
 def test_deeply_nested_json_is_a_400_not_a_500(tmp_path: Path, endpoint: str) -> None:
     depth = 5000  # far under the body limit, far over the decoder's recursion limit
     body = '{"id": "deep", "summary": "s", "segments": [], "x": ' + "[" * depth + "]" * depth + "}"
-    with TestClient(app=create_app(server_settings(tmp_path))) as client:
+    with admin_client(create_app(server_settings(tmp_path))) as client:
         response = client.post(
             f"/webhook/{endpoint}?uid=u", content=body, headers={"Content-Type": "application/json"}
         )
@@ -313,14 +315,14 @@ def test_deeply_nested_json_is_a_400_not_a_500(tmp_path: Path, endpoint: str) ->
 
 
 def test_retry_of_an_out_of_range_action_id_is_a_404(tmp_path: Path) -> None:
-    with TestClient(app=create_app(server_settings(tmp_path))) as client:
+    with admin_client(create_app(server_settings(tmp_path))) as client:
         assert client.post(f"/api/actions/{2**64}/retry").status_code == 404
         assert client.post("/api/actions/-1/retry").status_code == 404
 
 
 def test_body_over_the_limit_is_413(tmp_path: Path) -> None:
     settings = server_settings(tmp_path, max_body_bytes=1000)
-    with TestClient(app=create_app(settings)) as client:
+    with admin_client(create_app(settings)) as client:
         response = client.post(
             "/webhook/audio?uid=u&sample_rate=8000",
             content=b"\x00" * 5000,
@@ -339,7 +341,7 @@ def test_signature_is_verified_when_a_secret_is_set(tmp_path: Path) -> None:
     secret = "whsec_test_secret"
     settings = server_settings(tmp_path, signing_secret=secret)
     body = fixture_path("memory-work.json").read_bytes()
-    with TestClient(app=create_app(settings)) as client:
+    with admin_client(create_app(settings)) as client:
 
         def post(header: str | None, uid: str = "user123") -> int:
             headers = {"Content-Type": "application/json"}
@@ -370,7 +372,7 @@ def test_signature_is_verified_when_a_secret_is_set(tmp_path: Path) -> None:
 
 def test_shared_token_in_query_or_header(tmp_path: Path) -> None:
     settings = server_settings(tmp_path, token="s3cret-token")
-    with TestClient(app=create_app(settings)) as client:
+    with admin_client(create_app(settings)) as client:
         body = fixture_path("memory-work.json").read_bytes()
         headers = {"Content-Type": "application/json"}
         assert (
@@ -412,13 +414,13 @@ def test_setup_completed_health_rules_and_openapi(
         - http: {url: "{{ secrets.HOOK }}"}
     """,
     )
-    with TestClient(app=create_app(settings)) as client:
+    with admin_client(create_app(settings)) as client:
         assert client.get("/setup/completed?uid=alice").json() == {"is_setup_completed": False}
         rules = client.get("/api/rules").json()
         assert rules["rules"][0]["missing_secrets"] == ["HOOK"]
         assert client.get("/schema/openapi.json").json()["info"]["title"] == "omi-rules"
     monkeypatch.setenv("OMI_RULES_SECRET_HOOK", "http://127.0.0.1:9/hook")
-    with TestClient(app=create_app(server_settings(tmp_path))) as client:
+    with admin_client(create_app(server_settings(tmp_path))) as client:
         assert client.get("/setup/completed?uid=alice").json() == {"is_setup_completed": True}
         assert client.get("/setup/completed?uid=bob").json() == {"is_setup_completed": False}
 
@@ -439,7 +441,7 @@ def test_history_masks_secrets(
             headers: {{Authorization: "Bearer {{{{ secrets.HOOK_TOKEN }}}}"}}
     """,
     )
-    with TestClient(app=create_app(settings)) as client:
+    with admin_client(create_app(settings)) as client:
         post_fixture(client, "memory", "memory-work.json", {})
         (received,) = target.wait_for(1)
         assert received.header("Authorization") == "Bearer tok-very-secret-123"
@@ -468,7 +470,7 @@ def test_secrets_in_a_notify_answer_or_an_action_error_are_masked_in_history(
             headers: {{X-Token: "{{{{ secrets.DASH_TOKEN }}}}\\nX-Evil: 1"}}
     """,
     )
-    with TestClient(app=create_app(settings)) as client:
+    with admin_client(create_app(settings)) as client:
         answer = post_fixture(client, "memory", "memory-work.json", {})
         assert answer.json()["message"] == "See https://dash.example/?t=dash-very-secret-456"
         repeat = post_fixture(client, "memory", "memory-work.json", {})
@@ -499,11 +501,11 @@ def test_one_memory_under_two_idempotency_keys_acts_once(
         )
         assert response.status_code == 200
 
-    with TestClient(app=create_app(settings)) as client:
+    with admin_client(create_app(settings)) as client:
         post(client, "Idempotency-Key", "developer-delivery-1")
         post(client, "X-Omi-Idempotency-Key", "app-fanout-1")
         wait_until(lambda: client.get("/api/actions?status=delivered").json())
-    with TestClient(app=create_app(settings)) as client:
+    with admin_client(create_app(settings)) as client:
         post(client, "X-Omi-Idempotency-Key", "app-fanout-2")
         time.sleep(0.3)
         statuses = sorted(e["status"] for e in client.get("/api/events").json())
@@ -545,7 +547,7 @@ def test_a_bug_in_processing_keeps_the_event(tmp_path: Path) -> None:
     try:
         settings = server_settings(tmp_path)
         write_rules(Path(settings.rules), "- {id: buggy, trigger: memory, do: [{crashing: {}}]}")
-        with TestClient(app=create_app(settings)) as client:
+        with admin_client(create_app(settings)) as client:
             assert post_fixture(client, "memory", "memory-work.json", {}).status_code == 200
             (event,) = client.get("/api/events").json()
             assert event["status"] == "error"

@@ -12,7 +12,13 @@ from engine.app import create_app
 from engine.config import RetryPolicy
 from engine.outbox import backoff
 from tests.conftest import fixture_path
-from tests.server_helpers import free_port, http_rule, server_settings, write_rules
+from tests.server_helpers import (
+    admin_client,
+    free_port,
+    http_rule,
+    server_settings,
+    write_rules,
+)
 from tests.servers import Reply, TargetServer
 
 
@@ -40,7 +46,7 @@ def test_retry_after_is_honoured(tmp_path: Path, target: TargetServer) -> None:
     retry = {"base_delay": 0.05, "max_delay": 10.0, "max_attempts": 5, "jitter": 0.0}
     settings = server_settings(tmp_path, retry=retry)
     write_rules(Path(settings.rules), http_rule(target.url + "/hook"))
-    with TestClient(app=create_app(settings)) as client:
+    with admin_client(create_app(settings)) as client:
         post_memory(client)
         target.wait_for(1)
         waiting = wait_for_action(client, "pending")
@@ -56,7 +62,7 @@ def test_refused_connection_retries_then_becomes_a_dead_letter(tmp_path: Path) -
     closed = f"http://127.0.0.1:{free_port()}/hook"
     settings = server_settings(tmp_path)
     write_rules(Path(settings.rules), http_rule(closed))
-    with TestClient(app=create_app(settings)) as client:
+    with admin_client(create_app(settings)) as client:
         post_memory(client)
         dead = wait_for_action(client, "dead")
     assert dead["attempts"] == settings.retry.max_attempts
@@ -75,7 +81,7 @@ def test_slow_target_times_out_and_is_retried(tmp_path: Path, target: TargetServ
         - http: {{url: "{target.url}/hook", timeout: 0.5}}
     """,
     )
-    with TestClient(app=create_app(settings)) as client:
+    with admin_client(create_app(settings)) as client:
         post_memory(client)
         delivered = wait_for_action(client, "delivered")
     assert delivered["attempts"] == 2
@@ -95,7 +101,7 @@ def test_template_failure_is_kept_as_an_error_not_sent(
         - http: {{url: "{target.url}/hook", body: "{{{{ memory.no_such_field }}}}"}}
     """,
     )
-    with TestClient(app=create_app(settings)) as client:
+    with admin_client(create_app(settings)) as client:
         post_memory(client)
         action = wait_for_action(client, "error")
     assert "no_such_field" in action["last_error"]
@@ -121,7 +127,7 @@ def test_delivery_resumes_after_the_store_fails_for_a_while(
     write_rules(Path(settings.rules), http_rule(target.url + "/hook"))
     app = create_app(settings)
     store = app.state.receiver.store
-    with TestClient(app=app) as client:
+    with admin_client(app) as client:
         # a real SQLite failure on every outbox update (as a full disk or I/O error would be)
         store.write_now(
             lambda db: db.execute(

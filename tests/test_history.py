@@ -7,17 +7,16 @@ import time
 from pathlib import Path
 
 from click.testing import CliRunner
-from litestar.testing import TestClient
 
 from engine.app import create_app
 from engine.cli import main
 from tests.conftest import RULES_DIR, fixture_path
-from tests.server_helpers import server_settings
+from tests.server_helpers import admin_client, server_settings
 
 
 def capture_fixtures(tmp_path: Path) -> str:
     settings = server_settings(tmp_path, rules=str(RULES_DIR))
-    with TestClient(app=create_app(settings)) as client:
+    with admin_client(create_app(settings)) as client:
         for name in ("memory-work.json", "memory-personal-discarded.json"):
             client.post(
                 "/webhook/memory?uid=user123",

@@ -5,11 +5,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from litestar.testing import TestClient
-
 from engine.app import create_app
 from engine.live_rules import LiveRules
-from tests.server_helpers import server_settings, write_rules
+from tests.server_helpers import admin_client, server_settings, write_rules
 
 GOOD = """
 - id: first
@@ -40,7 +38,7 @@ def test_broken_file_keeps_last_good_version(tmp_path: Path) -> None:
 def test_editing_a_rule_file_reloads_the_server(tmp_path: Path) -> None:
     settings = server_settings(tmp_path, watch_rules=True)
     write_rules(Path(settings.rules), GOOD, "a.yaml")
-    with TestClient(app=create_app(settings)) as client:
+    with admin_client(create_app(settings)) as client:
         assert [r["id"] for r in client.get("/api/rules").json()["rules"]] == ["first"]
         time.sleep(0.3)  # let the watcher start
         write_rules(Path(settings.rules), GOOD.replace("first", "second"), "b.yaml")

@@ -13,7 +13,7 @@ from litestar.testing import TestClient
 
 from engine.app import create_app
 from tests.conftest import RULES_DIR
-from tests.server_helpers import server_settings
+from tests.server_helpers import admin_client, server_settings
 
 ENDPOINTS = ["memory", "transcript", "audio", "day-summary"]
 json_values = st.recursive(
@@ -47,7 +47,7 @@ json_values = st.recursive(
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     tmp = Path(tmp_path_factory.mktemp("fuzz"))
-    with TestClient(app=create_app(server_settings(tmp, rules=str(RULES_DIR)))) as test_client:
+    with admin_client(create_app(server_settings(tmp, rules=str(RULES_DIR)))) as test_client:
         yield test_client
 
 
