@@ -12,10 +12,11 @@ from msgspec import UNSET, Struct, UnsetType
 
 from engine.connector import ConnectorBase, Delivered, RenderEnv, SendEnv
 from engine.errors import DeliveryError
+from engine.paths import OutsideDataFolder, data_file
 
 
 class LogOptions(Struct, forbid_unknown_fields=True, omit_defaults=True):
-    path: str | None = None  # default: <data dir>/actions.jsonl
+    path: str | None = None  # inside the data folder; default: <data dir>/actions.jsonl
     message: Any | UnsetType = UNSET  # default: the whole event
 
 
@@ -31,7 +32,7 @@ class Log(ConnectorBase):
     Request = LogRequest
 
     def render(self, options: LogOptions, env: RenderEnv) -> LogRequest:
-        path = options.path or os.path.join(env.data_dir, "actions.jsonl")
+        path = data_file(env.data_dir, options.path or "actions.jsonl")
         record = {
             "received_at": env.received_at,
             "rule": env.rule_id,
@@ -43,7 +44,11 @@ class Log(ConnectorBase):
 
     async def send(self, request: LogRequest, env: SendEnv) -> Delivered:
         try:
-            await asyncio.to_thread(_append_line, Path(request.path), request.line)
+            path = data_file(env.data_dir, request.path)  # again: the folder may have changed
+        except OutsideDataFolder as exc:
+            raise DeliveryError(str(exc), connector=self.name, url=request.path) from None
+        try:
+            await asyncio.to_thread(_append_line, Path(path), request.line)
         except OSError as exc:
             raise DeliveryError(
                 f"cannot append: {exc}", connector=self.name, url=request.path, retryable=True

@@ -14,13 +14,14 @@ from msgspec import Struct
 from engine.connector import ConnectorBase, Delivered, RenderEnv, SendEnv
 from engine.durations import parse_duration
 from engine.errors import DeliveryError
+from engine.paths import data_file
 
 WAV_HEADER_BYTES = 44
 _file_lock = threading.Lock()  # appends rewrite the header: one at a time
 
 
 class RecordOptions(Struct, forbid_unknown_fields=True, omit_defaults=True):
-    path: str | None = None  # default: <data dir>/recordings/<uid>/<session or day>.wav
+    path: str | None = None  # in the data folder; default: recordings/<uid>/<session or day>.wav
     rotate: str | float | None = None  # start a new file every this long (e.g. 1h)
 
 
@@ -74,8 +75,11 @@ def append_wav(path: Path, pcm: bytes, sample_rate: int, key: str = "") -> int:
 
 def _append(path: Path, pcm: bytes, sample_rate: int) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.exists() or path.stat().st_size < WAV_HEADER_BYTES:
-        path.write_bytes(wav_header(sample_rate, 0))
+    try:  # a new file only: whatever exists already is never overwritten
+        with path.open("xb") as new:
+            new.write(wav_header(sample_rate, 0))
+    except FileExistsError:
+        pass
     with path.open("r+b") as file:
         header = file.read(WAV_HEADER_BYTES)
         if header[:4] != b"RIFF" or header[8:16] != b"WAVEfmt " or header[36:40] != b"data":
@@ -123,7 +127,8 @@ class Record(ConnectorBase):
             )
         else:
             name = _safe(env.session_id) if env.session_id else slice_name
-            path = os.path.join(env.data_dir, "recordings", _safe(env.uid), f"{name}.wav")
+            path = os.path.join("recordings", _safe(env.uid), f"{name}.wav")
+        path = data_file(env.data_dir, path)
         return RecordRequest(
             path, int(event.get("sample_rate", 8000)), env.event_id, int(event.get("bytes", 0))
         )
@@ -142,8 +147,9 @@ class Record(ConnectorBase):
                 url=request.path,
             ) from None
         try:
+            path = data_file(env.data_dir, request.path)  # again: the folder may have changed
             size = await asyncio.to_thread(
-                append_wav, Path(request.path), pcm, request.sample_rate, env.idempotency_key
+                append_wav, Path(path), pcm, request.sample_rate, env.idempotency_key
             )
         except (OSError, ValueError) as exc:
             raise DeliveryError(str(exc), connector=self.name, url=request.path) from None

@@ -47,6 +47,7 @@ class SendEnv:
     guard: Callable[[str], Awaitable[None]] = field(default=None)  # type: ignore[assignment]
     idempotency_key: str = ""
     read_audio: Callable[[str], bytes] | None = None
+    data_dir: str = "data"  # the only folder connectors may write in (engine.paths)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -117,6 +117,7 @@ class Deliverer:
             guard=lambda url: self.guard.check(url, connector.name),
             idempotency_key=action.idem_key,
             read_audio=self.read_audio,
+            data_dir=self.settings.data_dir,
         )
         async with self.limit(connector.name):
             try:

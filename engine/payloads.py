@@ -92,6 +92,8 @@ def _json(body: bytes, trigger: str) -> Any:
         return msgspec.json.decode(body)
     except msgspec.DecodeError as exc:
         raise PayloadError(f"not JSON ({exc})", trigger=trigger) from None
+    except UnicodeDecodeError as exc:  # invalid UTF-8 inside a string
+        raise PayloadError(f"not UTF-8 JSON (byte {exc.start})", trigger=trigger) from None
 
 
 def _check(doc: Any, model: type[Struct], trigger: str) -> None:

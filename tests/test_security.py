@@ -207,3 +207,50 @@ def test_a_web_page_cannot_post_events_without_naming_the_content_type(
         events = httpx.get(server.url + "/api/events", headers=ADMIN).json()
     assert response.status_code == 415
     assert events == []
+
+
+# -- 5. invalid UTF-8 inside a JSON string --------------------------------------------
+
+
+@pytest.mark.parametrize("endpoint", ["memory", "transcript", "day-summary"])
+def test_invalid_utf8_in_a_json_string_is_a_recorded_400(tmp_path: Path, endpoint: str) -> None:
+    with LiveServer(server_settings(tmp_path)) as server:
+        response = httpx.post(
+            f"{server.url}/webhook/{endpoint}?uid=u",
+            content=b'{"id": "m\xff\xfe", "segments": [], "summary": "x"}',
+            headers={"Content-Type": "application/json"},
+        )
+        rejections = httpx.get(server.url + "/api/rejections", headers=ADMIN).json()
+    assert response.status_code == 400
+    assert "not UTF-8 JSON" in response.json()["error"]
+    assert [r["status"] for r in rejections] == [400]
+
+
+# -- 6. path traversal through templated file paths ------------------------------------
+
+
+def test_a_uid_cannot_write_outside_the_data_folder(tmp_path: Path) -> None:
+    settings = server_settings(tmp_path)
+    write_rules(
+        Path(settings.rules),
+        """
+        - id: per-user-log
+          trigger: memory
+          do:
+            - log: {path: "users/{{ uid }}.jsonl", message: "{{ memory.id }}"}
+            - log: {path: "by-title/{{ memory.structured.title }}.jsonl"}
+        """,
+    )
+    with LiveServer(settings) as server:
+        response = httpx.post(
+            f"{server.url}/webhook/memory?uid=../../../../escape/x",
+            json={"id": "m1", "structured": {"title": "../../../escape/y"}},
+        )
+        (event,) = httpx.get(server.url + "/api/events", headers=ADMIN).json()
+        detail = httpx.get(f"{server.url}/api/events/{event['id']}", headers=ADMIN).json()
+    assert response.status_code == 200
+    errors = [a["last_error"] for a in detail["actions"]]
+    assert all("leads outside the data folder" in (e or "") for e in errors), errors
+    assert [a["status"] for a in detail["actions"]] == ["error", "error"]
+    assert not (tmp_path.parent / "escape").exists()
+    assert [p for p in tmp_path.rglob("*.jsonl")] == []

@@ -40,6 +40,7 @@ def send(
     guard: OutboundGuard | None = None,
     idempotency_key: str = "",
     read_audio: Callable[[str], bytes] | None = None,
+    data_dir: str = "data",
 ) -> Delivered:
     """`connector.send(request)` with a guarded client that follows redirects, then closed."""
     store = Secrets(dict(secrets or {}))
@@ -53,6 +54,7 @@ def send(
                 guard=guard.check,
                 idempotency_key=idempotency_key,
                 read_audio=read_audio,
+                data_dir=data_dir,
             )
             return await connector.send(request, env)
 

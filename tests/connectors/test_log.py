@@ -29,6 +29,12 @@ def env(tmp_path: Path, **extra: object) -> dict[str, object]:
     }
 
 
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sends write under ./data (SendEnv's default data folder): here, tmp_path/data."""
+    monkeypatch.chdir(tmp_path)
+
+
 def test_two_sends_append_two_json_lines_to_the_default_file(tmp_path: Path) -> None:
     first = render(log, {}, **env(tmp_path))
     second = render(log, {"message": {"said": "ünïcode ✓", "n": 2}}, **env(tmp_path))
@@ -59,15 +65,15 @@ def test_two_sends_append_two_json_lines_to_the_default_file(tmp_path: Path) -> 
 
 
 def test_a_given_path_is_created_with_its_folders(tmp_path: Path) -> None:
-    path = tmp_path / "logs" / "2024" / "omi.jsonl"
+    path = tmp_path / "data" / "logs" / "2024" / "omi.jsonl"
     send(log, render(log, {"path": str(path), "message": "hello"}, **env(tmp_path)))
     (line,) = path.read_text(encoding="utf-8").splitlines()
     assert json.loads(line)["message"] == "hello"
 
 
 def test_a_path_that_cannot_be_written_is_a_delivery_error(tmp_path: Path) -> None:
-    folder = tmp_path / "a-folder"
-    folder.mkdir()
+    folder = tmp_path / "data" / "a-folder"
+    folder.mkdir(parents=True)
     with pytest.raises(DeliveryError) as caught:
         send(log, render(log, {"path": str(folder)}, **env(tmp_path)))
     assert caught.value.connector == "log"
@@ -92,3 +98,22 @@ def test_concurrent_sends_never_interleave_lines(tmp_path: Path) -> None:
     assert sorted(json.loads(line)["event_id"] for line in lines) == sorted(
         f"evt-{n}" for n in range(10)
     )
+
+
+@pytest.mark.parametrize(
+    "path", ["../escape.jsonl", "logs/../../escape.jsonl", "/tmp/escape.jsonl", "."]
+)
+def test_a_path_outside_the_data_folder_is_refused(tmp_path: Path, path: str) -> None:
+    with pytest.raises(ValueError, match="outside the data folder|not a file name"):
+        render(log, {"path": path}, **env(tmp_path))
+
+
+def test_a_symlink_out_of_the_data_folder_is_refused_when_sent(tmp_path: Path) -> None:
+    request = render(log, {"path": "links/x.jsonl"}, **env(tmp_path))
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "links").symlink_to(outside)
+    with pytest.raises(DeliveryError, match="outside the data folder"):
+        send(log, request)
+    assert list(outside.iterdir()) == []

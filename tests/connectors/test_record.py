@@ -28,6 +28,12 @@ def audio_env(tmp_path: Path, event_id: str, pcm: bytes, rate: int = 16000) -> d
     }
 
 
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sends write under ./data (SendEnv's default data folder): here, tmp_path/data."""
+    monkeypatch.chdir(tmp_path)
+
+
 def test_two_sends_make_one_wav_with_both_chunks(tmp_path: Path) -> None:
     chunks = {"evt-1": SPEECH, "evt-2": SPEECH[: len(SPEECH) // 2]}
     requests = [render(record, {}, **audio_env(tmp_path, key, pcm)) for key, pcm in chunks.items()]
@@ -47,16 +53,16 @@ def test_two_sends_make_one_wav_with_both_chunks(tmp_path: Path) -> None:
 
 
 def test_rotate_names_a_file_per_time_slice(tmp_path: Path) -> None:
-    path = tmp_path / "rec" / "kitchen.wav"
+    path = tmp_path / "data" / "rec" / "kitchen.wav"
     request = render(record, {"path": str(path), "rotate": "1h"}, **audio_env(tmp_path, "e", b""))
-    assert request.path == str(tmp_path / "rec" / "kitchen-20240501T080000Z.wav")
+    assert request.path == str(tmp_path / "data" / "rec" / "kitchen-20240501T080000Z.wav")
     send(record, request, read_audio=lambda _: SPEECH[:3200])
     with wave.open(request.path, "rb") as wav:
         assert wav.getnframes() == 1600
 
 
 def test_a_different_sample_rate_is_refused_for_an_existing_file(tmp_path: Path) -> None:
-    path = str(tmp_path / "one.wav")
+    path = str(tmp_path / "data" / "one.wav")
     send(
         record,
         render(record, {"path": path}, **audio_env(tmp_path, "a", SPEECH)),
@@ -72,7 +78,8 @@ def test_a_different_sample_rate_is_refused_for_an_existing_file(tmp_path: Path)
 
 
 def test_a_file_that_is_not_a_wav_is_left_alone(tmp_path: Path) -> None:
-    path = tmp_path / "notes.wav"
+    path = tmp_path / "data" / "notes.wav"
+    path.parent.mkdir()
     path.write_text("these are my notes, not audio, and longer than a header is")
     request = render(record, {"path": str(path)}, **audio_env(tmp_path, "a", SPEECH))
     with pytest.raises(DeliveryError) as caught:
@@ -97,7 +104,7 @@ def test_without_an_audio_store_nothing_is_written(tmp_path: Path) -> None:
 
 
 def test_an_odd_trailing_byte_is_dropped_to_keep_samples_aligned(tmp_path: Path) -> None:
-    path = str(tmp_path / "odd.wav")
+    path = str(tmp_path / "data" / "odd.wav")
     for key, pcm in [("a", SPEECH[:101]), ("b", SPEECH[:100])]:
         request = render(record, {"path": path}, **audio_env(tmp_path, key, pcm))
         send(record, request, read_audio=lambda _, pcm=pcm: pcm)
@@ -126,3 +133,21 @@ def test_a_retried_action_does_not_append_its_audio_twice(tmp_path: Path) -> Non
     send(record, request, read_audio={"evt-1": SPEECH}.__getitem__, idempotency_key="evt-1:r:1")
     with wave.open(request.path) as recording:
         assert recording.getnframes() == 2 * len(SPEECH) // 2
+
+
+def test_a_short_file_is_never_overwritten_with_a_wav(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "tiny.wav"
+    path.parent.mkdir()
+    path.write_bytes(b"keep me")
+    request = render(record, {"path": "tiny.wav"}, **audio_env(tmp_path, "a", SPEECH))
+    with pytest.raises(DeliveryError, match="not a WAV file"):
+        send(record, request, read_audio=lambda _: SPEECH)
+    assert path.read_bytes() == b"keep me"
+
+
+def test_a_uid_cannot_lead_a_templated_path_out_of_the_data_folder(tmp_path: Path) -> None:
+    env = {**audio_env(tmp_path, "a", SPEECH), "uid": "../../../../escape/x"}
+    with pytest.raises(ValueError, match="outside the data folder"):
+        render(record, {"path": "recordings/../../../../escape/x.wav"}, **env)
+    default = render(record, {}, **env)  # the default path makes the uid a file name
+    assert Path(default.path).parent == tmp_path / "data" / "recordings" / ".._.._.._.._escape_x"

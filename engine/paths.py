@@ -1,0 +1,29 @@
+"""Files the connectors write stay inside the data folder, whatever a template rendered.
+
+A path in a rule is relative to the data folder (`actions.jsonl` is `data/actions.jsonl`),
+or absolute inside it. `..`, symbolic links and absolute paths that lead elsewhere are
+refused before anything is written; `uid`, `session_id` and payload text reach these paths
+through templates, so they are hostile.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+class OutsideDataFolder(ValueError):
+    """A rendered path leads outside the data folder."""
+
+
+def data_file(data_dir: str, path: str) -> str:
+    """`path` (relative to `data_dir`, or absolute) checked to stay inside `data_dir`;
+    returned as it will be written (relative paths joined to `data_dir`)."""
+    if not path or "\x00" in path:
+        raise OutsideDataFolder(f"path {path!r} is not a file name")
+    joined = os.path.normpath(path if os.path.isabs(path) else os.path.join(data_dir, path))
+    root = Path(data_dir).resolve()
+    resolved = Path(joined).resolve()
+    if resolved == root or root not in resolved.parents:
+        raise OutsideDataFolder(f"path {path!r} leads outside the data folder {data_dir}")
+    return joined
