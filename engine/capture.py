@@ -3,8 +3,10 @@ in one transaction, before the 200. Duplicates (Omi retries) are recognized here
 
 from __future__ import annotations
 
+import hashlib
 import secrets as random
 import time
+from collections import OrderedDict
 from typing import Any
 
 import msgspec
@@ -23,49 +25,76 @@ def new_event_id(now: float) -> str:
     return f"{int(now * 1000):013x}{random.token_hex(5)}"
 
 
-def dedupe_key(event: Event, idempotency_key: str | None) -> str | None:
-    """What makes a delivery a repeat: Omi's idempotency header, and the memory id + uid
-    (one memory can come under two headers: the developer webhook and an app). Several
-    keys are joined by newlines, which a header cannot hold; any of them makes a repeat."""
-    keys = []
+def dedupe_part(kind: str, uid: str, value: str) -> str:
+    """One fact that makes a delivery a repeat, as a fixed-size digest: the uid and value
+    are hashed as a JSON list, so no text a sender chooses (a newline, a colon) can make
+    it equal to another user's part."""
+    digest = hashlib.sha256(msgspec.json.encode([kind, uid, value])).hexdigest()[:40]
+    return f"{kind}:{digest}"
+
+
+def dedupe_key(
+    event: Event,
+    idempotency_key: str | None,
+    *,
+    delivery_id: str | None = None,
+    signatures: list[str] | None = None,
+) -> str | None:
+    """What makes a delivery a repeat: Omi's idempotency header, its delivery id, the memory
+    id + uid (one memory can come under two headers: the developer webhook and an app), and
+    a signature already seen (a replay within the signature's tolerance). The parts are
+    joined by newlines (a digest holds none); any of them makes a repeat."""
+    parts = []
     if idempotency_key:
-        keys.append(f"idem:{event.uid}:{idempotency_key}")
+        parts.append(dedupe_part("idem", event.uid, idempotency_key))
+    if delivery_id:
+        parts.append(dedupe_part("delivery", event.uid, delivery_id))
     if event.trigger == "memory" and event.doc.get("id"):
-        keys.append(f"memory:{event.uid}:{event.doc['id']}")
-    return "\n".join(keys) or None
+        parts.append(dedupe_part("memory", event.uid, str(event.doc["id"])))
+    for signature in signatures or ():
+        parts.append(dedupe_part("signature", event.uid, signature))
+    return "\n".join(parts) or None
 
 
 class Deduper:
     """Recent dedupe keys in memory (seeded from the store), so concurrent repeats of one
-    delivery are caught before either is written."""
+    delivery are caught before either is written. Keys are kept in the order they were
+    claimed, so expiry drops them from the front: each claim costs O(1) amortized."""
 
-    def __init__(self, window: float) -> None:
+    def __init__(self, window: float, max_keys: int = 1_000_000) -> None:
         self.window = window
-        self._seen: dict[str, tuple[float, str]] = {}  # key -> (received_at, event id)
+        self.max_keys = max_keys
+        self._seen: OrderedDict[str, tuple[float, str]] = OrderedDict()  # key -> (at, event)
 
     def seed(self, store: Store, now: float) -> None:
         for row in store.rows(
             "SELECT dedupe_key, received_at, id FROM events "
-            "WHERE dedupe_key IS NOT NULL AND received_at > ? AND status != 'duplicate'",
+            "WHERE dedupe_key IS NOT NULL AND received_at > ? AND status != 'duplicate' "
+            "ORDER BY received_at",
             (now - self.window,),
         ):
             for part in row["dedupe_key"].split("\n"):
-                self._seen[part] = (row["received_at"], row["id"])
+                self._remember(part, row["received_at"], row["id"])
 
     def claim(self, key: str | None, event_id: str, now: float) -> str | None:
         """None when `key` is new (now claimed); else the id of the event it repeats."""
         if key is None:
             return None
+        self.prune(now)
         parts = key.split("\n")
         for part in parts:
             seen = self._seen.get(part)
-            if seen is not None and now - seen[0] <= self.window:
+            if seen is not None:
                 return seen[1]
         for part in parts:
-            self._seen[part] = (now, event_id)
-        if len(self._seen) > 100_000:
-            self.prune(now)
+            self._remember(part, now, event_id)
         return None
+
+    def _remember(self, part: str, at: float, event_id: str) -> None:
+        self._seen[part] = (at, event_id)
+        self._seen.move_to_end(part)
+        while len(self._seen) > self.max_keys:  # a flood of new keys: forget the oldest
+            self._seen.popitem(last=False)
 
     def release(self, key: str | None) -> None:
         if key is not None:
@@ -73,7 +102,12 @@ class Deduper:
                 self._seen.pop(part, None)
 
     def prune(self, now: float) -> None:
-        self._seen = {k: v for k, v in self._seen.items() if now - v[0] <= self.window}
+        """Forget keys older than the window (the oldest are first)."""
+        while self._seen:
+            at, _event = next(iter(self._seen.values()))
+            if now - at <= self.window:
+                return
+            self._seen.popitem(last=False)
 
 
 def answer_context(event_id: str) -> str:

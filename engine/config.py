@@ -36,6 +36,7 @@ class Settings(Struct, forbid_unknown_fields=True):
     signature_tolerance: float = 300.0
     max_body_bytes: int = 2 * 1024 * 1024
     dedupe_window: float = 24 * 3600.0  # seconds an Omi retry is recognized as a duplicate
+    answer_deadline: float = 10.0  # a write not begun by then is answered 503 (Omi waits 15 s)
     session_idle: float = 120.0  # a transcript session ends after this quiet period
     watch_rules: bool = True
     workers_per_connector: int = 4

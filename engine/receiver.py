@@ -12,6 +12,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,6 +73,34 @@ class Incoming:
 
 
 @dataclass
+class Prepared:
+    """One decoded event on its way to the store (see Receiver.prepare)."""
+
+    event: Event
+    key: str | None
+    params: dict[str, Any]
+    repeat_of: str | None = None
+    outcome: Outcome | None = None
+    response: dict[str, Any] = field(default_factory=dict)
+    store_write: Future[Any] | None = None  # the store's own future
+    written: Future[Any] = field(default_factory=Future)  # resolves with store_write
+
+
+def _chain(source: Future[Any], target: Future[Any]) -> None:
+    """Resolve `target` as `source` resolves (result, exception or cancellation)."""
+
+    def copy(done: Future[Any]) -> None:
+        if done.cancelled():
+            target.cancel()
+        elif done.exception() is not None:
+            target.set_exception(done.exception())  # type: ignore[arg-type]
+        else:
+            target.set_result(done.result())
+
+    source.add_done_callback(copy)
+
+
+@dataclass
 class Counters:
     accepted: int = 0
     duplicates: int = 0
@@ -109,7 +138,9 @@ class Receiver:
             self.sealer,
         )
         self._tasks: list[asyncio.Task[None]] = []
-        self._recording: dict[str, asyncio.Future[Any]] = {}  # event id -> its pending write
+        self._recording: dict[str, Future[Any]] = {}  # event id -> its pending write
+        # decoding, matching and rendering run here, one event at a time, in arrival order
+        self._rules_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rules")
 
     # -- life cycle -------------------------------------------------------------------
     def _rules_changed(self, rules: RuleSet) -> None:
@@ -146,6 +177,7 @@ class Receiver:
                 log.error("task %s did not stop within %ss", task.get_name(), STOP_TIMEOUT)
                 task.print_stack()
         self._tasks.clear()
+        self._rules_thread.shutdown(wait=True)
         await asyncio.to_thread(self.store.close)
 
     def read_audio(self, event_id: str) -> bytes:
@@ -204,37 +236,45 @@ class Receiver:
         except RecursionError:  # the JSON decoder's depth limit: bad input, not a crash
             raise PayloadError("JSON nested too deeply") from None
 
-    async def receive(self, incoming: Incoming) -> Answer:
-        """Answer one webhook; only a recorded event gets 200."""
-        try:
-            event = self.decode(incoming)
-        except PayloadError as exc:
-            return await self.reject(incoming, exc)
+    def prepare(self, incoming: Incoming) -> Prepared:
+        """Everything an event costs before its write, run in the rules thread (never on
+        the event loop): decode and authenticate, recognize a repeat, match and render,
+        then queue the write. Raises PayloadError for a body to refuse."""
+        event = self.decode(incoming)
         now = time.time()
         event.received_at = now
         event.id = new_event_id(now)
         idempotency = incoming.headers.get("x-omi-idempotency-key") or incoming.headers.get(
             "idempotency-key"
         )
-        key = dedupe_key(event, idempotency)
+        signed = incoming.headers.get(signing.SIGNATURE_HEADER, "")
+        key = dedupe_key(
+            event,
+            idempotency,
+            delivery_id=incoming.headers.get("x-omi-delivery"),
+            signatures=signing.parse(signed)[1] if self.settings.signing_secret else None,
+        )
         params = {
             k: incoming.query[k] for k in ("sample_rate", "session_id") if k in incoming.query
         }
-        repeat_of = self.deduper.claim(key, event.id, now)
-        if repeat_of is not None:
-            return await self.acknowledge_repeat(incoming, event, key, params, repeat_of)
+        prepared = Prepared(event, key, params)
+        prepared.repeat_of = self.deduper.claim(key, event.id, now)
+        if prepared.repeat_of is not None:
+            return prepared
+        # a repeat arriving from now on waits for this write and shares its fate
+        self._recording[event.id] = prepared.written
         try:
-            outcome = self.pipeline.process(event, now)
-            status = "processed"
-        except Exception:  # noqa: BLE001 - a bug in a rule's processing must not lose the event
-            log.exception("processing a %s event failed; it is kept for replay", event.trigger)
-            outcome, status = Outcome(event), "error"
-        response: dict[str, Any] = {}
-        message = outcome.notify_message()
-        if message:
-            response["message"] = message
-        recording = asyncio.wrap_future(
-            write_event(
+            try:
+                outcome = self.pipeline.process(event, now)
+                status = "processed"
+            except Exception:  # noqa: BLE001 - a bug in a rule's processing must not lose the event
+                log.exception("processing a %s event failed; it is kept for replay", event.trigger)
+                outcome, status = Outcome(event), "error"
+            prepared.outcome = outcome
+            message = outcome.notify_message()
+            if message:
+                prepared.response["message"] = message
+            prepared.store_write = write_event(
                 self.store,
                 event,
                 outcome,
@@ -242,24 +282,50 @@ class Receiver:
                 params=params,
                 key=key,
                 status=status,
-                response=response,
+                response=prepared.response,
                 secrets=self.secrets,
                 sealer=self.sealer,
             )
-        )
-        self._recording[event.id] = recording  # a concurrent repeat waits for this
+        except BaseException as exc:
+            prepared.written.set_exception(exc)
+            raise
+        _chain(prepared.store_write, prepared.written)
+        return prepared
+
+    async def receive(self, incoming: Incoming) -> Answer:
+        """Answer one webhook; only a recorded event gets 200."""
+        loop = asyncio.get_running_loop()
         try:
-            await recording
+            prepared = await loop.run_in_executor(self._rules_thread, self.prepare, incoming)
+        except PayloadError as exc:
+            return await self.reject(incoming, exc)
+        event, key = prepared.event, prepared.key
+        if prepared.repeat_of is not None:
+            return await self.acknowledge_repeat(
+                incoming, event, key, prepared.params, prepared.repeat_of
+            )
+        try:
+            await self._committed(prepared)
         except Exception:
-            self.deduper.release(key)
+            self._rules_thread.submit(self.deduper.release, key)
             log.exception("could not record a %s event", event.trigger)
             return Answer(503, {"error": "could not record the event; retry"})
         finally:
             self._recording.pop(event.id, None)
         self.counters.accepted += 1
-        if outcome.actions:
+        if prepared.outcome is not None and prepared.outcome.actions:
             self.deliverer.wake.set()
-        return Answer(200, response)
+        return Answer(200, prepared.response)
+
+    async def _committed(self, prepared: Prepared) -> None:
+        """Wait for the event's write; past `answer_deadline` (a locked database) give up
+        with TimeoutError if the write has not begun, so Omi gets a 503 before its own
+        15 s timeout and retries. A write already running is waited for: it may commit."""
+        written = asyncio.wrap_future(prepared.written)
+        done, _pending = await asyncio.wait({written}, timeout=self.settings.answer_deadline)
+        if not done and prepared.store_write is not None and prepared.store_write.cancel():
+            raise TimeoutError(f"the store was busy for {self.settings.answer_deadline:g}s")
+        await written
 
     async def acknowledge_repeat(
         self,
@@ -274,7 +340,7 @@ class Receiver:
         first = self._recording.get(repeat_of)
         if first is not None:  # the first delivery is still being written: its fate is ours
             try:
-                await asyncio.shield(first)
+                await asyncio.shield(asyncio.wrap_future(first))
             except (Exception, asyncio.CancelledError):
                 if not (first.done() and (first.cancelled() or first.exception())):
                     raise  # this request itself was cancelled

@@ -82,13 +82,18 @@ def _fail(futures: list[Future[Any]], exc: BaseException) -> None:
             future.set_exception(exc)
 
 
-def _connect(path: str) -> sqlite_utils.Database:
+BUSY_TIMEOUT = 5.0  # seconds the writer waits for another process's lock, then fails
+
+
+def _connect(path: str, busy_timeout: float = BUSY_TIMEOUT) -> sqlite_utils.Database:
     if path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+    conn = sqlite3.connect(
+        path, check_same_thread=False, isolation_level=None, timeout=busy_timeout
+    )
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
-    conn.execute("PRAGMA busy_timeout=30000")
+    conn.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
     return sqlite_utils.Database(conn)
 
 

@@ -14,6 +14,11 @@ import yaml
 
 Path = tuple[str | int, ...]
 MERGE_TAG = "tag:yaml.org,2002:merge"
+# Aliases may repeat a node, but a few hundred bytes of nested aliases ("billion laughs")
+# expand to billions of values: the expansion may be at most this many times the nodes
+# written, plus a floor for ordinary reuse of anchors.
+MAX_EXPANSION_FACTOR = 20
+MIN_EXPANSION = 10_000
 
 
 @dataclass(frozen=True)
@@ -60,7 +65,8 @@ def load_with_marks(text: str, file: str) -> tuple[Any, SourceMap]:
         node = loader.get_single_node()
         if node is None:
             return None, source
-        return _convert(loader, node, (), source, {}), source
+        budget = [MIN_EXPANSION + MAX_EXPANSION_FACTOR * _distinct_nodes(node)]
+        return _convert(loader, node, (), source, {}, budget), source
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = Mark(mark.line + 1, mark.column + 1) if mark else Mark(1, 1)
@@ -78,7 +84,14 @@ def _convert(
     path: Path,
     source: SourceMap,
     written_by_node: dict[int, set[int]],
+    budget: list[int],
 ) -> Any:
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise YamlSyntaxError(
+            "YAML aliases expand too far (an alias bomb?): write the values out instead",
+            _mark(node),
+        )
     source.values[path] = _mark(node)
     if isinstance(node, yaml.MappingNode):
         # keys merged in with `<<: *anchor` may be overridden; keys written here may not.
@@ -99,11 +112,28 @@ def _convert(
                     raise YamlSyntaxError(f"duplicate key '{key}'", _mark(key_node))
                 written_keys.add(key)
             source.keys[child] = _mark(key_node)
-            result[key] = _convert(loader, value_node, child, source, written_by_node)
+            result[key] = _convert(loader, value_node, child, source, written_by_node, budget)
         return result
     if isinstance(node, yaml.SequenceNode):
         return [
-            _convert(loader, item, (*path, index), source, written_by_node)
+            _convert(loader, item, (*path, index), source, written_by_node, budget)
             for index, item in enumerate(node.value)
         ]
     return loader.construct_object(node, deep=True)
+
+
+def _distinct_nodes(root: yaml.Node) -> int:
+    """How many nodes the document holds, each counted once however often aliased."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                stack.extend((key, value))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+    return len(seen)

@@ -254,3 +254,89 @@ def test_a_uid_cannot_write_outside_the_data_folder(tmp_path: Path) -> None:
     assert [a["status"] for a in detail["actions"]] == ["error", "error"]
     assert not (tmp_path.parent / "escape").exists()
     assert [p for p in tmp_path.rglob("*.jsonl")] == []
+
+
+# -- 11. dedupe keys, alias bombs, a locked database, replays --------------------------
+
+
+def test_a_memory_id_cannot_forge_another_users_dedupe_key(tmp_path: Path) -> None:
+    settings = server_settings(tmp_path)
+    write_rules(
+        Path(settings.rules),
+        """
+        - id: tell
+          trigger: memory
+          do:
+            - notify: {message: "Saved {{ memory.structured.title }}"}
+        """,
+    )
+    forged = {"id": "x\nmemory:victim:memory-42", "structured": {"title": "attacker's"}}
+    victims = {"id": "memory-42", "structured": {"title": "my meeting"}}
+    with LiveServer(settings) as server:
+        httpx.post(f"{server.url}/webhook/memory?uid=mallory", json=forged)
+        answer = httpx.post(f"{server.url}/webhook/memory?uid=victim", json=victims)
+        statuses = [
+            e["status"] for e in httpx.get(server.url + "/api/events", headers=ADMIN).json()
+        ]
+    assert answer.json() == {"message": "Saved my meeting"}
+    assert statuses == ["processed", "processed"]
+
+
+def test_an_alias_bomb_in_a_rule_file_is_refused_quickly_on_live_reload(tmp_path: Path) -> None:
+    settings = server_settings(tmp_path, watch_rules=True)
+    levels = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for previous, name in zip("abcdefgh", "bcdefghi", strict=True):
+        levels.append(f"{name}: &{name} [{','.join([f'*{previous}'] * 9)}]")
+    with LiveServer(settings) as server:
+        (Path(settings.rules) / "bomb.yaml").write_text("\n".join(levels) + "\n")
+
+        def reported() -> list[str]:
+            errors = httpx.get(server.url + "/api/rules", headers=ADMIN, timeout=5).json()
+            return [e for e in errors["errors"] if "alias" in e]
+
+        (error,) = wait_until(reported)
+        health = httpx.get(server.url + "/health", timeout=5)
+    assert "bomb.yaml" in error and "expand too far" in error
+    assert health.status_code == 200
+
+
+def test_a_locked_database_gets_a_503_before_omi_gives_up(tmp_path: Path) -> None:
+    import sqlite3
+
+    settings = server_settings(tmp_path, answer_deadline=1.0)
+    with LiveServer(settings) as server:
+        other = sqlite3.connect(settings.db, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            # Omi waits 15 s; a server that waited its busy timeout out would time out here
+            locked = httpx.post(f"{server.url}/webhook/memory?uid=u", json={"id": "m1"}, timeout=8)
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        retried = httpx.post(f"{server.url}/webhook/memory?uid=u", json={"id": "m1"}, timeout=8)
+        events = httpx.get(server.url + "/api/events", headers=ADMIN).json()
+    assert locked.status_code == 503
+    assert retried.status_code == 200
+    assert [e["status"] for e in events] == ["processed"]  # the retry is not a "duplicate"
+
+
+def test_a_replayed_signed_audio_chunk_is_recorded_once(tmp_path: Path) -> None:
+    from engine import signing
+
+    secret = "whsec_test_replay"
+    settings = server_settings(tmp_path, signing_secret=secret)
+    write_rules(Path(settings.rules), "- {id: keep, trigger: audio, do: [{record: {}}]}")
+    chunk = b"\x10\x00\xf0\xff" * 4000
+    headers = {
+        "Content-Type": "application/octet-stream",
+        "X-Omi-Signature": signing.sign(secret, "u", chunk),
+    }
+    url = "/webhook/audio?uid=u&sample_rate=8000"
+    with LiveServer(settings) as server:
+        answers = [httpx.post(server.url + url, content=chunk, headers=headers) for _ in range(3)]
+        events = httpx.get(server.url + "/api/events", headers=ADMIN).json()
+        settled_actions(server, 1)
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    assert sorted(e["status"] for e in events) == ["duplicate", "duplicate", "processed"]
+    (wav,) = (tmp_path / "data" / "recordings").rglob("*.wav")
+    assert wav.stat().st_size == 44 + len(chunk)
