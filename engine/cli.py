@@ -13,11 +13,13 @@ import click
 import msgspec
 
 from engine import history as history_queries
+from engine import retention
 from engine.config import load_settings
 from engine.dryrun import dry_run_events, dry_run_files
 from engine.durations import parse_duration
 from engine.errors import OmiRulesError, PayloadError
 from engine.loader import RuleSet, load_rules
+from engine.retention import DAY
 from engine.report_text import format_history_event, format_report
 from engine.rule_model import TRIGGERS
 from engine.schema import rule_file_schema
@@ -225,6 +227,28 @@ def history(db: str | None, limit: int, trigger: str | None, as_json: bool, dead
                 click.echo(format_history_event(detail))
     finally:
         store.close()
+
+
+@main.command()
+@click.option("--db", default=None, help="SQLite file (default from config: data/omi-rules.db).")
+@click.option(
+    "--older-than",
+    default=None,
+    help="A duration (30d, 12h); default: the retention_days setting.",
+)
+def prune(db: str | None, older_than: str | None) -> None:
+    """Delete events, their actions and rejections older than the retention period."""
+    settings = load_settings(db=db)
+    try:
+        days = parse_duration(older_than) / DAY if older_than else settings.retention_days
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--older-than") from None
+    store = open_store(db)
+    try:
+        pruned = retention.prune(store, older_than_days=days, now=time.time())
+    finally:
+        store.close()
+    click.echo(f"deleted {pruned} older than {days:g} day(s)")
 
 
 @main.command()

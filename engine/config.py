@@ -45,6 +45,7 @@ class Settings(Struct, forbid_unknown_fields=True):
     outbound_allow: list[str] = msgspec.field(default_factory=list)
     outbound_deny: list[str] = msgspec.field(default_factory=list)
     keep_rejections: int = 200
+    retention_days: float = 30.0  # events, actions and rejections older than this are deleted
 
 
 class ConfigError(OmiRulesError):

@@ -35,6 +35,7 @@ from engine.loader import RuleSet
 from engine.outbox import recover_in_flight
 from engine.payloads import Event, decode_event
 from engine.pipeline import Outcome, Pipeline
+from engine.retention import sweep_daily
 from engine.sealed import Sealer
 from engine.secrets import Secrets
 from engine.sessions import SessionStore
@@ -165,6 +166,9 @@ class Receiver:
             )
         self.deduper.seed(self.store, time.time())
         self._tasks.append(asyncio.create_task(self.deliverer.run(), name="delivery"))
+        if self.settings.retention_days > 0:
+            sweep = sweep_daily(self.store, self.settings.retention_days, time.time)
+            self._tasks.append(asyncio.create_task(sweep, name="retention"))
         if self.settings.watch_rules:
             self._tasks.append(asyncio.create_task(self.live_rules.watch(), name="rules-watch"))
 
