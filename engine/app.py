@@ -178,7 +178,12 @@ def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response
 
 
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
-    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    log.error(
+        "unexpected error on %s %s: %s",
+        request.method,
+        request.url.path,
+        _receiver(request).secrets.masked_traceback(exc),
+    )
     return Response({"error": "internal error"}, status_code=HTTP_500_INTERNAL_SERVER_ERROR)
 
 

@@ -14,16 +14,17 @@ import msgspec
 
 from engine import history as history_queries
 from engine import retention
+from engine.access import TOKEN_FILE, admin_token
 from engine.config import load_settings
 from engine.dryrun import dry_run_events, dry_run_files
 from engine.durations import parse_duration
 from engine.errors import OmiRulesError, PayloadError
 from engine.loader import RuleSet, load_rules
-from engine.retention import DAY
 from engine.report_text import format_history_event, format_report
+from engine.retention import DAY
 from engine.rule_model import TRIGGERS
 from engine.schema import rule_file_schema
-from engine.secrets import ENV_PREFIX, Secrets
+from engine.secrets import ENV_PREFIX, SecretRedactor, Secrets
 from engine.store import Store
 
 PROGRESS_THRESHOLD = 20  # events; fewer replay without a progress bar
@@ -184,16 +185,29 @@ def serve(
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    token, created = admin_token(settings)
+    app = create_app(settings)
+    receiver = app.state.receiver
+    redactor = SecretRedactor(lambda: receiver.secrets)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(redactor)
     click.echo(
         f"omi-rules: rules from {settings.rules}/, events in {settings.db}; "
         f"listening on http://{settings.host}:{settings.port}",
         err=True,
     )
+    if created:  # shown once; after this it is only in the file
+        click.echo(
+            f"omi-rules: admin token for /api and /schema (kept in "
+            f"{Path(settings.data_dir) / TOKEN_FILE}): {token}",
+            err=True,
+        )
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_level="info",
+        log_config=None,  # uvicorn's records go through the handlers above (redacted)
         access_log=False,
     )
 

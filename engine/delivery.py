@@ -126,7 +126,12 @@ class Deliverer:
                 await self._failed(action, exc)
                 return
             except Exception as exc:  # noqa: BLE001 - a connector bug must not kill the worker
-                log.exception("connector %s crashed on action %s", connector.name, action.id)
+                log.error(
+                    "connector %s crashed on action %s: %s",
+                    connector.name,
+                    action.id,
+                    secrets.masked_traceback(exc),
+                )
                 await self._failed(
                     action,
                     DeliveryError(

@@ -271,8 +271,12 @@ class Receiver:
             try:
                 outcome = self.pipeline.process(event, now)
                 status = "processed"
-            except Exception:  # noqa: BLE001 - a bug in a rule's processing must not lose the event
-                log.exception("processing a %s event failed; it is kept for replay", event.trigger)
+            except Exception as exc:  # noqa: BLE001 - a bug in a rule must not lose the event
+                log.error(
+                    "processing a %s event failed; it is kept for replay: %s",
+                    event.trigger,
+                    self.secrets.masked_traceback(exc),
+                )
                 outcome, status = Outcome(event), "error"
             prepared.outcome = outcome
             message = outcome.notify_message()

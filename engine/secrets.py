@@ -8,8 +8,10 @@ be tried before its secrets exist.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import traceback
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -107,6 +109,11 @@ class Secrets:
         """`value` with every secret's text replaced by its placeholder (nested data too)."""
         return self.replace_values(value, placeholder)
 
+    def masked_traceback(self, exc: BaseException) -> str:
+        """`exc` with its traceback, as a log shows it, secrets masked (an exception's text
+        may quote a rendered value)."""
+        return self.mask("".join(traceback.format_exception(exc)).rstrip())
+
     def replace_values(self, value: Any, replacement: Callable[[str], str]) -> Any:
         """`value` with each secret's text replaced by `replacement(name)`, in one pass (so
         a replacement is never searched again), longest secret first (so a secret that
@@ -158,3 +165,21 @@ class SecretsView(Mapping[str, str]):
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self._secrets.has(name)
+
+
+class SecretRedactor(logging.Filter):
+    """A logging filter for handlers: every record's text, traceback included, with the
+    secrets masked. Defence in depth; omi-rules' own log calls mask what they quote."""
+
+    def __init__(self, secrets: Callable[[], Secrets]) -> None:
+        super().__init__()
+        self.secrets = secrets
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        secrets = self.secrets()
+        record.msg = secrets.mask(record.getMessage())
+        record.args = ()
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = secrets.masked_traceback(record.exc_info[1])
+            record.exc_info = None
+        return True

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.canary import CANARY, CANARY_NAME, CanaryWatch
 from tests.servers import TargetServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,7 +31,21 @@ def target() -> Iterator[TargetServer]:
 
 @pytest.fixture(autouse=True)
 def _no_ambient_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests see only the secrets they set themselves."""
+    """Tests see only the secrets they set themselves, and the canary."""
     for key in list(os.environ):
         if key.startswith("OMI_RULES_"):
             monkeypatch.delenv(key)
+    monkeypatch.setenv(f"OMI_RULES_SECRET_{CANARY_NAME}", CANARY)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _canary_never_leaks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The canary secret is set for every test (and every server a test starts). At the end
+    of the run it must not be in any log line, any HTTP answer a test read, or any file the
+    run wrote: databases, server logs, data folders."""
+    watch = CanaryWatch()
+    with watch.installed():
+        yield
+    watch.scan_files(tmp_path_factory.getbasetemp())
+    if watch.leaks:
+        pytest.fail("the canary secret leaked:\n" + "\n".join(watch.leaks[:20]), pytrace=False)
