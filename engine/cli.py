@@ -25,6 +25,7 @@ from engine.retention import DAY
 from engine.rule_model import TRIGGERS
 from engine.schema import rule_file_schema
 from engine.secrets import ENV_PREFIX, SecretRedactor, Secrets
+from engine.soak import run_soak
 from engine.store import Store
 
 PROGRESS_THRESHOLD = 20  # events; fewer replay without a progress bar
@@ -263,6 +264,29 @@ def prune(db: str | None, older_than: str | None) -> None:
     finally:
         store.close()
     click.echo(f"deleted {pruned} older than {days:g} day(s)")
+
+
+@main.command()
+@click.option("--soak", is_flag=True, help="Mixed traffic at half the measured capacity.")
+@click.option("--seconds", default=60.0, show_default=True, help="How long the soak runs.")
+@click.option(
+    "--max-growth-mb",
+    default=20.0,
+    show_default=True,
+    help="Server memory growth allowed over the soak's last half.",
+)
+def bench(soak: bool, seconds: float, max_growth_mb: float) -> None:
+    """The performance harness. Today: the soak (--soak); exit 1 when it finds a problem."""
+    if not soak:
+        raise click.UsageError("give --soak (the throughput benchmark is not built yet)")
+    report = run_soak(seconds, progress=lambda line: click.echo(line, err=True))
+    for line in report.lines():
+        click.echo(line)
+    problems = report.problems(max_growth_mb)
+    for problem in problems:
+        click.echo(f"problem: {problem}", err=True)
+    if problems:
+        sys.exit(1)
 
 
 @main.command()
