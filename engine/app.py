@@ -26,11 +26,11 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from engine import history
 from engine.access import AccessMiddleware, HostCheck, admin_token
 from engine.config import Settings
+from engine.omi_query import recover_query
 from engine.outbox import retry_action
 from engine.receiver import TRIGGER_ENDPOINTS, Incoming, Receiver
 
 log = logging.getLogger("omi_rules.app")
-BODY_LIMIT_SLACK = 1024  # Litestar's own limit sits above ours, so ours gives the message
 
 
 def page_size(limit: int) -> int:
@@ -42,17 +42,41 @@ def _receiver(request: Request[Any, Any, Any]) -> Receiver:
     return request.app.state.receiver
 
 
+def query_of(request: Request[Any, Any, Any]) -> dict[str, str]:
+    """The request's query parameters, recovered from Omi's doubled `?` (engine.omi_query)."""
+    return recover_query(request.scope.get("query_string", b""))
+
+
+async def read_body(request: Request[Any, Any, Any], limit: int) -> tuple[bytes | None, int]:
+    """The body, or (None, bytes seen) as soon as it is known to be over `limit`: a body
+    too large is never held in memory, and is still refused by us (and so recorded)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None, int(declared)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None, size
+        chunks.append(chunk)
+    return b"".join(chunks), size
+
+
 async def _webhook(request: Request[Any, Any, Any], trigger: str) -> Response[dict[str, Any]]:
     receiver = _receiver(request)
-    body = await request.body()
     incoming = Incoming(
         trigger=trigger,
-        body=body,
-        query=dict(request.query_params),
+        body=b"",
+        query=query_of(request),
         headers={k.lower(): v for k, v in request.headers.items()},
         content_type=request.headers.get("content-type", ""),
     )
-    answer = await receiver.receive(incoming)
+    body, size = await read_body(request, receiver.body_limit(trigger))
+    if body is None:
+        answer = await receiver.refuse_oversize(incoming, size)
+    else:
+        incoming.body = body
+        answer = await receiver.receive(incoming)
     return Response(answer.body, status_code=answer.status)
 
 
@@ -81,10 +105,9 @@ def webhook_handler(trigger: str) -> Any:
 WEBHOOK_HANDLERS = [webhook_handler(trigger) for trigger in TRIGGER_ENDPOINTS]
 
 
-@get("/setup/completed", summary="Omi's Setup Completed URL")
-async def setup_completed(
-    request: Request[Any, Any, Any], uid: FromQuery[str] = ""
-) -> dict[str, bool]:
+@get("/setup/completed", summary="Omi's Setup Completed URL (query: uid)")
+async def setup_completed(request: Request[Any, Any, Any]) -> dict[str, bool]:
+    uid = query_of(request).get("uid", "").strip()  # older backends append ?uid= to a query
     return {"is_setup_completed": bool(uid) and _receiver(request).setup_completed(uid)}
 
 
@@ -215,7 +238,7 @@ def create_app(settings: Settings, receiver: Receiver | None = None) -> Litestar
         ],
         lifespan=[lifespan],
         middleware=[DefineMiddleware(AccessMiddleware, token=token, hosts=hosts)],
-        request_max_body_size=settings.max_body_bytes + BODY_LIMIT_SLACK,
+        request_max_body_size=None,  # each webhook reads with its own limit (read_body)
         exception_handlers={HTTPException: _http_error, Exception: _unexpected},
         openapi_config=OpenAPIConfig(title="omi-rules", version="0.1.0", path="/schema"),
         logging_config=None,

@@ -22,6 +22,19 @@ class RetryPolicy(Struct, forbid_unknown_fields=True):
     jitter: float = 0.25  # +- this fraction of the delay
 
 
+MiB = 1024 * 1024
+
+
+class BodyLimits(Struct, forbid_unknown_fields=True):
+    """Largest body each webhook takes, in bytes; anything larger is refused (413) and
+    recorded in /api/rejections whatever its size."""
+
+    memory: int = 32 * MiB  # a memory may carry photos (OpenGlass) as base64
+    transcript: int = 4 * MiB
+    audio: int = 12 * MiB  # 30 s at 192 kHz, 16-bit mono is 11 MiB
+    day_summary: int = 4 * MiB
+
+
 class Settings(Struct, forbid_unknown_fields=True):
     host: str = "127.0.0.1"
     port: int = 8000
@@ -34,7 +47,7 @@ class Settings(Struct, forbid_unknown_fields=True):
     allowed_hosts: list[str] = msgspec.field(default_factory=list)  # beside loopback names
     signing_secret: str | None = None  # Omi's whsec_... secret: verify X-Omi-Signature
     signature_tolerance: float = 300.0
-    max_body_bytes: int = 2 * 1024 * 1024
+    body_limits: BodyLimits = msgspec.field(default_factory=BodyLimits)
     dedupe_window: float = 24 * 3600.0  # seconds an Omi retry is recognized as a duplicate
     answer_deadline: float = 10.0  # a write not begun by then is answered 503 (Omi waits 15 s)
     session_idle: float = 120.0  # a transcript session ends after this quiet period
@@ -53,13 +66,18 @@ class ConfigError(OmiRulesError):
 
 
 ENV_PREFIX = "OMI_RULES_"
+# nested settings: name -> (name, env prefix of its fields, struct); OMI_RULES_RETRY_MAX_DELAY
+NESTED: dict[str, tuple[str, str, type[Struct]]] = {
+    "retry": ("retry", "RETRY_", RetryPolicy),
+    "body_limits": ("body_limits", "BODY_LIMIT_", BodyLimits),
+}
 
 
 def _env_values(environ: Mapping[str, str]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     fields = {f.name: f for f in msgspec.structs.fields(Settings)}
     for name, info in fields.items():
-        if name == "retry":
+        if name in NESTED:
             continue
         raw = environ.get(ENV_PREFIX + name.upper())
         if raw is None or raw == "":
@@ -68,10 +86,11 @@ def _env_values(environ: Mapping[str, str]) -> dict[str, Any]:
             values[name] = [part.strip() for part in raw.split(",") if part.strip()]
         else:
             values[name] = raw
-    for name in ("max_attempts", "base_delay", "max_delay", "jitter"):
-        raw = environ.get(f"{ENV_PREFIX}RETRY_{name.upper()}")
-        if raw:
-            values.setdefault("retry", {})[name] = raw
+    for group, prefix, struct in NESTED.values():
+        for field in msgspec.structs.fields(struct):
+            raw = environ.get(f"{ENV_PREFIX}{prefix}{field.name.upper()}")
+            if raw:
+                values.setdefault(group, {})[field.name] = raw
     return values
 
 
@@ -93,8 +112,9 @@ def load_settings(
             raise ConfigError(f"config file {file}: expected a mapping")
         data.update(loaded)
     env = _env_values(environ)
-    if "retry" in env:
-        data["retry"] = {**data.get("retry", {}), **env.pop("retry")}
+    for group in NESTED:
+        if group in env:
+            data[group] = {**data.get(group, {}), **env.pop(group)}
     data.update(env)
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:

@@ -20,7 +20,6 @@ from msgspec import Struct
 
 from engine.errors import PayloadError
 
-MAX_BODY_BYTES = 2 * 1024 * 1024
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 192000
 
 
@@ -84,8 +83,6 @@ class Event(Struct):
 
 
 def _json(body: bytes, trigger: str) -> Any:
-    if len(body) > MAX_BODY_BYTES:
-        raise PayloadError(f"body over {MAX_BODY_BYTES} bytes", trigger=trigger, status=413)
     if not body.strip():
         raise PayloadError("empty body, expected JSON", trigger=trigger)
     try:
@@ -191,10 +188,12 @@ def audio_levels(pcm: bytes) -> tuple[int, float]:
 
 
 def decode_audio(body: bytes, uid: str, sample_rate: int | str | None) -> Event:
-    if len(body) > MAX_BODY_BYTES:
-        raise PayloadError(f"body over {MAX_BODY_BYTES} bytes", trigger="audio", status=413)
+    if sample_rate in (None, ""):
+        raise PayloadError(
+            "missing sample_rate query parameter (Omi sends it; 8000 or 16000)", trigger="audio"
+        )
     try:
-        rate = int(sample_rate) if sample_rate not in (None, "") else 8000
+        rate = int(sample_rate)
     except ValueError:
         raise PayloadError(
             f"sample_rate {sample_rate!r} is not a number", trigger="audio"

@@ -40,6 +40,7 @@ from engine.sealed import Sealer
 from engine.secrets import Secrets
 from engine.sessions import SessionStore
 from engine.store import Store
+from engine.webhook_auth import authenticate
 
 log = logging.getLogger("omi_rules.receiver")
 
@@ -49,13 +50,6 @@ TRIGGER_ENDPOINTS = {
     "audio": "/webhook/audio",
     "day_summary": "/webhook/day-summary",
 }
-
-
-class Unauthorized(PayloadError):
-    """The request's signature or token is missing or wrong (401)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason, status=401)
 
 
 @dataclass
@@ -71,6 +65,7 @@ class Incoming:
     query: Mapping[str, str]
     headers: Mapping[str, str]  # lower-case names
     content_type: str = ""
+    size: int | None = None  # bytes sent, when the body was not read whole
 
 
 @dataclass
@@ -191,27 +186,15 @@ class Receiver:
         return rows[0]["body"]
 
     # -- receiving --------------------------------------------------------------------
-    def authenticate(self, incoming: Incoming, uid: str) -> None:
-        settings = self.settings
-        if settings.signing_secret:
-            reason = signing.refusal(
-                incoming.headers.get(signing.SIGNATURE_HEADER),
-                settings.signing_secret,
-                uid=uid,
-                body=incoming.body,
-                tolerance=settings.signature_tolerance,
-            )
-            if reason is None:
-                return
-            if not settings.token:
-                raise Unauthorized(reason)
-        if settings.token:
-            given = incoming.query.get("token") or incoming.headers.get("x-omi-rules-token")
-            auth = incoming.headers.get("authorization", "")
-            if not given and auth.lower().startswith("bearer "):
-                given = auth[7:].strip()
-            if not signing.token_matches(given, settings.token):
-                raise Unauthorized("missing or wrong token")
+    def body_limit(self, trigger: str) -> int:
+        """The largest body `trigger`'s webhook takes (settings.body_limits)."""
+        return int(getattr(self.settings.body_limits, trigger))
+
+    async def refuse_oversize(self, incoming: Incoming, size: int) -> Answer:
+        """A body over the limit, refused before it was read whole: still recorded."""
+        incoming.size = size
+        limit = self.body_limit(incoming.trigger)
+        return await self.reject(incoming, PayloadError(f"body over {limit} bytes", status=413))
 
     def check_content_type(self, incoming: Incoming) -> None:
         kind = incoming.content_type.split(";")[0].strip().lower()
@@ -225,10 +208,17 @@ class Receiver:
         uid = (incoming.query.get("uid") or "").strip()
         if not uid:
             raise PayloadError("missing uid query parameter")
-        if len(incoming.body) > self.settings.max_body_bytes:
-            raise PayloadError(f"body over {self.settings.max_body_bytes} bytes", status=413)
+        limit = self.body_limit(incoming.trigger)
+        if len(incoming.body) > limit:
+            raise PayloadError(f"body over {limit} bytes", status=413)
         self.check_content_type(incoming)
-        self.authenticate(incoming, uid)
+        authenticate(
+            self.settings,
+            uid=uid,
+            body=incoming.body,
+            query=incoming.query,
+            headers=incoming.headers,
+        )
         try:
             return decode_event(
                 incoming.trigger,
@@ -391,7 +381,7 @@ class Receiver:
             status=exc.status,
             reason=reason,
             uid=incoming.query.get("uid"),
-            size=len(incoming.body),
+            size=incoming.size if incoming.size is not None else len(incoming.body),
             keep=self.settings.keep_rejections,
         )
         try:

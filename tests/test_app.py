@@ -321,7 +321,7 @@ def test_retry_of_an_out_of_range_action_id_is_a_404(tmp_path: Path) -> None:
 
 
 def test_body_over_the_limit_is_413(tmp_path: Path) -> None:
-    settings = server_settings(tmp_path, max_body_bytes=1000)
+    settings = server_settings(tmp_path, body_limits={"audio": 1000, "memory": 1000})
     with admin_client(create_app(settings)) as client:
         response = client.post(
             "/webhook/audio?uid=u&sample_rate=8000",
@@ -335,6 +335,12 @@ def test_body_over_the_limit_is_413(tmp_path: Path) -> None:
             headers={"Content-Type": "application/json"},
         )
         assert huge.status_code == 413
+        rejections = client.get("/api/rejections").json()
+    assert [(r["endpoint"], r["status"], r["size"]) for r in rejections] == [
+        ("/webhook/memory", 413, 10_000),
+        ("/webhook/audio", 413, 5000),
+    ]
+    assert rejections[0]["reason"] == "body over 1000 bytes"
 
 
 def test_signature_is_verified_when_a_secret_is_set(tmp_path: Path) -> None:

@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 
 from engine.errors import PayloadError
 from engine.payloads import (
-    MAX_BODY_BYTES,
     audio_levels,
     decode_event,
     parse_legacy_summary,
@@ -119,14 +118,6 @@ def test_bad_bodies_get_a_one_line_reason(trigger: str, body: bytes, reason: str
     assert str(error) == f"{trigger} payload: {reason}"
 
 
-@pytest.mark.parametrize("trigger", ["memory", "transcript", "day_summary", "audio"])
-def test_a_body_that_is_too_large_is_413(trigger: str) -> None:
-    with pytest.raises(PayloadError) as caught:
-        decode_event(trigger, b" " * (MAX_BODY_BYTES + 1), uid="u", sample_rate=16000)
-    assert caught.value.status == 413
-    assert caught.value.reason == f"body over {MAX_BODY_BYTES} bytes"
-
-
 def test_unknown_trigger() -> None:
     with pytest.raises(PayloadError) as caught:
         decode_event("photo", b"{}", uid="u")
@@ -204,8 +195,12 @@ def test_audio_levels() -> None:
     assert audio_levels(struct.pack("<h", -32768)) == (32768, 32768.0)
 
 
-def test_audio_sample_rate_defaults_to_omis_8000() -> None:
-    assert decode_event("audio", b"\x00\x00" * 8000, uid="u").doc["duration"] == 1.0
+def test_audio_without_a_sample_rate_is_refused_not_guessed() -> None:
+    with pytest.raises(PayloadError) as caught:
+        decode_event("audio", b"\x00\x00" * 8000, uid="u")
+    assert caught.value.reason == (
+        "missing sample_rate query parameter (Omi sends it; 8000 or 16000)"
+    )
 
 
 @pytest.mark.parametrize(
