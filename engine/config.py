@@ -36,7 +36,11 @@ class Settings(Struct, forbid_unknown_fields=True):
     dedupe_window: float = 24 * 3600.0  # seconds an Omi retry is recognized as a duplicate
     session_idle: float = 120.0  # a transcript session ends after this quiet period
     watch_rules: bool = True
-    workers_per_connector: int = 4
+    workers_per_connector: int = 4  # delivery slots: this many per installed connector
+    workers_per_target: int = 4  # at most this many in flight to one host (or local connector)
+    delivery_deadline: float = 30.0  # seconds an attempt may take in all, when it sets no timeout
+    breaker_failures: int = 5  # consecutive retryable failures that open a target's circuit
+    breaker_cooloff: float = 30.0  # seconds an open target waits before a probe
     poll_interval: float = 0.5
     retry: RetryPolicy = msgspec.field(default_factory=RetryPolicy)
     outbound_allow: list[str] = msgspec.field(default_factory=list)

@@ -11,7 +11,8 @@ from typing import Any
 
 import msgspec
 
-from engine.connector import RenderEnv
+from engine.connector import RenderEnv, destination_of
+from engine.destinations import target_key
 from engine.errors import DeliveryError, TemplateError
 from engine.event_view import EventView
 from engine.loader import CompiledAction
@@ -27,6 +28,7 @@ class PlannedAction:
     request: msgspec.Struct | None = None
     error: str | None = None
     inline: bool = False
+    target: str = ""  # where it goes (engine.destinations.target_key): limits and breaker
 
     @property
     def key_suffix(self) -> str:
@@ -95,7 +97,9 @@ def _plan_one(
             for key, value in raw.items()
         }
         options = msgspec.convert(rendered, connector.Options)
-        result.request = connector.render(options, env)
+        request = connector.render(options, env)
+        result.target = target_key(connector.name, destination_of(connector, request))
+        result.request = request
     except TemplateError as exc:
         result.error = f"do[{action.index}].{connector.name}.{exc.field}: {exc.message}"
     except (msgspec.ValidationError, ValueError, TypeError, DeliveryError) as exc:
