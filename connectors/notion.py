@@ -186,6 +186,7 @@ class Notion(HttpDestination, ConnectorBase):
     summary = "Create a page in a Notion database"
     Options = NotionOptions
     Request = HttpRequest
+    default_urls = (NOTION_API,)
 
     def validate(self, options: NotionOptions) -> list[tuple[str, str]]:
         problems = []

@@ -45,6 +45,9 @@ class Settings(Struct, forbid_unknown_fields=True):
     retry: RetryPolicy = msgspec.field(default_factory=RetryPolicy)
     outbound_allow: list[str] = msgspec.field(default_factory=list)
     outbound_deny: list[str] = msgspec.field(default_factory=list)
+    # hosts a URL from payload text may name (`*.example.com` for subdomains); hosts the
+    # rules and secrets name are always allowed
+    outbound_allow_hosts: list[str] = msgspec.field(default_factory=list)
     keep_rejections: int = 200
 
 

@@ -100,6 +100,8 @@ class ConnectorBase:
 
     autoescape_fields: ClassVar[frozenset[str]] = frozenset()
     inline: ClassVar[bool] = False
+    # URLs it sends to when the options name none (trusted like hosts a rule names)
+    default_urls: ClassVar[tuple[str, ...]] = ()
 
     def validate(self, options: msgspec.Struct) -> list[tuple[str, str]]:
         return []

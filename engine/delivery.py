@@ -39,13 +39,16 @@ class Deliverer:
         secrets: Callable[[], Secrets],
         settings: Settings,
         read_audio: Callable[[str], bytes],
+        *,
+        trusted: Callable[[str], bool] | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
         self.secrets = secrets
         self.settings = settings
         self.read_audio = read_audio
-        self.guard = OutboundGuard(settings.outbound_allow, settings.outbound_deny)
+        # loopback and private addresses only for hosts the owner named (engine.trust)
+        self.guard = OutboundGuard(settings.outbound_allow, settings.outbound_deny, trusted=trusted)
         self.client: httpx.AsyncClient | None = None
         self.wake = asyncio.Event()
         self.breakers = Breakers(settings.breaker_failures, settings.breaker_cooloff)

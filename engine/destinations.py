@@ -11,20 +11,21 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from engine.trust import normal_host
+
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def host_of(url: str | None) -> str | None:
-    """The lower-case host of `url` (no trailing dot, IPv6 without brackets), or None when
-    it has none or cannot be parsed."""
+    """The host of `url` (engine.trust.normal_host), or None when it has none, cannot be
+    parsed, or is no host name (dry-run's `<secret:NAME>` stand-in)."""
     if not url:
         return None
     try:
         host = urlsplit(url).hostname
     except ValueError:
         return None
-    host = (host or "").rstrip(".").lower()
-    return host or None
+    return normal_host(host) if host else None
 
 
 def target_key(connector: str, destination: str | None) -> str:

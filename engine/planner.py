@@ -6,17 +6,19 @@ that action's error (shown by dry-run, stored in history); the other actions sti
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
 from engine.connector import RenderEnv, destination_of
-from engine.destinations import target_key
+from engine.destinations import host_of, target_key
 from engine.errors import DeliveryError, TemplateError
 from engine.event_view import EventView
 from engine.loader import CompiledAction
 from engine.matcher import Decision
+from engine.trust import refusal
 
 
 @dataclass
@@ -44,7 +46,10 @@ def plan_actions(
     secret: Any,
     has_secret: Any,
     data_dir: str,
+    trusted: Callable[[str], bool] | None = None,
 ) -> list[PlannedAction]:
+    """The actions of a fired rule; with `trusted`, an action to a host it does not trust
+    (a host taken from payload text) becomes that action's error and is never sent."""
     rule = decision.rule
     base = {**view.context(), "rule": rule.context()}
     if decision.hit is not None:
@@ -67,7 +72,7 @@ def plan_actions(
     for item_index, item in items:
         context = base if item_index is None else {**base, "item": item}
         for action in rule.actions:
-            planned.append(_plan_one(action, rule.id, item_index, context, view, env))
+            planned.append(_plan_one(action, rule.id, item_index, context, view, env, trusted))
     return planned
 
 
@@ -78,6 +83,7 @@ def _plan_one(
     context: dict[str, Any],
     view: EventView,
     env: RenderEnv,
+    trusted: Callable[[str], bool] | None,
 ) -> PlannedAction:
     connector = action.connector
     result = PlannedAction(
@@ -98,7 +104,12 @@ def _plan_one(
         }
         options = msgspec.convert(rendered, connector.Options)
         request = connector.render(options, env)
-        result.target = target_key(connector.name, destination_of(connector, request))
+        destination = destination_of(connector, request)
+        host = host_of(destination)
+        if trusted is not None and host is not None and not trusted(host):
+            result.error = f"do[{action.index}].{connector.name}: {refusal(host)}"
+            return result
+        result.target = target_key(connector.name, destination)
         result.request = request
     except TemplateError as exc:
         result.error = f"do[{action.index}].{connector.name}.{exc.field}: {exc.message}"

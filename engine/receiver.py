@@ -86,11 +86,17 @@ class Receiver:
             self.secrets,
             data_dir=settings.data_dir,
             sessions=SessionStore(settings.session_idle),
+            allow_hosts=settings.outbound_allow_hosts,
         )
         self.deduper = Deduper(settings.dedupe_window)
         self.counters = Counters()
         self.deliverer = Deliverer(
-            self.store, self.live_rules.registry, lambda: self.secrets, settings, self.read_audio
+            self.store,
+            self.live_rules.registry,
+            lambda: self.secrets,
+            settings,
+            self.read_audio,
+            trusted=self.pipeline.trusts,
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._recording: dict[str, asyncio.Future[Any]] = {}  # event id -> its pending write
