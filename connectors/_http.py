@@ -39,6 +39,13 @@ class HttpRequest(Struct, omit_defaults=True):
     expect_status: list[int] = []
 
 
+class HttpDestination:
+    """Mixin for connectors whose Request is an HttpRequest: it goes to its URL."""
+
+    def destination(self, request: HttpRequest) -> str | None:
+        return request.url
+
+
 def retry_after_seconds(value: str | None) -> float | None:
     """Retry-After as seconds: a number, or an HTTP date."""
     if not value:

@@ -154,6 +154,9 @@ class Email(ConnectorBase):
             timeout=options.timeout,
         )
 
+    def destination(self, request: EmailRequest) -> str | None:
+        return f"smtp://{request.host}:{request.port}"
+
     async def send(self, request: EmailRequest, env: SendEnv) -> Delivered:
         return await asyncio.to_thread(self._send_blocking, request, env)
 

@@ -12,7 +12,14 @@ from typing import Any
 
 from msgspec import Struct
 
-from connectors._http import HttpRequest, bearer, delivered, json_message, send_http
+from connectors._http import (
+    HttpDestination,
+    HttpRequest,
+    bearer,
+    delivered,
+    json_message,
+    send_http,
+)
 from engine.connector import ConnectorBase, Delivered, RenderEnv, SendEnv
 
 _SERVICE = re.compile(r"^[a-z0-9_]+\.[a-z0-9_]+$")
@@ -28,7 +35,7 @@ class HomeAssistantOptions(Struct, forbid_unknown_fields=True, omit_defaults=Tru
     timeout: float = 10.0
 
 
-class HomeAssistant(ConnectorBase):
+class HomeAssistant(HttpDestination, ConnectorBase):
     name = "home_assistant"
     summary = "Call a Home Assistant service (domain.service) or fire an event"
     Options = HomeAssistantOptions

@@ -16,6 +16,7 @@ from msgspec import Struct
 from connectors._http import (
     MAX_ERROR_TEXT,
     RETRYABLE_STATUS,
+    HttpDestination,
     HttpRequest,
     bearer,
     delivered,
@@ -180,11 +181,12 @@ def _block(kind: str, text: str) -> dict[str, Any]:
     return {"object": "block", "type": kind, kind: {"rich_text": rich_text(text)}}
 
 
-class Notion(ConnectorBase):
+class Notion(HttpDestination, ConnectorBase):
     name = "notion"
     summary = "Create a page in a Notion database"
     Options = NotionOptions
     Request = HttpRequest
+    default_urls = (NOTION_API,)
 
     def validate(self, options: NotionOptions) -> list[tuple[str, str]]:
         problems = []

@@ -15,6 +15,7 @@ from msgspec import Struct
 
 from connectors._http import (
     MAX_ERROR_TEXT,
+    HttpDestination,
     HttpRequest,
     bearer,
     delivered,
@@ -43,7 +44,7 @@ class SlackOptions(Struct, forbid_unknown_fields=True, omit_defaults=True):
     timeout: float = 10.0
 
 
-class Slack(ConnectorBase):
+class Slack(HttpDestination, ConnectorBase):
     name = "slack"
     summary = "Post a message to Slack (incoming webhook, or bot token + channel)"
     Options = SlackOptions

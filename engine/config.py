@@ -52,11 +52,18 @@ class Settings(Struct, forbid_unknown_fields=True):
     answer_deadline: float = 10.0  # a write not begun by then is answered 503 (Omi waits 15 s)
     session_idle: float = 120.0  # a transcript session ends after this quiet period
     watch_rules: bool = True
-    workers_per_connector: int = 4
+    workers_per_connector: int = 4  # delivery slots: this many per installed connector
+    workers_per_target: int = 4  # at most this many in flight to one host (or local connector)
+    delivery_deadline: float = 30.0  # seconds an attempt may take in all, when it sets no timeout
+    breaker_failures: int = 5  # consecutive retryable failures that open a target's circuit
+    breaker_cooloff: float = 30.0  # seconds an open target waits before a probe
     poll_interval: float = 0.5
     retry: RetryPolicy = msgspec.field(default_factory=RetryPolicy)
     outbound_allow: list[str] = msgspec.field(default_factory=list)
     outbound_deny: list[str] = msgspec.field(default_factory=list)
+    # hosts a URL from payload text may name (`*.example.com` for subdomains); hosts the
+    # rules and secrets name are always allowed
+    outbound_allow_hosts: list[str] = msgspec.field(default_factory=list)
     keep_rejections: int = 200
     retention_days: float = 30.0  # events, actions and rejections older than this are deleted
 

@@ -90,18 +90,35 @@ class Connector(Protocol):
         """Deliver the request; raise DeliveryError on failure (retryable or not)."""
         ...
 
+    # Optional (ConnectorBase has it; read through `destination_of`):
+    # def destination(self, request) -> str | None: where `request` goes, as a URL
+    # (`https://host:port/...`, `smtp://host:port`), or None when it stays on this machine.
+    # The engine limits delivery, and refuses hosts taken from payload text, per host.
+
 
 class ConnectorBase:
     """Defaults shared by the built-in connectors; third parties may use it too."""
 
     autoescape_fields: ClassVar[frozenset[str]] = frozenset()
     inline: ClassVar[bool] = False
+    # URLs it sends to when the options name none (trusted like hosts a rule names)
+    default_urls: ClassVar[tuple[str, ...]] = ()
 
     def validate(self, options: msgspec.Struct) -> list[tuple[str, str]]:
         return []
 
     def required_secrets(self, options: msgspec.Struct) -> set[str]:
         return set()
+
+    def destination(self, request: msgspec.Struct) -> str | None:
+        return None
+
+
+def destination_of(connector: Connector, request: msgspec.Struct) -> str | None:
+    """Where `connector` sends `request` (a URL), or None: local, or the connector does not
+    say (a third-party connector without `destination`)."""
+    destination = getattr(connector, "destination", None)
+    return destination(request) if destination is not None else None
 
 
 class Registry(Mapping[str, Connector]):

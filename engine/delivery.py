@@ -1,8 +1,12 @@
-"""Delivery workers: send what the outbox holds, concurrently, with a limit per connector.
+"""Delivery workers: send what the outbox holds, concurrently, with a limit per target.
 
 Runs beside the web server, never inside a request. Each action is decoded into its
 connector's Request, secrets are filled in, and the result is written back: delivered,
 pending again after a backoff (transient failure, honouring Retry-After), or dead.
+
+One slow or failing destination must not hold up the others: each attempt has a total
+deadline (not only a per-read timeout), at most `workers_per_target` actions are in flight
+to one target, and a target that keeps failing is left alone for a while (engine.breaker).
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ from collections.abc import Callable
 import httpx
 import msgspec
 
+from engine.breaker import Breakers
 from engine.config import Settings
-from engine.connector import Registry, SendEnv
+from engine.connector import Registry, SendEnv, destination_of
 from engine.errors import DeliveryError, SecretError
 from engine.outbound import OutboundGuard, make_client
 from engine.outbox import DueAction, backoff, claim_due, mark_delivered, mark_failed
@@ -36,6 +41,8 @@ class Deliverer:
         settings: Settings,
         read_audio: Callable[[str], bytes],
         sealer: Sealer,
+        *,
+        trusted: Callable[[str], bool] | None = None,
     ) -> None:
         self.store = store
         self.sealer = sealer
@@ -43,16 +50,27 @@ class Deliverer:
         self.secrets = secrets
         self.settings = settings
         self.read_audio = read_audio
-        self.guard = OutboundGuard(settings.outbound_allow, settings.outbound_deny)
+        # loopback and private addresses only for hosts the owner named (engine.trust)
+        self.guard = OutboundGuard(settings.outbound_allow, settings.outbound_deny, trusted=trusted)
         self.client: httpx.AsyncClient | None = None
         self.wake = asyncio.Event()
-        self._limits: dict[str, asyncio.Semaphore] = {}
+        self.breakers = Breakers(settings.breaker_failures, settings.breaker_cooloff)
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def limit(self, connector: str) -> asyncio.Semaphore:
-        if connector not in self._limits:
-            self._limits[connector] = asyncio.Semaphore(self.settings.workers_per_connector)
-        return self._limits[connector]
+    async def claim(self, free: int) -> list[DueAction]:
+        """Due actions for targets with room, none for an open circuit, one probe each."""
+        now = time.time()
+        due = await claim_due(
+            self.store,
+            now,
+            free,
+            per_target=self.settings.workers_per_target,
+            blocked=self.breakers.blocked(now),
+            single=self.breakers.half_open(now),
+        )
+        for action in due:
+            self.breakers.claimed(action.target, now)
+        return due
 
     async def run(self) -> None:
         self.client = make_client(self.guard)
@@ -61,7 +79,7 @@ class Deliverer:
             while True:
                 free = capacity - len(self._tasks)
                 try:
-                    due = await claim_due(self.store, time.time(), free) if free > 0 else []
+                    due = await self.claim(free) if free > 0 else []
                 except Exception:  # a failing store must not end delivery for good
                     log.exception("could not claim due actions; trying again")
                     await asyncio.sleep(self.settings.poll_interval)
@@ -91,6 +109,7 @@ class Deliverer:
         connector = self.registry.get(action.connector)
         now = time.time()
         if connector is None:
+            self.breakers.released(action.target)
             await mark_failed(
                 self.store,
                 action,
@@ -107,6 +126,7 @@ class Deliverer:
                 connector.Request,
             )
         except (SecretError, msgspec.ValidationError) as exc:
+            self.breakers.released(action.target)
             await mark_failed(
                 self.store, action, now=now, status=None, retry_at=None, error=str(exc)
             )
@@ -119,26 +139,39 @@ class Deliverer:
             read_audio=self.read_audio,
             data_dir=self.settings.data_dir,
         )
-        async with self.limit(connector.name):
-            try:
+        deadline = self.deadline(request)
+        try:
+            async with asyncio.timeout(deadline):
                 result = await connector.send(request, env)
-            except DeliveryError as exc:
-                await self._failed(action, exc)
-                return
-            except Exception as exc:  # noqa: BLE001 - a connector bug must not kill the worker
-                log.error(
-                    "connector %s crashed on action %s: %s",
-                    connector.name,
-                    action.id,
-                    secrets.masked_traceback(exc),
-                )
-                await self._failed(
-                    action,
-                    DeliveryError(
-                        f"{type(exc).__name__}: {exc}", connector=connector.name, retryable=False
-                    ),
-                )
-                return
+        except TimeoutError:
+            await self._failed(
+                action,
+                DeliveryError(
+                    f"timed out after {deadline:g}s (total deadline)",
+                    connector=connector.name,
+                    url=destination_of(connector, request) or "",
+                    retryable=True,
+                ),
+            )
+            return
+        except DeliveryError as exc:
+            await self._failed(action, exc)
+            return
+        except Exception as exc:  # noqa: BLE001 - a connector bug must not kill the worker
+            log.error(
+                "connector %s crashed on action %s: %s",
+                connector.name,
+                action.id,
+                secrets.masked_traceback(exc),
+            )
+            await self._failed(
+                action,
+                DeliveryError(
+                    f"{type(exc).__name__}: {exc}", connector=connector.name, retryable=False
+                ),
+            )
+            return
+        self.breakers.succeeded(action.target)
         await mark_delivered(
             self.store,
             action,
@@ -147,10 +180,21 @@ class Deliverer:
             response=secrets.mask(result.response),
         )
 
+    def deadline(self, request: msgspec.Struct) -> float:
+        """Seconds the whole attempt may take: the request's own timeout when it has one."""
+        timeout = getattr(request, "timeout", None)
+        if isinstance(timeout, int | float) and timeout > 0:
+            return float(timeout)
+        return self.settings.delivery_deadline
+
     async def _failed(self, action: DueAction, exc: DeliveryError) -> None:
         secrets = self.secrets()
         attempts = action.attempts + 1
         now = time.time()
+        if exc.retryable:
+            self.breakers.failed(action.target, now, secrets.mask(str(exc)))
+        else:  # the target answered (or could not be asked): not the target's failure
+            self.breakers.succeeded(action.target)
         retry_at = None
         if exc.retryable and attempts < self.settings.retry.max_attempts:
             retry_at = now + backoff(self.settings.retry, attempts, exc.retry_after)

@@ -8,7 +8,7 @@ requests (secrets masked), and skipped rules with the reason.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -76,9 +76,14 @@ def read_payload(
 
 
 def dry_run_events(
-    events: Iterable[Event], rules: RuleSet, secrets: Secrets, *, data_dir: str = "data"
+    events: Iterable[Event],
+    rules: RuleSet,
+    secrets: Secrets,
+    *,
+    data_dir: str = "data",
+    allow_hosts: Sequence[str] = (),
 ) -> Iterator[EventReport]:
-    pipeline = Pipeline(rules, secrets, dry_run=True, data_dir=data_dir)
+    pipeline = Pipeline(rules, secrets, dry_run=True, data_dir=data_dir, allow_hosts=allow_hosts)
     for event in events:
         yield report(pipeline.process(event), secrets)
 

@@ -29,6 +29,7 @@ from engine.templates import (
     TemplateSyntax,
     template_strings,
 )
+from engine.trust import literal_hosts
 from engine.yaml_source import Path, SourceMap, YamlSyntaxError, load_with_marks
 
 
@@ -54,6 +55,7 @@ class CompiledRule:
     secrets: frozenset[str]
     cooldown: float | None = None
     uids: frozenset[str] | None = None
+    trusted_hosts: frozenset[str] = frozenset()  # hosts its actions name literally
 
     @property
     def trigger(self) -> str:
@@ -78,6 +80,7 @@ class RuleSet:
         self.by_trigger: dict[str, list[CompiledRule]] = {}
         for rule in self.rules:
             self.by_trigger.setdefault(rule.trigger, []).append(rule)
+        self.trusted_hosts = frozenset().union(*(rule.trusted_hosts for rule in self.rules))
 
     def for_trigger(self, trigger: str) -> list[CompiledRule]:
         return self.by_trigger.get(trigger, [])
@@ -166,6 +169,7 @@ class RuleCompiler:
             secrets=frozenset(self.secrets),
             cooldown=cooldown,
             uids=frozenset(spec.uids) if spec.uids is not None else None,
+            trusted_hosts=frozenset().union(*(_named_hosts(action) for action in actions)),
         )
 
     def _compile_actions(self, raw: list[dict[str, Any]], path: Path) -> list[CompiledAction]:
@@ -187,6 +191,13 @@ class RuleCompiler:
             self.secrets |= connector.required_secrets(options)
             compiled.append(CompiledAction(index, connector, options))
         return compiled
+
+
+def _named_hosts(action: CompiledAction) -> frozenset[str]:
+    """Hosts the action's options name literally, defaults and the connector's own
+    `default_urls` included (engine.trust)."""
+    options = msgspec.structs.asdict(action.options)
+    return literal_hosts(options) | literal_hosts(getattr(action.connector, "default_urls", ()))
 
 
 def _sub_path(sub: str) -> list[str | int]:

@@ -15,6 +15,7 @@ returned in the webhook response) are kept for history.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
@@ -68,6 +69,7 @@ def action_rows(
                 "action_index": action.action_index,
                 "item_index": action.item_index,
                 "connector": action.connector,
+                "target": secrets.mask(action.target or action.connector),
                 "request": request,
                 "status": status,
                 "attempts": 0,
@@ -87,6 +89,7 @@ class DueAction:
     event_id: str
     rule_id: str
     connector: str
+    target: str
     request: str
     attempts: int
 
@@ -102,16 +105,54 @@ def recover_in_flight(store: Store) -> int:
     return store.write_now(write)
 
 
-async def claim_due(store: Store, now: float, limit: int) -> list[DueAction]:
-    """Pending actions whose time has come, marked in_flight in the same transaction."""
+# an old row (before the target column) counts as its connector's target
+_TARGET = "COALESCE(target, connector)"
+
+
+async def claim_due(
+    store: Store,
+    now: float,
+    limit: int,
+    *,
+    per_target: int | None = None,
+    blocked: Sequence[str] = (),
+    single: Sequence[str] = (),
+) -> list[DueAction]:
+    """Pending actions whose time has come, marked in_flight in the same transaction.
+
+    With `per_target`, no target gets more than that many actions in flight (those already
+    in flight count), so one slow destination cannot take every worker. Nothing is claimed
+    for a `blocked` target (its circuit is open), at most one in all for a `single` one
+    (the half-open probe)."""
 
     def write(db: sqlite_utils.Database) -> list[DueAction]:
+        blocked_marks = ",".join("?" * len(blocked))
+        single_marks = ",".join("?" * len(single))
+        cap = per_target if per_target is not None else limit
         rows = list(
             db.query(
-                "SELECT id, idem_key, event_id, rule_id, connector, request, attempts "
-                "FROM actions WHERE status = ? AND next_attempt_at <= ? "
-                "ORDER BY next_attempt_at, id LIMIT ?",
-                [PENDING, now, limit],
+                # S608: only "?" marks are joined in; every value is a parameter
+                f"""
+                WITH busy AS (
+                    SELECT {_TARGET} AS t, COUNT(*) AS n FROM actions
+                    WHERE status = ? GROUP BY t
+                ), due AS (
+                    SELECT id, idem_key, event_id, rule_id, connector, {_TARGET} AS target,
+                        request, attempts, next_attempt_at,
+                        ROW_NUMBER() OVER (
+                            PARTITION BY {_TARGET} ORDER BY next_attempt_at, id
+                        ) AS place
+                    FROM actions
+                    WHERE status = ? AND next_attempt_at <= ?
+                        AND {_TARGET} NOT IN ({blocked_marks})
+                )
+                SELECT id, idem_key, event_id, rule_id, connector, due.target, request, attempts
+                FROM due LEFT JOIN busy ON busy.t = due.target
+                WHERE place + COALESCE(busy.n, 0)
+                    <= CASE WHEN due.target IN ({single_marks}) THEN 1 ELSE ? END
+                ORDER BY next_attempt_at, id LIMIT ?
+                """,  # noqa: S608
+                [IN_FLIGHT, PENDING, now, *blocked, *single, cap, limit],
             )
         )
         if rows:

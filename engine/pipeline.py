@@ -4,6 +4,7 @@ the receiver share, so a dry-run shows exactly what serving would do."""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from engine.event_view import EventView
@@ -14,6 +15,7 @@ from engine.planner import PlannedAction, plan_actions
 from engine.secrets import Secrets
 from engine.sessions import FiringGate, SessionStore
 from engine.templates import Templates
+from engine.trust import HostTrust
 
 SWEEP_SECONDS = 60.0
 FIRING_MEMORY = 24 * 3600.0  # once_per_session holds at least this long
@@ -54,9 +56,12 @@ class Pipeline:
         dry_run: bool = False,
         data_dir: str = "data",
         sessions: SessionStore | None = None,
+        allow_hosts: Sequence[str] = (),
     ) -> None:
         self.rules = rules
         self.secrets = secrets
+        self.allow_hosts = tuple(allow_hosts)
+        self._trust: tuple[Secrets, HostTrust] | None = None
         self.templates = templates or Templates()
         self.dry_run = dry_run
         self.data_dir = data_dir
@@ -72,6 +77,16 @@ class Pipeline:
         self.sessions.expire(now)
         longest = max((r.cooldown or 0.0 for r in self.rules.rules), default=0.0)
         self.gate.forget_before(now - max(longest, self.sessions.idle_seconds, FIRING_MEMORY))
+
+    def trust(self) -> HostTrust:
+        """Hosts of the secrets and `outbound_allow_hosts` (the rules add their own)."""
+        if self._trust is None or self._trust[0] is not self.secrets:
+            self._trust = (self.secrets, HostTrust(self.secrets.hosts(), self.allow_hosts))
+        return self._trust[1]
+
+    def trusts(self, host: str) -> bool:
+        """Whether any loaded rule, a secret or the allow list names `host` (send time)."""
+        return self.trust().including(self.rules.trusted_hosts)(host)
 
     def missing_secrets(self, rule: CompiledRule) -> list[str]:
         return [] if self.dry_run else self.secrets.missing(rule.secrets)
@@ -125,6 +140,7 @@ class Pipeline:
                     secret=secret,
                     has_secret=self.secrets.has,
                     data_dir=self.data_dir,
+                    trusted=self.trust().including(decision.rule.trusted_hosts),
                 )
             )
         return outcome

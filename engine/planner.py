@@ -6,16 +6,19 @@ that action's error (shown by dry-run, stored in history); the other actions sti
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
-from engine.connector import RenderEnv
+from engine.connector import RenderEnv, destination_of
+from engine.destinations import host_of, target_key
 from engine.errors import DeliveryError, TemplateError
 from engine.event_view import EventView
 from engine.loader import CompiledAction
 from engine.matcher import Decision
+from engine.trust import refusal
 
 
 @dataclass
@@ -27,6 +30,7 @@ class PlannedAction:
     request: msgspec.Struct | None = None
     error: str | None = None
     inline: bool = False
+    target: str = ""  # where it goes (engine.destinations.target_key): limits and breaker
 
     @property
     def key_suffix(self) -> str:
@@ -42,7 +46,10 @@ def plan_actions(
     secret: Any,
     has_secret: Any,
     data_dir: str,
+    trusted: Callable[[str], bool] | None = None,
 ) -> list[PlannedAction]:
+    """The actions of a fired rule; with `trusted`, an action to a host it does not trust
+    (a host taken from payload text) becomes that action's error and is never sent."""
     rule = decision.rule
     base = {**view.context(), "rule": rule.context()}
     if decision.hit is not None:
@@ -65,7 +72,7 @@ def plan_actions(
     for item_index, item in items:
         context = base if item_index is None else {**base, "item": item}
         for action in rule.actions:
-            planned.append(_plan_one(action, rule.id, item_index, context, view, env))
+            planned.append(_plan_one(action, rule.id, item_index, context, view, env, trusted))
     return planned
 
 
@@ -76,6 +83,7 @@ def _plan_one(
     context: dict[str, Any],
     view: EventView,
     env: RenderEnv,
+    trusted: Callable[[str], bool] | None,
 ) -> PlannedAction:
     connector = action.connector
     result = PlannedAction(
@@ -95,7 +103,14 @@ def _plan_one(
             for key, value in raw.items()
         }
         options = msgspec.convert(rendered, connector.Options)
-        result.request = connector.render(options, env)
+        request = connector.render(options, env)
+        destination = destination_of(connector, request)
+        host = host_of(destination)
+        if trusted is not None and host is not None and not trusted(host):
+            result.error = f"do[{action.index}].{connector.name}: {refusal(host)}"
+            return result
+        result.target = target_key(connector.name, destination)
+        result.request = request
     except TemplateError as exc:
         result.error = f"do[{action.index}].{connector.name}.{exc.field}: {exc.message}"
     except (msgspec.ValidationError, ValueError, TypeError, DeliveryError) as exc:

@@ -121,6 +121,7 @@ class Receiver:
             self.secrets,
             data_dir=settings.data_dir,
             sessions=SessionStore(settings.session_idle),
+            allow_hosts=settings.outbound_allow_hosts,
         )
         self.deduper = Deduper(settings.dedupe_window)
         self.counters = Counters()
@@ -132,6 +133,7 @@ class Receiver:
             settings,
             self.read_audio,
             self.sealer,
+            trusted=self.pipeline.trusts,
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._recording: dict[str, Future[Any]] = {}  # event id -> its pending write

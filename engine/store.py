@@ -47,6 +47,7 @@ CREATE TABLE IF NOT EXISTS actions (
     action_index INTEGER NOT NULL,
     item_index INTEGER,
     connector TEXT NOT NULL,
+    target TEXT,
     request TEXT,
     status TEXT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
@@ -59,6 +60,7 @@ CREATE TABLE IF NOT EXISTS actions (
 );
 CREATE INDEX IF NOT EXISTS actions_due ON actions(status, next_attempt_at);
 CREATE INDEX IF NOT EXISTS actions_event ON actions(event_id);
+CREATE INDEX IF NOT EXISTS actions_target ON actions(status, target);
 CREATE TABLE IF NOT EXISTS rejections (
     id INTEGER PRIMARY KEY,
     received_at REAL NOT NULL,
@@ -69,6 +71,10 @@ CREATE TABLE IF NOT EXISTS rejections (
     size INTEGER NOT NULL DEFAULT 0
 );
 """
+
+# columns added after the first release: (table, column, definition); a database made
+# before them gets them on open (an old row's NULL target is read as its connector's name)
+ADDED_COLUMNS = (("actions", "target", "TEXT"),)
 
 _STOP = object()
 
@@ -97,11 +103,23 @@ def _connect(path: str, busy_timeout: float = BUSY_TIMEOUT) -> sqlite_utils.Data
     return sqlite_utils.Database(conn)
 
 
+def _create_schema(conn: sqlite3.Connection) -> None:
+    """The tables, and any column an older database lacks (ALTER TABLE ... ADD COLUMN)."""
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    for table, column, definition in ADDED_COLUMNS:
+        if table not in tables:
+            continue
+        columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if column not in columns:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+    conn.executescript(SCHEMA)
+
+
 class Store:
     def __init__(self, path: str) -> None:
         self.path = path
         self._writer_db = _connect(path)
-        self._writer_db.conn.executescript(SCHEMA)
+        _create_schema(self._writer_db.conn)
         self.read_db = _connect(path)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._write_loop, name="store-writer", daemon=True)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from litestar.testing import TestClient
 
@@ -12,7 +14,10 @@ from engine.app import create_app
 from engine.config import RetryPolicy
 from engine.outbox import backoff
 from tests.conftest import fixture_path
+from tests.drip_server import DripServer
 from tests.server_helpers import (
+    ADMIN,
+    LiveServer,
     admin_client,
     free_port,
     http_rule,
@@ -146,3 +151,87 @@ def test_backoff_never_retries_sooner_than_a_long_retry_after() -> None:
     policy = RetryPolicy(base_delay=1.0, max_delay=60.0, jitter=0.25)
     assert backoff(policy, 1, 3600.0) >= 3600.0  # the service asked for an hour
     assert backoff(policy, 1, float("inf")) == 24 * 3600.0  # but never "forever"
+
+
+def post_live(server: LiveServer, fixture: str = "memory-work.json") -> None:
+    response = httpx.post(
+        f"{server.url}/webhook/memory?uid=user123",
+        content=fixture_path(fixture).read_bytes(),
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+
+
+def live_actions(server: LiveServer) -> list[dict]:
+    return httpx.get(
+        f"{server.url}/api/actions", params={"limit": 1000}, headers=ADMIN, timeout=10
+    ).json()
+
+
+def poll(condition: Callable[[], object], timeout: float = 10.0, what: str = "") -> object:
+    """Poll until `condition()` is truthy (its value) or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what or condition}")
+
+
+@pytest.fixture
+def drip() -> Iterator[DripServer]:
+    server = DripServer(interval=1.0).start()
+    yield server
+    server.stop()
+
+
+def test_a_target_that_drips_bytes_neither_stalls_others_nor_outlives_its_deadline(
+    tmp_path: Path, drip: DripServer, target: TargetServer
+) -> None:
+    """40 actions to a target that sends a byte a second (a per-read timeout never fires):
+    the `log` action and the action to another target are delivered while the slow ones
+    are in flight, at most workers_per_target connections go to the slow target, and each
+    attempt ends at its total deadline (timeout: 2)."""
+    settings = server_settings(tmp_path)  # workers_per_target: 4 by default
+    slow = "\n".join(
+        f'        - http: {{url: "{drip.url}/slow/{i}", timeout: 2}}' for i in range(40)
+    )
+    write_rules(
+        Path(settings.rules),
+        f"""
+    - id: slow
+      trigger: memory
+      do:
+{slow}
+    - id: others
+      trigger: memory
+      do:
+        - log: {{message: "unrelated"}}
+        - http: {{url: "{target.url}/fast", json: {{a: 1}}}}
+    """,
+    )
+    with LiveServer(settings) as server:
+        post_live(server)
+        target.wait_for(1, timeout=10)
+
+        def others_delivered() -> list[dict]:
+            actions = [a for a in live_actions(server) if a["rule_id"] == "others"]
+            done = [a for a in actions if a["status"] == "delivered"]
+            return actions if len(done) == 2 else []
+
+        poll(others_delivered, what="the unrelated actions to be delivered")
+        slow_actions = [a for a in live_actions(server) if a["rule_id"] == "slow"]
+        assert any(a["status"] == "in_flight" for a in slow_actions)
+        assert sum(a["status"] == "delivered" for a in slow_actions) == 0
+
+        poll(lambda: len(drip.closed()) >= 8, what="two rounds of slow attempts to end")
+        timed_out = poll(
+            lambda: [a for a in live_actions(server) if a["rule_id"] == "slow" and a["last_error"]],
+            what="a slow attempt to fail",
+        )
+    assert "timed out after 2s (total deadline)" in timed_out[0]["last_error"]
+    assert drip.most_open <= 4
+    durations = [c.duration for c in drip.closed()]
+    assert max(durations) < 2 + 1.5, durations  # the deadline, not the 15 s read timeout

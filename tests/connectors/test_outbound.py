@@ -9,7 +9,8 @@ import pytest
 from connectors.http import connector as http
 from connectors.slack import connector as slack
 from engine.errors import DeliveryError
-from engine.outbound import OutboundGuard
+from engine.outbound import OutboundGuard, Resolver
+from engine.trust import HostTrust
 from tests.connectors.helpers import render, send
 from tests.servers import Reply, TargetServer
 
@@ -164,3 +165,71 @@ def test_the_guard_refuses_before_connecting(target: TargetServer) -> None:
         send(http, render(http, {"url": f"{target.url}/x"}), guard=guard)
     assert "denied network" in caught.value.message
     assert target.received == []
+
+
+@pytest.mark.parametrize(
+    ("address", "kind"),
+    [
+        ("224.0.0.1", "multicast"),
+        ("239.255.255.250", "multicast"),  # SSDP
+        ("ff02::1", "multicast"),
+        ("255.255.255.255", "reserved or broadcast"),
+        ("240.0.0.1", "reserved or broadcast"),
+    ],
+)
+def test_multicast_broadcast_and_reserved_addresses_are_always_refused(
+    address: str, kind: str
+) -> None:
+    assert OutboundGuard().refusal(address) == f"{address} is {kind}"
+    assert OutboundGuard(allow=["0.0.0.0/0", "::/0"]).refusal(address) is not None
+
+
+def answers(*rounds: list[str]) -> tuple[Resolver, list[str]]:
+    """A resolver that answers each call with the next round (the last one repeats)."""
+    calls: list[str] = []
+
+    async def resolver(host: str, port: int) -> list[str]:
+        calls.append(host)
+        return rounds[min(len(calls), len(rounds)) - 1]
+
+    return resolver, calls
+
+
+def test_dns_rebinding_cannot_reach_loopback(target: TargetServer) -> None:
+    """The checks before the request see a public address (the connector's and the client's
+    request hook), the next answer is 127.0.0.1: the connection resolves once more, checks
+    that answer and connects only to it, so the request never reaches loopback."""
+    port = target.url.rsplit(":", 1)[1]
+    public = ["93.184.216.34"]
+    resolver, calls = answers(public, public, ["127.0.0.1"])
+    guard = OutboundGuard(trusted=HostTrust(), resolver=resolver)
+    with pytest.raises(DeliveryError) as caught:
+        send(http, render(http, {"url": f"http://localhost:{port}/x", "timeout": 2}), guard=guard)
+    assert "localhost resolves to 127.0.0.1, a loopback or private address" in str(caught.value)
+    assert target.received == []
+    assert len(calls) == 3  # two checks before the request, then the connection's own
+
+
+def test_the_connection_goes_to_the_checked_address(target: TargetServer) -> None:
+    """`home.test` exists only in the injected resolver: reaching the target proves the
+    connection used the address the guard checked, not a second lookup."""
+    port = target.url.rsplit(":", 1)[1]
+    resolver, calls = answers(["127.0.0.1"])
+    guard = OutboundGuard(trusted=HostTrust(frozenset({"home.test"})), resolver=resolver)
+    delivered = send(http, render(http, {"url": f"http://home.test:{port}/in"}), guard=guard)
+    assert delivered.status == 200
+    assert [r.path for r in target.received] == ["/in"]
+    assert target.received[0].header("Host") == f"home.test:{port}"
+    assert calls and set(calls) == {"home.test"}  # the system resolver was never asked
+
+
+def test_a_redirect_to_an_untrusted_host_may_not_reach_loopback(target: TargetServer) -> None:
+    """127.0.0.1 is trusted (a rule names it); `localhost` is not, and resolves to loopback."""
+    port = target.url.rsplit(":", 1)[1]
+    target.script(Reply(302, b"", headers={"Location": f"http://localhost:{port}/inside"}))
+    guard = OutboundGuard(trusted=HostTrust(frozenset({"127.0.0.1"})))
+    with pytest.raises(DeliveryError) as caught:
+        send(http, render(http, {"method": "GET", "url": f"{target.url}/start"}), guard=guard)
+    assert "localhost resolves to 127.0.0.1" in caught.value.message
+    assert f"(redirected to http://localhost:{port}/inside)" in caught.value.message
+    assert [r.path for r in target.received] == ["/start"]
