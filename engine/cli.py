@@ -143,6 +143,7 @@ def dry_run(
         sample_rate=sample_rate,
         secrets=secrets,
         rules=ruleset,
+        allow_hosts=load_settings().outbound_allow_hosts,
     )
     try:
         for path, report in zip(payloads, reports, strict=False):
@@ -332,7 +333,9 @@ def replay_captured(
         total = history_queries.count_captured(store, since=start)
         total = min(total, limit) if limit is not None else total
         events = list(history_queries.captured_events(store, since=start, limit=limit))
-        reports = dry_run_events(events, ruleset, secrets)
+        reports = dry_run_events(
+            events, ruleset, secrets, allow_hosts=load_settings(db=db).outbound_allow_hosts
+        )
         # on stderr; hidden when the report itself scrolls by on the same terminal
         show_bar = total > PROGRESS_THRESHOLD and (as_json or not sys.stdout.isatty())
         with click.progressbar(

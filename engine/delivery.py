@@ -12,6 +12,7 @@ to one target, and a target that keeps failing is left alone for a while (engine
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -91,10 +92,11 @@ class Deliverer:
                 if len(due) == free and free > 0:
                     continue  # more may be due right now
                 self.wake.clear()
-                try:
-                    await asyncio.wait_for(self.wake.wait(), self.settings.poll_interval)
-                except TimeoutError:
-                    pass
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that
+                # arrives with the wake, and shutdown would then hang
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.settings.poll_interval):
+                        await self.wake.wait()
         finally:
             for task in list(self._tasks):
                 task.cancel()

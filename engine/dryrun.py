@@ -98,6 +98,7 @@ def dry_run_files(
     sample_rate: int = 8000,
     secrets: Secrets | None = None,
     rules: RuleSet | None = None,
+    allow_hosts: Sequence[str] = (),
 ) -> Iterator[EventReport]:
     """Dry-run payload files of one trigger as one stream."""
     secrets = secrets or Secrets.load()
@@ -106,4 +107,4 @@ def dry_run_files(
         read_payload(path, trigger, uid=uid, session=session, sample_rate=sample_rate)
         for path in payloads
     )
-    yield from dry_run_events(events, rules, secrets)
+    yield from dry_run_events(events, rules, secrets, allow_hosts=allow_hosts)
