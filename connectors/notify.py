@@ -9,6 +9,10 @@ from __future__ import annotations
 from msgspec import Struct
 
 from engine.connector import ConnectorBase, Delivered, RenderEnv, SendEnv
+from engine.templates import is_template
+
+READ_BY_OMI = frozenset({"memory", "transcript"})  # where Omi reads {"message"} from the answer
+MIN_PUSH_LENGTH = 6  # Omi pushes a transcript answer only when longer than 5 characters
 
 
 class NotifyOptions(Struct, forbid_unknown_fields=True):
@@ -25,6 +29,26 @@ class Notify(ConnectorBase):
     Options = NotifyOptions
     Request = NotifyRequest
     inline = True
+
+    def advise(self, options: NotifyOptions, trigger: str) -> list[tuple[str, str]]:
+        if trigger not in READ_BY_OMI:
+            return [
+                (
+                    "message",
+                    f"Omi does not read the answer to a {trigger} webhook, so this message is "
+                    "never shown (only memory and transcript answers are)",
+                )
+            ]
+        text = options.message.strip()
+        if not is_template(text) and len(text) < MIN_PUSH_LENGTH:
+            return [
+                (
+                    "message",
+                    f"{text!r} is under {MIN_PUSH_LENGTH} characters: Omi sends a transcript "
+                    "answer as a push notification only when it is longer",
+                )
+            ]
+        return []
 
     def render(self, options: NotifyOptions, env: RenderEnv) -> NotifyRequest:
         return NotifyRequest(options.message.strip())

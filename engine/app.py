@@ -190,6 +190,7 @@ async def api_rules(request: Request[Any, Any, Any]) -> dict[str, Any]:
             for r in rules.rules
         ],
         "errors": [str(e) for e in rules.errors],
+        "warnings": [str(w) for w in rules.warnings],
     }
 
 

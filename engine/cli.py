@@ -76,6 +76,8 @@ def validate(rules_dir: str, secrets_file: str | None) -> None:
                 f"these secrets are unset: {', '.join(missing)}",
                 err=True,
             )
+    for warning in ruleset.warnings:
+        click.echo(f"warning: {warning}", err=True)
     files = len(ruleset.files)
     if ruleset.errors:
         click.echo(

@@ -113,6 +113,17 @@ class ConnectorBase:
     def destination(self, request: msgspec.Struct) -> str | None:
         return None
 
+    def advise(self, options: msgspec.Struct, trigger: str) -> list[tuple[str, str]]:
+        """Warnings about options that are valid but likely not what the author wants on
+        `trigger`: (option name, message). `validate` shows them; the rule still loads."""
+        return []
+
+
+def advice_of(connector: Connector, options: msgspec.Struct, trigger: str) -> list[tuple[str, str]]:
+    """`connector.advise(options, trigger)`, or nothing when the connector has no advice."""
+    advise = getattr(connector, "advise", None)
+    return list(advise(options, trigger)) if callable(advise) else []
+
 
 def destination_of(connector: Connector, request: msgspec.Struct) -> str | None:
     """Where `connector` sends `request` (a URL), or None: local, or the connector does not

@@ -17,7 +17,7 @@ import msgspec
 from msgspec import UNSET
 
 from engine.conditions import AllOf, compile_conditions
-from engine.connector import Connector, Registry, default_registry
+from engine.connector import Connector, Registry, advice_of, default_registry
 from engine.durations import parse_duration
 from engine.errors import RuleError
 from engine.jsonpaths import JsonPathSyntax, compile_jsonpath
@@ -56,6 +56,7 @@ class CompiledRule:
     cooldown: float | None = None
     uids: frozenset[str] | None = None
     trusted_hosts: frozenset[str] = frozenset()  # hosts its actions name literally
+    warnings: list[RuleError] = field(default_factory=list)  # valid, but likely a mistake
 
     @property
     def trigger(self) -> str:
@@ -81,6 +82,10 @@ class RuleSet:
         for rule in self.rules:
             self.by_trigger.setdefault(rule.trigger, []).append(rule)
         self.trusted_hosts = frozenset().union(*(rule.trusted_hosts for rule in self.rules))
+
+    @property
+    def warnings(self) -> list[RuleError]:
+        return [warning for rule in self.rules for warning in rule.warnings]
 
     def for_trigger(self, trigger: str) -> list[CompiledRule]:
         return self.by_trigger.get(trigger, [])
@@ -115,6 +120,20 @@ class RuleCompiler:
     def error(self, path: Path, message: str, *, key: bool = False) -> None:
         self.decoder.error(path, message, key=key)
 
+    def warn(self, path: Path, message: str) -> None:
+        """A problem that does not stop the rule (shown by validate and at load)."""
+        mark = self.source.mark_of(path)
+        self.warnings.append(
+            RuleError(
+                message,
+                file=self.source.file,
+                line=mark.line,
+                column=mark.column,
+                rule_id=self.decoder.rule_id,
+                where=self.decoder.describe(path),
+            )
+        )
+
     def template(self, source: str, path: Path) -> None:
         """Check one template string; record an error and re-raise TemplateSyntax if bad."""
         try:
@@ -137,6 +156,7 @@ class RuleCompiler:
             return None
         self.trigger = spec.trigger
         self.secrets = set()
+        self.warnings: list[RuleError] = []
         names = set(COMMON_NAMES)
         if spec.for_each is not None:
             names.add("item")
@@ -170,6 +190,7 @@ class RuleCompiler:
             cooldown=cooldown,
             uids=frozenset(spec.uids) if spec.uids is not None else None,
             trusted_hosts=frozenset().union(*(_named_hosts(action) for action in actions)),
+            warnings=self.warnings,
         )
 
     def _compile_actions(self, raw: list[dict[str, Any]], path: Path) -> list[CompiledAction]:
@@ -188,6 +209,8 @@ class RuleCompiler:
                         pass  # recorded; keep checking the other options
             for option, message in connector.validate(options):
                 self.error((*option_path, option) if option else option_path, f"{name}: {message}")
+            for option, message in advice_of(connector, options, self.trigger):
+                self.warn((*option_path, option) if option else option_path, f"{name}: {message}")
             self.secrets |= connector.required_secrets(options)
             compiled.append(CompiledAction(index, connector, options))
         return compiled

@@ -143,6 +143,8 @@ class Receiver:
     # -- life cycle -------------------------------------------------------------------
     def _rules_changed(self, rules: RuleSet) -> None:
         self.pipeline.rules = rules
+        for warning in rules.warnings:
+            log.warning("%s", warning)
         for rule in rules.rules:
             missing = self.secrets.missing(rule.secrets)
             if missing:

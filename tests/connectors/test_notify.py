@@ -30,3 +30,43 @@ def test_send_is_a_no_op_that_reports_delivery(target: TargetServer) -> None:
 def test_message_is_required() -> None:
     with pytest.raises(msgspec.ValidationError, match="missing required field `message`"):
         render(notify, {})
+
+
+def test_validate_warns_where_omi_never_shows_the_message(tmp_path) -> None:  # noqa: ANN001
+    from tests.helpers import load_ok
+
+    ruleset = load_ok(
+        tmp_path,
+        """
+        - id: summary-reply
+          trigger: day_summary
+          do: [{notify: {message: "Your day is summarized"}}]
+        - id: audio-reply
+          trigger: audio
+          do: [{notify: {message: "Heard you"}}]
+        - id: too-short
+          trigger: transcript
+          do: [{notify: {message: "ok!"}}]
+        - id: fine
+          trigger: transcript
+          do: [{notify: {message: "Turning on the lights"}}]
+        - id: templated
+          trigger: memory
+          do: [{notify: {message: "{{ memory.structured.title }}"}}]
+        """,
+    )
+    warnings = [str(w) for w in ruleset.warnings]
+    assert [w.split(": rule ")[1].split(":")[0] for w in warnings] == [
+        "summary-reply",
+        "audio-reply",
+        "too-short",
+    ]
+    assert "Omi does not read the answer to a day_summary webhook" in warnings[0]
+    assert "'ok!' is under 6 characters" in warnings[2]
+    assert [r.id for r in ruleset.rules] == [
+        "summary-reply",
+        "audio-reply",
+        "too-short",
+        "fine",
+        "templated",
+    ]
