@@ -61,6 +61,9 @@ class TargetServer:
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
+                if len(body) < length:  # the sender died mid-request (kill -9): not received
+                    self.close_connection = True
+                    return
                 request = Received(self.command, self.path, dict(self.headers.items()), body)
                 with server._lock:
                     if respond is not None:
