@@ -235,9 +235,9 @@ def test_dry_run_text_report_shows_requests_and_errors(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
-    assert "    → http: POST https://hooks.test/memory_abc123" in lines
+    assert "    → http: POST https://hooks.test/memory_7c41e9" in lines
     assert "      X-Token: <secret:TOKEN>" in lines
-    assert '        "title": "Project Timeline Discussion"' in lines
+    assert '        "title": "Onboarding Guide Review"' in lines
     assert "    ✘ notify: do[1].notify.message: 'dict object' has no attribute 'nope'" in lines
 
 
