@@ -13,7 +13,7 @@ import click
 import msgspec
 
 from engine import history as history_queries
-from engine import retention
+from engine import retention, samples
 from engine.access import TOKEN_FILE, admin_token
 from engine.config import load_settings
 from engine.dryrun import dry_run_events, dry_run_files
@@ -296,6 +296,31 @@ def bench(soak: bool, seconds: float, max_growth_mb: float) -> None:
 def schema() -> None:
     """Print the JSON Schema of a rule file (for editors such as VS Code)."""
     click.echo(json.dumps(rule_file_schema(), indent=2))
+
+
+@main.command()
+@click.argument("trigger", required=False)
+@click.option("--name", default=None, help="Another sample, e.g. memory-personal-discarded.")
+@click.option("--list", "as_list", is_flag=True, help="List the samples and their triggers.")
+def example(trigger: str | None, name: str | None, as_list: bool) -> None:
+    """Print a sample payload for TRIGGER (memory, transcript, audio, day-summary)."""
+    try:
+        wanted = samples.trigger_name(trigger) if trigger else None
+        if as_list:
+            for sample, sample_trigger in samples.SAMPLES.items():
+                if wanted in (None, sample_trigger):
+                    click.echo(f"{sample_trigger:<12} {sample}")
+            return
+        chosen = samples.pick(wanted, name)
+    except KeyError as exc:
+        raise click.UsageError(exc.args[0]) from None
+    if samples.is_binary(chosen) and sys.stdout.isatty():
+        raise click.ClickException(
+            f"{chosen} is raw PCM16 audio; redirect it: omi-rules example audio > speech.pcm"
+        )
+    sys.stdout.flush()
+    sys.stdout.buffer.write(samples.sample_bytes(chosen))
+    sys.stdout.buffer.flush()
 
 
 def open_store(db: str | None) -> Store:

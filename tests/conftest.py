@@ -6,19 +6,17 @@ from pathlib import Path
 
 import pytest
 
+from engine.samples import SAMPLES_DIR, sample_path
 from tests.canary import CANARY, CANARY_NAME, CanaryWatch
 from tests.servers import TargetServer
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES_DIR = ROOT / "rules"
-FIXTURES = Path(os.environ.get("OMI_RULES_FIXTURES", ROOT.parent / "shared" / "fixtures"))
+FIXTURES = SAMPLES_DIR  # the sample payloads shipped in the package
 
 
 def fixture_path(name: str) -> Path:
-    path = FIXTURES / name
-    if not path.exists():
-        raise FileNotFoundError(f"{path} (set OMI_RULES_FIXTURES to the shared fixtures folder)")
-    return path
+    return sample_path(name)
 
 
 @pytest.fixture

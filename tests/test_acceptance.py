@@ -1,5 +1,5 @@
 """End to end, as a user would: the example rules in rules/ pointed at loopback servers
-(Slack, Notion and Home Assistant fakes, a real SMTP server). Posting the fixtures sends
+(Slack, Notion and Home Assistant fakes, a real SMTP server). Posting the samples sends
 one Slack message, two Notion pages, one email and one Home Assistant call, and each
 request is exactly what dry-run showed for it."""
 
@@ -146,8 +146,8 @@ def test_example_rules_deliver_exactly_what_dry_run_showed(
         for header in ("Authorization", "Notion-Version"):
             assert secrets.mask(page.header(header)) == shown["headers"][header]
     assert {p.json()["properties"]["Name"]["title"][0]["text"]["content"] for p in sent_pages} == {
-        "Send project proposal by Friday",
-        "Draft the launch checklist",
+        "Take the onboarding screenshots",
+        "Ask Marco to proofread the guide",
     }
 
     # Home Assistant: one service call, as shown
@@ -170,7 +170,7 @@ def test_example_rules_deliver_exactly_what_dry_run_showed(
     got_parts = [p.get_content().replace("\r\n", "\n") for p in got.iter_parts()]
     want_parts = [p.get_content() for p in want.iter_parts()]
     assert got_parts == want_parts
-    assert "Productive day" in got["Subject"]
+    assert got["Subject"] == "🧭 Steady day of reviews and errands"
 
 
 def test_dry_run_of_the_same_payload_is_stable() -> None:

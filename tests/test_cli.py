@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import re
+import select
+import subprocess
+import sys
 from importlib.metadata import version
 from pathlib import Path
 
@@ -14,8 +18,9 @@ from click.testing import CliRunner, Result
 
 from engine.cli import main
 from engine.loader import load_rules
+from engine.samples import SAMPLES, SAMPLES_DIR
 from engine.schema import rule_file_schema
-from tests.conftest import RULES_DIR, fixture_path
+from tests.conftest import ROOT, RULES_DIR, fixture_path
 from tests.helpers import write_rule
 
 
@@ -235,9 +240,9 @@ def test_dry_run_text_report_shows_requests_and_errors(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
-    assert "    → http: POST https://hooks.test/memory_abc123" in lines
+    assert "    → http: POST https://hooks.test/memory_7c41e9" in lines
     assert "      X-Token: <secret:TOKEN>" in lines
-    assert '        "title": "Project Timeline Discussion"' in lines
+    assert '        "title": "Onboarding Guide Review"' in lines
     assert "    ✘ notify: do[1].notify.message: 'dict object' has no attribute 'nope'" in lines
 
 
@@ -253,3 +258,108 @@ def test_version() -> None:
     result = invoke("--version")
     assert result.exit_code == 0
     assert version("omi-rules") in result.stdout
+
+
+# -- example --------------------------------------------------------------------------------
+
+SAMPLE_FILES = ROOT / "engine" / "samples"
+
+
+@pytest.mark.parametrize(
+    ("args", "sample"),
+    [
+        (["memory"], "memory-work.json"),
+        (["transcript"], "transcript-call-1.json"),
+        (["audio"], "audio-speech-16k.pcm"),
+        (["day-summary"], "day-summary.json"),
+        (["day_summary"], "day-summary.json"),
+        (["memory", "--name", "memory-personal-discarded"], "memory-personal-discarded.json"),
+        (["--name", "transcript-call-2.json"], "transcript-call-2.json"),
+        (["audio", "--name", "audio-silence-16k"], "audio-silence-16k.pcm"),
+    ],
+)
+def test_example_prints_the_sample_byte_for_byte(args: list[str], sample: str) -> None:
+    result = invoke("example", *args)
+    assert result.exit_code == 0, result.output
+    assert result.stdout_bytes == (SAMPLE_FILES / sample).read_bytes()
+
+
+def test_example_json_samples_are_what_the_tour_posts() -> None:
+    memory = json.loads(invoke("example", "memory").stdout)
+    assert (memory["id"], memory["structured"]["title"]) == (
+        "memory_7c41e9",
+        "Onboarding Guide Review",
+    )
+    summary = json.loads(invoke("example", "day-summary").stdout)
+    assert summary["summary_json"]["headline"] == "Steady day of reviews and errands"
+    assert len(invoke("example", "audio").stdout_bytes) == 132970
+
+
+def test_example_list() -> None:
+    result = invoke("example", "--list")
+    assert result.exit_code == 0
+    assert result.stdout.splitlines() == [
+        "memory       memory-work.json",
+        "memory       memory-personal-discarded.json",
+        "memory       memory-extra-fields.json",
+        "memory       memory-backend-shape.json",
+        "transcript   transcript-call-1.json",
+        "transcript   transcript-call-2.json",
+        "transcript   transcript-call-3.json",
+        "transcript   transcript-app-shape.json",
+        "day_summary  day-summary.json",
+        "day_summary  day-summary-legacy.json",
+        "audio        audio-speech-16k.pcm",
+        "audio        audio-silence-16k.pcm",
+    ]
+    only_audio = invoke("example", "--list", "audio")
+    assert only_audio.stdout.splitlines() == [
+        "audio        audio-speech-16k.pcm",
+        "audio        audio-silence-16k.pcm",
+    ]
+
+
+def test_every_sample_file_is_listed() -> None:
+    on_disk = {p.name for p in SAMPLES_DIR.iterdir() if p.suffix in (".json", ".pcm")}
+    assert on_disk == set(SAMPLES)
+    assert SAMPLES_DIR == SAMPLE_FILES
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["photo"], "Error: unknown trigger 'photo'; one of memory, transcript, audio, day_"),
+        (["memory", "--name", "day-summary"], "Error: day-summary.json is a day_summary sample, "),
+        (["--name", "memory-nope"], "Error: no sample 'memory-nope'; `omi-rules example --list`"),
+        ([], "Error: give a trigger (memory, transcript, audio, day-summary) or --name"),
+    ],
+)
+def test_example_refuses_what_it_does_not_have(args: list[str], message: str) -> None:
+    result = invoke("example", *args)
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert message in result.stderr
+
+
+def test_example_audio_is_not_printed_to_a_terminal() -> None:
+    controller, terminal = pty.openpty()
+    try:
+        process = subprocess.run(
+            [sys.executable, "-m", "engine.cli", "example", "audio"],
+            stdout=terminal,
+            stderr=subprocess.PIPE,
+            cwd=ROOT,
+            timeout=60,
+            check=False,
+        )
+        readable, _, _ = select.select([controller], [], [], 0.2)
+        shown = os.read(controller, 65536) if readable else b""
+    finally:
+        os.close(controller)
+        os.close(terminal)
+    assert process.returncode == 1
+    assert shown == b""
+    assert process.stderr.decode() == (
+        "Error: audio-speech-16k.pcm is raw PCM16 audio; redirect it: "
+        "omi-rules example audio > speech.pcm\n"
+    )

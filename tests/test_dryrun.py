@@ -14,8 +14,9 @@ from click.testing import CliRunner
 
 from engine.cli import main
 from engine.dryrun import EventReport, dry_run_files
+from engine.samples import SAMPLES
 from engine.secrets import Secrets
-from tests.conftest import FIXTURES, RULES_DIR, fixture_path
+from tests.conftest import RULES_DIR, fixture_path
 from tests.helpers import write_rule
 
 # every fixture file, and how it is dry-run (the transcript calls are one stream)
@@ -27,7 +28,7 @@ RUNS: dict[str, tuple[str, list[str], list[str]]] = {
     "transcript-stream": (
         "transcript",
         ["transcript-call-1.json", "transcript-call-2.json", "transcript-call-3.json"],
-        ["--session", "sess_7d2e"],
+        ["--session", "sess_4b91"],
     ),
     "transcript-app-shape": ("transcript", ["transcript-app-shape.json"], []),
     "day-summary": ("day_summary", ["day-summary.json"], []),
@@ -72,8 +73,7 @@ def fired(report: dict[str, Any]) -> set[str]:
 
 def test_every_fixture_file_is_dry_run_here() -> None:
     covered = {name for _, files, _ in RUNS.values() for name in files}
-    on_disk = {p.name for p in FIXTURES.iterdir() if p.name != "README.md"}
-    assert covered == on_disk
+    assert covered == set(SAMPLES)
 
 
 @pytest.mark.parametrize("key", sorted(RUNS))
@@ -96,17 +96,17 @@ def test_memory_work() -> None:
     assert slack["request"]["method"] == "POST"
     assert slack["request"]["url"] == "<secret:SLACK_WEBHOOK_URL>"
     assert slack["request"]["json"]["text"] == (
-        "📅 *Project Timeline Discussion* (1m)\n"
-        "John and the user agreed on the launch timeline and who sends the proposal.\n"
-        "- Send project proposal by Friday\n"
-        "- Draft the launch checklist"
+        "📘 *Onboarding Guide Review* (2m 30s)\n"
+        "Priya and the user went through the onboarding guide and split the remaining work.\n"
+        "- Take the onboarding screenshots\n"
+        "- Ask Marco to proofread the guide"
     )
     notion = matched(report, "action-items-to-notion")
     assert [a["connector"] for a in notion] == ["notion", "notion"]
     titles = [
         a["request"]["json"]["properties"]["Name"]["title"][0]["text"]["content"] for a in notion
     ]
-    assert titles == ["Send project proposal by Friday", "Draft the launch checklist"]
+    assert titles == ["Take the onboarding screenshots", "Ask Marco to proofread the guide"]
     assert {a["request"]["headers"]["Authorization"] for a in notion} == {
         "Bearer <secret:NOTION_TOKEN>"
     }
@@ -118,7 +118,7 @@ def test_memory_work() -> None:
     }
     (log,) = matched(report, "log-memories")
     assert json.loads(log["request"]["line"])["message"] == {
-        "title": "Project Timeline Discussion",
+        "title": "Onboarding Guide Review",
         "category": "work",
         "open_action_items": "2",
     }
@@ -141,11 +141,11 @@ def test_memory_extra_fields_goes_to_the_personal_webhook() -> None:
     (http,) = matched(report, "personal-to-webhook")
     assert http["request"]["url"] == "<secret:PERSONAL_WEBHOOK_URL>"
     assert http["request"]["json"] == {
-        "title": "Personal errands",
-        "overview": "Dentist call and an overdue invoice.",
+        "title": "Weekend to-dos",
+        "overview": "Passport renewal and bike repairs.",
         "transcript": (
-            "You: Remind me to call the dentist tomorrow morning.\n"
-            "You: Also the invoice for March is overdue."
+            "You: Remind me to renew the passport before July.\n"
+            "You: And the bike needs new brake pads."
         ),
     }
     assert len(matched(report, "action-items-to-notion")) == 2
@@ -155,10 +155,13 @@ def test_memory_extra_fields_goes_to_the_personal_webhook() -> None:
 def test_memory_backend_shape() -> None:
     (report,) = run_fixture("memory-backend-shape")
     (slack,) = matched(report, "work-to-slack")
-    assert slack["request"]["json"]["text"].startswith("📅 *Q3 planning* (16m 40s)\n")
+    assert slack["request"]["json"]["text"].startswith("💶 *Budget review* (20m 15s)\n")
     (notion,) = matched(report, "action-items-to-notion")
     properties = notion["request"]["json"]["properties"]
-    assert properties["Name"]["title"][0]["text"]["content"] == "Send the Q3 deck by Friday"
+    assert (
+        properties["Name"]["title"][0]["text"]["content"]
+        == "Update the budget spreadsheet by Monday"
+    )
 
 
 def test_transcript_stream_fires_lights_on_exactly_once_on_call_two() -> None:
@@ -181,11 +184,11 @@ def test_transcript_stream_fires_lights_on_exactly_once_on_call_two() -> None:
     # "remind me" is said once, in call 2; call 3 sends that segment again
     assert ["remind-me" in fired(call) for call in calls] == [False, True, False]
     assert matched(calls[1], "remind-me")[0]["request"]["message"] == (
-        "Noted: And remind me about the deadline tomorrow."
+        "Noted: Oh, and remind me to water the plants tonight."
     )
     (log,) = matched(calls[2], "log-transcripts")
     assert json.loads(log["request"]["line"])["message"] == (
-        "You: And remind me about the deadline tomorrow.\nSpeaker 1: Lights look good."
+        "You: Oh, and remind me to water the plants tonight.\nSpeaker 1: The lamp is on now."
     )
 
 
@@ -204,16 +207,14 @@ def summary_email(report: dict[str, Any]) -> email.message.EmailMessage:
 def test_day_summary_email_gets_the_headline(key: str) -> None:
     (report,) = run_fixture(key)
     message = summary_email(report)
-    assert message["Subject"] == "💼 Productive day with three focused work sessions"
+    assert message["Subject"] == "🧭 Steady day of reviews and errands"
     assert message["To"] == "SUMMARY_EMAIL_TO@unset-secret.invalid"
     text, html = (part.get_content() for part in message.iter_parts())
-    assert "- Send project proposal to design team by Friday\n- Review retro notes" in text
-    assert "- Migrate analytics to BigQuery" in text
-    assert "<li>Review retro notes</li>" in html
+    assert "- Take the onboarding screenshots\n- Water the plants" in text
+    assert "- Cut the travel budget by ten percent" in text
+    assert "<li>Water the plants</li>" in html
     (log,) = matched(report, "log-day-summaries")
-    assert json.loads(log["request"]["line"])["message"] == (
-        "Productive day with three focused work sessions"
-    )
+    assert json.loads(log["request"]["line"])["message"] == "Steady day of reviews and errands"
 
 
 def test_legacy_day_summary_sends_the_same_email_as_the_modern_one() -> None:
@@ -232,7 +233,7 @@ def test_audio_speech_is_recorded_and_silence_is_not() -> None:
     (speech,) = run_fixture("audio-speech")
     (record,) = matched(speech, "record-audio")
     assert record["request"]["sample_rate"] == 16000
-    assert record["request"]["bytes"] == 123232
+    assert record["request"]["bytes"] == 132970
     assert record["request"]["path"].startswith("data/recordings/user123/")
     assert record["request"]["path"].endswith(".wav")
     (silence,) = run_fixture("audio-silence")
@@ -293,7 +294,7 @@ def test_a_template_error_is_the_actions_error(tmp_path: Path) -> None:
                     "connector": "notify",
                     "error": "do[0].notify.message: 'dict object' has no attribute 'nope'",
                 },
-                {"connector": "notify", "request": {"message": "Project Timeline Discussion"}},
+                {"connector": "notify", "request": {"message": "Onboarding Guide Review"}},
             ],
         }
     ]

@@ -43,7 +43,7 @@ def test_history_shows_decisions_and_action_fates(tmp_path: Path) -> None:
     assert "log-memories → log delivered after 1 attempt(s)" in result.output
     as_json = CliRunner().invoke(main, ["history", "--db", db, "--json", "--trigger", "memory"])
     events = [json.loads(line) for line in as_json.output.splitlines()]
-    assert [e["payload"]["id"] for e in events] == ["memory_abc123", "memory_def456"]
+    assert [e["payload"]["id"] for e in events] == ["memory_7c41e9", "memory_e05b72"]
 
 
 def test_dry_run_captured_replays_stored_events(tmp_path: Path) -> None:

@@ -41,17 +41,17 @@ def test_backend_spelling_gets_the_docs_spelling_too() -> None:
     doc = evt.doc
     assert [s["speakerId"] for s in doc["transcript_segments"]] == [0, 1]
     assert doc["apps_response"] == doc["apps_results"] == []
-    assert (evt.trigger, evt.uid, evt.id) == ("memory", "user123", "example-conv-0001")
+    assert (evt.trigger, evt.uid, evt.id) == ("memory", "user123", "sample-conv-0042")
 
 
 def test_apps_response_is_copied_when_only_it_is_given() -> None:
     doc = decode_fixture("memory", "memory-extra-fields.json").doc
-    assert doc["apps_results"] == [{"app_id": "summarizer", "content": "Two errands."}]
+    assert doc["apps_results"] == [{"app_id": "todo-digest", "content": "Two chores."}]
 
 
 def test_unknown_fields_are_kept() -> None:
     doc = decode_fixture("memory", "memory-extra-fields.json").doc
-    assert doc["geolocation"]["address"] == "San Francisco, CA"
+    assert doc["geolocation"]["address"] == "Berlin, Germany"
     assert doc["source"] == "omi"
     backend = decode_fixture("memory", "memory-backend-shape.json").doc
     assert backend["plugins_results"] == []
@@ -150,11 +150,9 @@ def test_legacy_summary_is_parsed_into_summary_json() -> None:
     legacy = decode_fixture("day_summary", "day-summary-legacy.json")
     modern = decode_fixture("day_summary", "day-summary.json")
     assert legacy.doc["summary_json"] == modern.doc["summary_json"]
-    assert (
-        legacy.doc["summary_json"]["headline"] == "Productive day with three focused work sessions"
-    )
+    assert legacy.doc["summary_json"]["headline"] == "Steady day of reviews and errands"
     assert legacy.doc["summary_json"]["action_items"][0]["completed"] is False
-    assert legacy.id == "550e8400-e29b-41d4-a716-446655440000"
+    assert legacy.id == "7b1e2f90-3c4d-4a5b-9e6f-0a1b2c3d4e5f"
 
 
 def test_summary_given_as_an_object_or_as_plain_text() -> None:
@@ -178,8 +176,8 @@ def test_legacy_summary_is_never_evaluated() -> None:
 def test_speech_and_silence_fixtures() -> None:
     speech = decode_fixture("audio", "audio-speech-16k.pcm", sample_rate="16000")
     assert speech.doc["sample_rate"] == 16000
-    assert speech.doc["bytes"] == 123232
-    assert speech.doc["duration"] == 3.851
+    assert speech.doc["bytes"] == 132970
+    assert speech.doc["duration"] == 4.155
     assert speech.doc["silent"] is False
     assert speech.audio == fixture_path("audio-speech-16k.pcm").read_bytes()
     silence = decode_fixture("audio", "audio-silence-16k.pcm", sample_rate=16000)

@@ -35,21 +35,22 @@ def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_two_sends_make_one_wav_with_both_chunks(tmp_path: Path) -> None:
-    chunks = {"evt-1": SPEECH, "evt-2": SPEECH[: len(SPEECH) // 2]}
+    half = SPEECH[: len(SPEECH) // 4 * 2]  # the first half of the samples: whole PCM16 frames
+    chunks = {"evt-1": SPEECH, "evt-2": half}
     requests = [render(record, {}, **audio_env(tmp_path, key, pcm)) for key, pcm in chunks.items()]
     path = tmp_path / "data" / "recordings" / "user123" / "session_42.wav"
     assert {r.path for r in requests} == {str(path)}
 
     for request in requests:
         delivered = send(record, request, read_audio=chunks.__getitem__)
-    assert delivered.response == f"{path}: {len(SPEECH) + len(SPEECH) // 2} bytes of audio"
+    assert delivered.response == f"{path}: {132970 + 66484} bytes of audio"
 
     with wave.open(str(path), "rb") as wav:
         assert wav.getnchannels() == 1
         assert wav.getsampwidth() == 2
         assert wav.getframerate() == 16000
-        assert wav.getnframes() == (len(SPEECH) + len(SPEECH) // 2) // 2
-        assert wav.readframes(wav.getnframes()) == SPEECH + SPEECH[: len(SPEECH) // 2]
+        assert wav.getnframes() == (132970 + 66484) // 2
+        assert wav.readframes(wav.getnframes()) == SPEECH + half
 
 
 def test_rotate_names_a_file_per_time_slice(tmp_path: Path) -> None:
