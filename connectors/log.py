@@ -12,7 +12,7 @@ from msgspec import UNSET, Struct, UnsetType
 
 from engine.connector import ConnectorBase, Delivered, RenderEnv, SendEnv
 from engine.errors import DeliveryError
-from engine.paths import OutsideDataFolder, data_file
+from engine.paths import OutsideDataFolder, data_file, inside_data
 
 
 class LogOptions(Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -44,7 +44,7 @@ class Log(ConnectorBase):
 
     async def send(self, request: LogRequest, env: SendEnv) -> Delivered:
         try:
-            path = data_file(env.data_dir, request.path)  # again: the folder may have changed
+            path = inside_data(env.data_dir, request.path)  # again: the folder may have changed
         except OutsideDataFolder as exc:
             raise DeliveryError(str(exc), connector=self.name, url=request.path) from None
         try:

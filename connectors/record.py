@@ -14,7 +14,7 @@ from msgspec import Struct
 from engine.connector import ConnectorBase, Delivered, RenderEnv, SendEnv
 from engine.durations import parse_duration
 from engine.errors import DeliveryError
-from engine.paths import data_file
+from engine.paths import data_file, inside_data
 
 WAV_HEADER_BYTES = 44
 _file_lock = threading.Lock()  # appends rewrite the header: one at a time
@@ -147,7 +147,7 @@ class Record(ConnectorBase):
                 url=request.path,
             ) from None
         try:
-            path = data_file(env.data_dir, request.path)  # again: the folder may have changed
+            path = inside_data(env.data_dir, request.path)  # again: the folder may have changed
             size = await asyncio.to_thread(
                 append_wav, Path(path), pcm, request.sample_rate, env.idempotency_key
             )

@@ -17,13 +17,20 @@ class OutsideDataFolder(ValueError):
 
 
 def data_file(data_dir: str, path: str) -> str:
-    """`path` (relative to `data_dir`, or absolute) checked to stay inside `data_dir`;
-    returned as it will be written (relative paths joined to `data_dir`)."""
+    """A path a rule gave (relative to `data_dir`, or absolute), checked to stay inside
+    `data_dir`; returned as it will be written (relative ones joined to `data_dir`)."""
     if not path or "\x00" in path:
         raise OutsideDataFolder(f"path {path!r} is not a file name")
     joined = os.path.normpath(path if os.path.isabs(path) else os.path.join(data_dir, path))
+    return inside_data(data_dir, joined, shown=path)
+
+
+def inside_data(data_dir: str, path: str, *, shown: str | None = None) -> str:
+    """`path` as written (what `data_file` returned), checked again just before writing:
+    a symbolic link made since rendering must not lead it out."""
     root = Path(data_dir).resolve()
-    resolved = Path(joined).resolve()
+    resolved = Path(path).resolve()
     if resolved == root or root not in resolved.parents:
-        raise OutsideDataFolder(f"path {path!r} leads outside the data folder {data_dir}")
-    return joined
+        name = shown if shown is not None else path
+        raise OutsideDataFolder(f"path {name!r} leads outside the data folder {data_dir}")
+    return path

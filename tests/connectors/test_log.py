@@ -117,3 +117,12 @@ def test_a_symlink_out_of_the_data_folder_is_refused_when_sent(tmp_path: Path) -
     with pytest.raises(DeliveryError, match="outside the data folder"):
         send(log, request)
     assert list(outside.iterdir()) == []
+
+
+def test_a_relative_data_folder_writes_where_it_rendered(tmp_path: Path) -> None:
+    """`make run` uses data_dir "data": the sent path is not joined to it a second time."""
+    request = render(log, {"message": "hi"}, **{**env(tmp_path), "data_dir": "data"})
+    assert request.path == "data/actions.jsonl"
+    send(log, request, data_dir="data")
+    assert (tmp_path / "data" / "actions.jsonl").read_text().count("\n") == 1
+    assert not (tmp_path / "data" / "data").exists()
