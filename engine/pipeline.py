@@ -3,10 +3,13 @@ the receiver share, so a dry-run shows exactly what serving would do."""
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 
+from engine.budget import Budget, Clock
 from engine.event_view import EventView
+from engine.limits import Limits
 from engine.loader import CompiledRule, RuleSet
 from engine.matcher import Decision, decide
 from engine.payloads import Event
@@ -14,6 +17,8 @@ from engine.planner import PlannedAction, plan_actions
 from engine.secrets import Secrets
 from engine.sessions import FiringGate, SessionStore
 from engine.templates import Templates
+
+log = logging.getLogger("omi_rules.pipeline")
 
 SWEEP_SECONDS = 60.0
 FIRING_MEMORY = 24 * 3600.0  # once_per_session holds at least this long
@@ -54,13 +59,19 @@ class Pipeline:
         dry_run: bool = False,
         data_dir: str = "data",
         sessions: SessionStore | None = None,
+        limits: Limits | None = None,
+        clock: Clock = time.monotonic,
     ) -> None:
         self.rules = rules
         self.secrets = secrets
-        self.templates = templates or Templates()
+        self.limits = limits or Limits()
+        self.clock = clock  # for time budgets (tests inject one)
+        self.templates = templates or Templates(
+            render_budget_ms=self.limits.render_budget_ms, clock=clock
+        )
         self.dry_run = dry_run
         self.data_dir = data_dir
-        self.sessions = sessions or SessionStore()
+        self.sessions = sessions or SessionStore(limits=self.limits.sessions)
         self.gate = FiringGate()
         self._next_sweep = 0.0
 
@@ -104,6 +115,12 @@ class Pipeline:
             now=now,
             session_segments=session_segments,
             first_new_segment=first_new,
+            max_text=self.limits.match_max_text,
+            budget=Budget(
+                rule_ms=self.limits.match_budget_ms,
+                event_ms=self.limits.event_budget_ms,
+                clock=self.clock,
+            ),
         )
 
         def gate(rule: CompiledRule) -> str | None:
@@ -114,7 +131,13 @@ class Pipeline:
                 rule.id, event.uid, session_key, once=once, cooldown=rule.cooldown, now=now
             )
 
-        outcome.decisions = decide(rules, view, gate=gate, missing_secrets=self.missing_secrets)
+        outcome.decisions = decide(
+            rules,
+            view,
+            gate=gate,
+            missing_secrets=self.missing_secrets,
+            for_each_limit=self.limits.for_each_limit,
+        )
         secret = self.secrets.lookup(placeholders=self.dry_run)
         for decision in outcome.matched:
             self.gate.fired(decision.rule.id, event.uid, session_key, now)
