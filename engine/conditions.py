@@ -13,6 +13,7 @@ from datetime import datetime, time
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import re2
 from msgspec import UNSET
 
 from engine.event_view import EventView
@@ -120,7 +121,27 @@ def _all_hold(tests: list[tuple[str, Any]], value: Any) -> bool:
 
 
 def _shown(operand: Any) -> str:
-    return _short(operand.pattern if isinstance(operand, re.Pattern) else operand)
+    return _short(operand.pattern if isinstance(operand, LinearRegex) else operand)
+
+
+LinearRegex = re2._Regexp
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # the error is reported as a rule error, not on stderr
+
+
+def compile_regex(pattern: str) -> LinearRegex:
+    """`matches:` runs on RE2, whose time is linear in the text (no catastrophic
+    backtracking on a sender's text). Syntax errors read as Python's `re` words them;
+    a pattern RE2 cannot run (backreferences, lookaround) raises ValueError saying so."""
+    re.compile(pattern)  # raises re.error with the familiar message
+    try:
+        return re2.compile(pattern, _RE2_OPTIONS)
+    except re2.error as exc:
+        detail = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else exc
+        raise ValueError(
+            f"matches: {pattern!r} needs a feature the linear-time regex engine (RE2) does "
+            f"not have, such as backreferences or lookaround ({detail})"
+        ) from None
 
 
 @dataclass
@@ -167,11 +188,18 @@ class KeywordTest:
     speaker: str
 
     def check(self, view: EventView) -> Verdict:
-        hit = self.matcher.find(view.spoken(self.speaker))
+        spoken = view.spoken(self.speaker)
+        hit = self.matcher.find(spoken, tick=view.budget.check)
         if hit is None:
             phrases = ", ".join(repr(p.text) for p in self.matcher.phrases)
             who = "" if self.speaker == "any" else f" by {self.speaker}"
-            return Verdict(False, f"no new speech{who} says {phrases}")
+            unsearched = ""
+            if spoken.truncated:
+                unsearched = (
+                    f" (only the first {spoken.max_chars} characters of speech were searched;"
+                    " match_max_text)"
+                )
+            return Verdict(False, f"no new speech{who} says {phrases}{unsearched}")
         return Verdict(True, hit=hit)
 
 
@@ -226,6 +254,7 @@ class AllOf:
     def check(self, view: EventView) -> Verdict:
         hit = None
         for label, predicate in self.items:
+            view.budget.check()
             verdict = predicate.check(view)
             if not verdict.ok:
                 return Verdict(False, f"{label}: {verdict.reason}" if label else verdict.reason)
@@ -240,6 +269,7 @@ class AnyOf:
     def check(self, view: EventView) -> Verdict:
         reasons = []
         for _label, predicate in self.items:
+            view.budget.check()
             verdict = predicate.check(view)
             if verdict.ok:
                 return verdict
@@ -312,9 +342,12 @@ def _compile_path(cond: Condition, path: Path, errors: CompileErrors) -> Predica
     for name, operand in operators.items():
         if name == "matches":
             try:
-                operand = re.compile(operand)
+                operand = compile_regex(operand)
             except re.error as exc:
                 errors.error((*path, "matches"), f"matches: bad regular expression: {exc}")
+                return None
+            except ValueError as exc:
+                errors.error((*path, "matches"), str(exc))
                 return None
         compiled.append((name, operand))
     return PathTest(expression, compiled)

@@ -66,6 +66,17 @@ class Settings(Struct, forbid_unknown_fields=True):
     outbound_allow_hosts: list[str] = msgspec.field(default_factory=list)
     keep_rejections: int = 200
     retention_days: float = 30.0  # events, actions and rejections older than this are deleted
+    # bounds on the work one event may cause (engine.limits; README "Limits")
+    session_max_per_uid: int = 16
+    session_max_total: int = 256
+    session_max_segments: int = 2000
+    session_max_bytes: int = 256 * 1024
+    segment_max_chars: int = 8192
+    match_max_text: int = 64 * 1024
+    match_budget_ms: float = 50.0
+    event_budget_ms: float = 1000.0
+    render_budget_ms: float = 100.0
+    for_each_limit: int = 50
 
 
 class ConfigError(OmiRulesError):

@@ -28,9 +28,10 @@ class ActionReport(Struct, omit_defaults=True):
     error: str | UnsetType = UNSET
 
 
-class MatchedReport(Struct):
+class MatchedReport(Struct, omit_defaults=True):
     rule: str
     actions: list[ActionReport]
+    note: str | UnsetType = UNSET  # what a fired rule left out (for_each_limit)
 
 
 class SkippedReport(Struct):
@@ -47,6 +48,7 @@ class EventReport(Struct):
 def report(outcome: Outcome, secrets: Secrets) -> EventReport:
     """The dry-run view of one processed event (requests masked)."""
     by_rule: dict[str, list[ActionReport]] = {d.rule.id: [] for d in outcome.matched}
+    notes = {d.rule.id: d.reason for d in outcome.matched}
     for action in outcome.actions:
         if action.request is not None:
             masked = secrets.mask(msgspec.to_builtins(action.request))
@@ -57,7 +59,10 @@ def report(outcome: Outcome, secrets: Secrets) -> EventReport:
             )
     return EventReport(
         trigger=outcome.event.trigger,
-        matched=[MatchedReport(rule, actions) for rule, actions in by_rule.items()],
+        matched=[
+            MatchedReport(rule, actions, note=notes[rule] if notes.get(rule) else UNSET)
+            for rule, actions in by_rule.items()
+        ],
         skipped=[SkippedReport(d.rule.id, d.reason) for d in outcome.skipped],
     )
 

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from engine.budget import Budget
 from engine.jsonpaths import select
 from engine.keywords import SpokenText
 from engine.payloads import Event
@@ -51,6 +52,8 @@ class EventView:
         now: float | None = None,
         session_segments: Sequence[Mapping[str, Any]] | None = None,
         first_new_segment: int = 0,
+        max_text: int | None = None,
+        budget: Budget | None = None,
     ) -> None:
         self.event = event
         self.doc = event.doc
@@ -61,6 +64,8 @@ class EventView:
             list(session_segments) if session_segments is not None else spoken_segments(event)
         )
         self.first_new_segment = first_new_segment
+        self.max_text = max_text  # characters of speech keyword matching scans
+        self.budget = budget or Budget.unlimited()
         self._selected: dict[str, list[Any]] = {}
         self._spoken: dict[str, SpokenText] = {}
         self._context: dict[str, Any] | None = None
@@ -84,7 +89,12 @@ class EventView:
     def spoken(self, speaker: str) -> SpokenText:
         spoken = self._spoken.get(speaker)
         if spoken is None:
-            spoken = SpokenText.of(self.segments, self.first_new_segment, speaker)  # type: ignore[arg-type]
+            spoken = SpokenText.of(
+                self.segments,
+                self.first_new_segment,
+                speaker,  # type: ignore[arg-type]
+                max_chars=self.max_text,
+            )
             self._spoken[speaker] = spoken
         return spoken
 

@@ -3,12 +3,16 @@
 Spoken text is the event's segments as one word stream (so a phrase split across segments,
 or across two transcript calls of one session, still matches). Only a hit that ends in a
 segment new to this call counts, so a segment Omi sends again never fires twice.
+
+The work per event is bounded: a transcript call scans its new words plus the last
+`LOOKBACK_WORDS` words before them (not the whole session again), and at most `max_chars`
+characters of words are scanned at all (the rest is reported as not searched).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
@@ -22,6 +26,8 @@ _NON_WORD = re.compile(r"[^\w]+|_+")
 
 FUZZY_TOKEN_SCORE = 70.0  # per word, for words of 3+ letters
 FUZZY_PHRASE_SCORE = 85.0  # whole phrase, when recognition split or joined words
+LOOKBACK_WORDS = 64  # words before a call's new ones a split phrase may start in
+TICK_EVERY = 512  # window starts between two checks of the time budget
 
 
 def normalize_words(text: str) -> list[str]:
@@ -36,6 +42,32 @@ def is_user_speech(segment: Mapping[str, Any]) -> bool:
     return bool(segment.get("is_user"))
 
 
+def _spoken_by(segment: Any, speaker: SpeakerFilter) -> bool:
+    if not isinstance(segment, Mapping):
+        return False
+    if speaker == "user":
+        return is_user_speech(segment)
+    if speaker == "others":
+        return not is_user_speech(segment)
+    return True
+
+
+def _segment_words(segment: Mapping[str, Any]) -> list[str]:
+    return normalize_words(str(segment.get("text") or ""))
+
+
+def _window_start(
+    segments: Sequence[Any], first_new: int, speaker: SpeakerFilter, lookback: int
+) -> int:
+    """The first segment to scan: enough old segments to hold `lookback` words."""
+    start, words = first_new, 0
+    while start > 0 and words < lookback:
+        start -= 1
+        if _spoken_by(segments[start], speaker):
+            words += len(_segment_words(segments[start]))
+    return start
+
+
 @dataclass
 class SpokenText:
     """The words of some segments, each word knowing its segment; words from
@@ -46,6 +78,8 @@ class SpokenText:
     words: list[str] = field(default_factory=list)
     word_segment: list[int] = field(default_factory=list)
     first_new_word: int = 0
+    truncated: bool = False  # more speech than `max_chars`: the rest was not scanned
+    max_chars: int | None = None
 
     @classmethod
     def of(
@@ -53,21 +87,41 @@ class SpokenText:
         segments: Sequence[Mapping[str, Any]],
         first_new_segment: int = 0,
         speaker: SpeakerFilter = "any",
+        *,
+        lookback_words: int = LOOKBACK_WORDS,
+        max_chars: int | None = None,
     ) -> SpokenText:
-        spoken = cls(segments, first_new_segment)
+        spoken = cls(segments, first_new_segment, max_chars=max_chars)
         spoken.first_new_word = -1
-        for index, segment in enumerate(segments):
-            if not isinstance(segment, Mapping):
-                continue
-            if speaker == "user" and not is_user_speech(segment):
-                continue
-            if speaker == "others" and is_user_speech(segment):
+        start = _window_start(segments, first_new_segment, speaker, lookback_words)
+        chars = 0
+        for index in range(start, len(segments)):
+            segment = segments[index]
+            if not _spoken_by(segment, speaker):
                 continue
             if index >= first_new_segment and spoken.first_new_word < 0:
                 spoken.first_new_word = len(spoken.words)
-            words = normalize_words(str(segment.get("text") or ""))
+            if max_chars is None:
+                words = _segment_words(segment)
+            else:
+                # normalize no more text than can fit (a 1 MB segment costs what 64 KiB do)
+                text = str(segment.get("text") or "")
+                room = 2 * (max_chars - chars) + 64
+                words = normalize_words(text[:room])
+                if len(text) > room:
+                    words = words[:-1]  # the last word may be cut in half
+                    spoken.truncated = True
+                taken = 0
+                while taken < len(words) and chars + len(words[taken]) <= max_chars:
+                    chars += len(words[taken]) + 1
+                    taken += 1
+                if taken < len(words):
+                    spoken.truncated = True
+                words = words[:taken]
             spoken.words.extend(words)
             spoken.word_segment.extend([index] * len(words))
+            if spoken.truncated:
+                break
         if spoken.first_new_word < 0:
             spoken.first_new_word = len(spoken.words)
         return spoken
@@ -104,11 +158,16 @@ class KeywordMatcher:
         self.phrases = [p for p in self.phrases if p.words]
         self.fuzzy = fuzzy
 
-    def find(self, spoken: SpokenText) -> KeywordHit | None:
+    def find(
+        self, spoken: SpokenText, tick: Callable[[], None] = lambda: None
+    ) -> KeywordHit | None:
+        """The first phrase heard in the new words; `tick` is called now and then (the
+        matcher's time budget raises from it)."""
         for phrase in self.phrases:
+            tick()
             span = self._exact(phrase, spoken)
             if span is None and self.fuzzy:
-                span = self._fuzzy(phrase, spoken)
+                span = self._fuzzy(phrase, spoken, tick)
             if span is not None:
                 return self._hit(phrase, spoken, *span)
         return None
@@ -121,21 +180,44 @@ class KeywordMatcher:
                 return start, end
         return None
 
-    def _fuzzy(self, phrase: Phrase, spoken: SpokenText) -> tuple[int, int] | None:
+    def _fuzzy(
+        self, phrase: Phrase, spoken: SpokenText, tick: Callable[[], None]
+    ) -> tuple[int, int] | None:
         size = len(phrase.words)
         joined = " ".join(phrase.words)
+        shortest, longest = _similar_lengths(len(joined))
+        initial = joined[0]
         words = spoken.words
-        for start in range(len(words)):
+        # text length of words[a:b] joined by spaces is ends[b] - ends[a] - 1
+        ends = [0]
+        for word in words:
+            ends.append(ends[-1] + len(word) + 1)
+        close: dict[tuple[str, str], bool] = {}  # each (phrase word, heard word) scored once
+
+        def word_close(expected: str, heard: str) -> bool:
+            known = close.get((expected, heard))
+            if known is None:
+                known = close[(expected, heard)] = _word_close(expected, heard)
+            return known
+
+        first = max(0, spoken.first_new_word - size)  # a hit must end in a new word
+        for start in range(first, len(words)):
+            if (start - first) % TICK_EVERY == 0:
+                tick()
             for width in (size, size - 1, size + 1):
                 end = start + width
                 if width < 1 or end > len(words) or end - 1 < spoken.first_new_word:
                     continue
-                window = words[start:end]
-                if width == size and all(
-                    _word_close(a, b) for a, b in zip(phrase.words, window, strict=True)
-                ):
-                    return start, end
-                if width != size and ratio(joined, " ".join(window)) >= FUZZY_PHRASE_SCORE:
+                if width == size:
+                    if all(word_close(a, words[start + i]) for i, a in enumerate(phrase.words)):
+                        return start, end
+                    continue
+                if words[start][0] != initial:
+                    continue  # split or joined words keep their first letter
+                if not shortest <= ends[end] - ends[start] - 1 <= longest:
+                    continue  # too different in length to reach the score
+                window = " ".join(words[start:end])
+                if ratio(joined, window, score_cutoff=FUZZY_PHRASE_SCORE):
                     return start, end
         return None
 
@@ -144,6 +226,13 @@ class KeywordMatcher:
         spanned = spoken.segments[first : last + 1]
         text = " ".join(str(s.get("text") or "").strip() for s in spanned)
         return KeywordHit(phrase.text, text, speaker_label(spoken.segments[last]))
+
+
+def _similar_lengths(length: int) -> tuple[float, float]:
+    """The text lengths that can score FUZZY_PHRASE_SCORE against one of `length`:
+    ratio is at most 2 * min / (a + b)."""
+    share = FUZZY_PHRASE_SCORE / 100
+    return length * share / (2 - share), length * (2 - share) / share
 
 
 def _word_close(expected: str, heard: str) -> bool:

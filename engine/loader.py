@@ -169,6 +169,10 @@ class RuleCompiler:
                 compile_jsonpath(spec.for_each)
             except JsonPathSyntax as exc:
                 self.error((*path, "for_each"), f"for_each: {exc}")
+        elif spec.for_each_limit is not None:
+            self.error(
+                (*path, "for_each_limit"), "'for_each_limit' only goes with 'for_each'", key=True
+            )
         cooldown = None
         if spec.cooldown is not None:
             try:

@@ -21,6 +21,8 @@ from msgspec import Struct
 from engine.errors import PayloadError
 
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 192000
+# a legacy summary longer than this is not parsed (ast costs ~1 s per MB), only used as text
+MAX_LEGACY_SUMMARY_CHARS = 64 * 1024
 
 
 class Segment(Struct):
@@ -145,7 +147,10 @@ def decode_transcript(body: bytes, uid: str, session_id: str = "") -> Event:
 
 
 def parse_legacy_summary(text: str) -> dict[str, Any] | None:
-    """A day summary's legacy `summary` (a Python literal), parsed without evaluating code."""
+    """A day summary's legacy `summary` (a Python literal), parsed without evaluating code;
+    None when it is not a dict literal or longer than MAX_LEGACY_SUMMARY_CHARS."""
+    if len(text) > MAX_LEGACY_SUMMARY_CHARS:
+        return None
     try:
         value = ast.literal_eval(text)
     except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):

@@ -3,11 +3,14 @@ the receiver share, so a dry-run shows exactly what serving would do."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from engine.budget import Budget, Clock
 from engine.event_view import EventView
+from engine.limits import Limits
 from engine.loader import CompiledRule, RuleSet
 from engine.matcher import Decision, decide
 from engine.payloads import Event
@@ -16,6 +19,8 @@ from engine.secrets import Secrets
 from engine.sessions import FiringGate, SessionStore
 from engine.templates import Templates
 from engine.trust import HostTrust
+
+log = logging.getLogger("omi_rules.pipeline")
 
 SWEEP_SECONDS = 60.0
 FIRING_MEMORY = 24 * 3600.0  # once_per_session holds at least this long
@@ -57,15 +62,21 @@ class Pipeline:
         data_dir: str = "data",
         sessions: SessionStore | None = None,
         allow_hosts: Sequence[str] = (),
+        limits: Limits | None = None,
+        clock: Clock = time.monotonic,
     ) -> None:
         self.rules = rules
         self.secrets = secrets
         self.allow_hosts = tuple(allow_hosts)
         self._trust: tuple[Secrets, HostTrust] | None = None
-        self.templates = templates or Templates()
+        self.limits = limits or Limits()
+        self.clock = clock  # for time budgets (tests inject one)
+        self.templates = templates or Templates(
+            render_budget_ms=self.limits.render_budget_ms, clock=clock
+        )
         self.dry_run = dry_run
         self.data_dir = data_dir
-        self.sessions = sessions or SessionStore()
+        self.sessions = sessions or SessionStore(limits=self.limits.sessions)
         self.gate = FiringGate()
         self._next_sweep = 0.0
 
@@ -119,6 +130,12 @@ class Pipeline:
             now=now,
             session_segments=session_segments,
             first_new_segment=first_new,
+            max_text=self.limits.match_max_text,
+            budget=Budget(
+                rule_ms=self.limits.match_budget_ms,
+                event_ms=self.limits.event_budget_ms,
+                clock=self.clock,
+            ),
         )
 
         def gate(rule: CompiledRule) -> str | None:
@@ -129,7 +146,13 @@ class Pipeline:
                 rule.id, event.uid, session_key, once=once, cooldown=rule.cooldown, now=now
             )
 
-        outcome.decisions = decide(rules, view, gate=gate, missing_secrets=self.missing_secrets)
+        outcome.decisions = decide(
+            rules,
+            view,
+            gate=gate,
+            missing_secrets=self.missing_secrets,
+            for_each_limit=self.limits.for_each_limit,
+        )
         secret = self.secrets.lookup(placeholders=self.dry_run)
         for decision in outcome.matched:
             self.gate.fired(decision.rule.id, event.uid, session_key, now)

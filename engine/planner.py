@@ -2,10 +2,13 @@
 
 Each `do:` item runs once, or once per `for_each` item. A template or render failure becomes
 that action's error (shown by dry-run, stored in history); the other actions still plan.
+Any other failure while planning one action (a bug in a connector's render) is that
+action's error too, never the whole event's.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +22,8 @@ from engine.event_view import EventView
 from engine.loader import CompiledAction
 from engine.matcher import Decision
 from engine.trust import refusal
+
+log = logging.getLogger("omi_rules.planner")
 
 
 @dataclass
@@ -115,4 +120,7 @@ def _plan_one(
         result.error = f"do[{action.index}].{connector.name}.{exc.field}: {exc.message}"
     except (msgspec.ValidationError, ValueError, TypeError, DeliveryError) as exc:
         result.error = f"do[{action.index}].{connector.name}: {exc}"
+    except Exception as exc:  # noqa: BLE001 - one action's failure must not fail the event
+        log.exception("planning rule %s do[%d] failed", rule_id, action.index)
+        result.error = f"do[{action.index}].{connector.name}: {type(exc).__name__}: {exc}"
     return result

@@ -30,6 +30,7 @@ from engine.capture import (
 from engine.config import Settings
 from engine.delivery import Deliverer
 from engine.errors import PayloadError, SecretError
+from engine.limits import Limits
 from engine.live_rules import LiveRules
 from engine.loader import RuleSet
 from engine.outbox import recover_in_flight
@@ -116,12 +117,14 @@ class Receiver:
         self.secrets = secrets or Secrets.load(settings.secrets)
         self.store = Store(settings.db)
         self.live_rules = LiveRules(settings.rules, on_change=self._rules_changed)
+        limits = Limits.from_settings(settings)
         self.pipeline = Pipeline(
             RuleSet(),
             self.secrets,
             data_dir=settings.data_dir,
-            sessions=SessionStore(settings.session_idle),
+            sessions=SessionStore(settings.session_idle, limits.sessions),
             allow_hosts=settings.outbound_allow_hosts,
+            limits=limits,
         )
         self.deduper = Deduper(settings.dedupe_window)
         self.counters = Counters()

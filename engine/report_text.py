@@ -33,7 +33,8 @@ def format_report(report: EventReport, label: str) -> str:
         f"{label} ({report.trigger}): {len(report.matched)} matched, {len(report.skipped)} skipped"
     ]
     for matched in report.matched:
-        lines.append(f"  ✔ {matched.rule}: {len(matched.actions)} action(s)")
+        note = f" ({matched.note})" if matched.note else ""
+        lines.append(f"  ✔ {matched.rule}: {len(matched.actions)} action(s){note}")
         for action in matched.actions:
             if action.error:
                 lines.append(f"    ✘ {action.connector}: {action.error}")

@@ -91,6 +91,13 @@ class Rule(Struct, forbid_unknown_fields=True, omit_defaults=True):
     uids: list[str] | None = None
     when: list[Condition] = msgspec.field(default_factory=list)
     for_each: JsonPath | None = None
+    for_each_limit: (
+        Annotated[
+            int,
+            Meta(ge=1, description="act on at most this many for_each items (default 50)"),
+        ]
+        | None
+    ) = None
     cooldown: Duration | None = None
     once_per_session: bool = False
 

@@ -4,17 +4,43 @@ Omi sends only new segments, about once a second, keyed by `session_id`, which f
 published apps is just the uid. So a session is (uid, session_id) and ends after a quiet
 period, or when segment times start again near zero (a new conversation). Segments sent
 again are recognized and dropped, so they never fire a rule twice.
+
+The sender chooses `session_id` and the segments, so everything here is bounded
+(`engine.limits.SessionLimits`): sessions per user and in all, segments and text per
+session (the oldest drop off the front), one segment's text (cut), and the memory of
+dropped segments (so one sent again is still recognized). What is dropped is logged.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.limits import SessionLimits
+
+log = logging.getLogger("omi_rules.sessions")
+
 DEFAULT_IDLE_SECONDS = 120.0
 RESTART_GAP_SECONDS = 30.0  # times this far back from the last end mean a new conversation
-MAX_SEGMENTS = 2000  # per session kept for matching; older ones drop off the front
+MAX_SEGMENTS = SessionLimits().segments  # per session kept for matching
+# the fields a session keeps of a segment (templates see them as session.segments)
+KEPT_FIELDS = (
+    "id",
+    "text",
+    "speaker",
+    "speaker_id",
+    "speakerId",
+    "speaker_name",
+    "is_user",
+    "start",
+    "end",
+)
+MAX_FIELD_CHARS = 256  # a kept field other than text is cut to this length
+SEGMENT_OVERHEAD = 64  # bytes a kept segment counts besides its text
 
 
 def segment_key(segment: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -28,13 +54,43 @@ def segment_key(segment: Mapping[str, Any]) -> tuple[Any, ...]:
     )
 
 
+def segment_digest(segment: Mapping[str, Any]) -> bytes:
+    """A short fixed-size identity for `segment_key` (what a session remembers)."""
+    return hashlib.blake2b(repr(segment_key(segment)).encode(), digest_size=16).digest()
+
+
+def kept_segment(segment: Mapping[str, Any], max_chars: int) -> tuple[dict[str, Any], bool]:
+    """The part of a segment a session keeps: known scalar fields, text cut to `max_chars`;
+    and whether the text was cut."""
+    kept: dict[str, Any] = {}
+    cut = False
+    for name in KEPT_FIELDS:
+        value = segment.get(name)
+        if value is None or not isinstance(value, str | int | float | bool):
+            continue
+        if isinstance(value, str):
+            limit = max_chars if name == "text" else MAX_FIELD_CHARS
+            if len(value) > limit:
+                value = value[:limit]
+                cut = cut or name == "text"
+        kept[name] = value
+    return kept, cut
+
+
+def segment_size(segment: Mapping[str, Any]) -> int:
+    return len(str(segment.get("text") or "")) + SEGMENT_OVERHEAD
+
+
 @dataclass
 class Session:
     uid: str
     session_id: str
     number: int = 1  # which conversation this is, unique within the store
-    segments: list[Mapping[str, Any]] = field(default_factory=list)
-    seen: set[tuple[Any, ...]] = field(default_factory=set)
+    segments: list[dict[str, Any]] = field(default_factory=list)
+    keys: list[bytes] = field(default_factory=list)  # segment_digest of each segment
+    seen: set[bytes] = field(default_factory=set)  # keys of the segments kept
+    dropped: OrderedDict[bytes, None] = field(default_factory=OrderedDict)  # recently dropped
+    size: int = 0  # bytes counted for the kept segments
     last_seen: float = 0.0
     last_end: float = 0.0
 
@@ -42,11 +98,15 @@ class Session:
     def key(self) -> str:
         return f"{self.session_id}#{self.number}"
 
+    def knows(self, key: bytes) -> bool:
+        return key in self.seen or key in self.dropped
+
 
 @dataclass
 class Observation:
     session: Session
     first_new: int  # index in session.segments of the first new segment
+    dropped: list[str] = field(default_factory=list)  # what was cut or dropped, for the log
 
     @property
     def has_new(self) -> bool:
@@ -54,39 +114,109 @@ class Observation:
 
 
 class SessionStore:
-    """In-memory sessions (the seam for a persistent store later)."""
+    """In-memory sessions (the seam for a persistent store later), bounded by `limits`."""
 
-    def __init__(self, idle_seconds: float = DEFAULT_IDLE_SECONDS) -> None:
+    def __init__(
+        self, idle_seconds: float = DEFAULT_IDLE_SECONDS, limits: SessionLimits | None = None
+    ) -> None:
         self.idle_seconds = idle_seconds
-        self._sessions: dict[tuple[str, str], Session] = {}
+        self.limits = limits or SessionLimits()
+        # least recently heard first: eviction takes from the front
+        self._sessions: OrderedDict[tuple[str, str], Session] = OrderedDict()
+        self._per_uid: dict[str, set[tuple[str, str]]] = {}
         self._started = 0
+        self.evicted = 0
+
+    def __len__(self) -> int:
+        return len(self._sessions)
 
     def observe(self, uid: str, session_id: str, segments: list[Any], now: float) -> Observation:
         key = (uid, session_id)
         session = self._sessions.get(key)
+        dropped: list[str] = []
         if session is None or self._is_new_conversation(session, segments, now):
+            if session is None:
+                dropped += self._make_room(uid)
             # numbered across the store's life, so a key is never reused after expiry
             self._started += 1
             session = Session(uid, session_id, number=self._started)
             self._sessions[key] = session
+            self._per_uid.setdefault(uid, set()).add(key)
+        self._sessions.move_to_end(key)
         session.last_seen = now
         first_new = len(session.segments)
+        cut = 0
         for segment in segments:
             if not isinstance(segment, Mapping):
                 continue
-            marker = segment_key(segment)
-            if marker in session.seen:
+            marker = segment_digest(segment)
+            if session.knows(marker):
                 continue
+            kept, was_cut = kept_segment(segment, self.limits.segment_chars)
+            cut += was_cut
             session.seen.add(marker)
-            session.segments.append(segment)
-            end = segment.get("end")
+            session.keys.append(marker)
+            session.segments.append(kept)
+            session.size += segment_size(kept)
+            end = kept.get("end")
             if isinstance(end, int | float):
                 session.last_end = max(session.last_end, float(end))
-        overflow = len(session.segments) - MAX_SEGMENTS
-        if overflow > 0:
-            del session.segments[:overflow]
+        if cut:
+            dropped.append(f"{cut} segment(s) cut to {self.limits.segment_chars} characters")
+        overflow = self._trim(session)
+        if overflow:
             first_new = max(0, first_new - overflow)
-        return Observation(session, first_new)
+            dropped.append(
+                f"{overflow} oldest segment(s) dropped (over {self.limits.segments} segments "
+                f"or {self.limits.bytes} bytes per session)"
+            )
+        if dropped:
+            log.info("session %s of uid %s: %s", session.key, uid, "; ".join(dropped))
+        return Observation(session, first_new, dropped)
+
+    def _trim(self, session: Session) -> int:
+        """Drop the oldest segments past the segment and byte caps; how many."""
+        limits = self.limits
+        count = 0
+        while count < len(session.segments) and (
+            len(session.segments) - count > limits.segments or session.size > limits.bytes
+        ):
+            session.size -= segment_size(session.segments[count])
+            count += 1
+        if not count:
+            return 0
+        for marker in session.keys[:count]:
+            session.seen.discard(marker)
+            session.dropped[marker] = None
+        while len(session.dropped) > limits.remembered_keys:
+            session.dropped.popitem(last=False)
+        del session.segments[:count]
+        del session.keys[:count]
+        return count
+
+    def _make_room(self, uid: str) -> list[str]:
+        """Evict the least recently heard sessions so a new one for `uid` fits."""
+        notes = []
+        mine = self._per_uid.get(uid, set())
+        if len(mine) >= self.limits.per_uid:
+            oldest = min(mine, key=lambda k: self._sessions[k].last_seen)
+            self._forget(oldest)
+            self.evicted += 1
+            notes.append(f"evicted session {oldest[1]!r} (over {self.limits.per_uid} per uid)")
+        while len(self._sessions) >= self.limits.total:
+            oldest = next(iter(self._sessions))
+            self._forget(oldest)
+            self.evicted += 1
+            notes.append(f"evicted a session of another uid (over {self.limits.total} in all)")
+        return notes
+
+    def _forget(self, key: tuple[str, str]) -> None:
+        del self._sessions[key]
+        owned = self._per_uid.get(key[0])
+        if owned is not None:
+            owned.discard(key)
+            if not owned:
+                del self._per_uid[key[0]]
 
     def _is_new_conversation(self, session: Session, segments: list[Any], now: float) -> bool:
         if now - session.last_seen > self.idle_seconds:
@@ -99,7 +229,7 @@ class SessionStore:
         """Forget sessions quiet for longer than the idle period; returns how many."""
         stale = [k for k, s in self._sessions.items() if now - s.last_seen > self.idle_seconds]
         for key in stale:
-            del self._sessions[key]
+            self._forget(key)
         return len(stale)
 
 

@@ -2,22 +2,35 @@
 
 `ImmutableSandboxedEnvironment` refuses attribute escapes and mutation; `StrictUndefined`
 makes a missing variable an error instead of an empty string; output is cut off at
-`MAX_OUTPUT` characters with an error. HTML fields use a second, autoescaping environment.
+`MAX_OUTPUT` characters with an error, and every step that could build a bigger value is
+refused before it runs; a render has a deadline (`render_budget_ms`). Any failure of a
+render (recursion too deep included) is a TemplateError for that field only. HTML fields
+use a second, autoescaping environment.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Mapping
+from functools import update_wrapper
 from typing import Any
 
 import jinja2
 from jinja2 import meta, nodes
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2.compiler import CodeGenerator, Frame
+from jinja2.sandbox import (
+    ImmutableSandboxedEnvironment,
+    SandboxedEscapeFormatter,
+    SandboxedFormatter,
+    SecurityError,
+)
+from markupsafe import Markup
 
-from engine import filters
+from engine import filters, template_bounds
 from engine.errors import OmiRulesError, TemplateError
+from engine.template_bounds import MAX_OUTPUT, MAX_POWER_BITS, Clock
 
-MAX_OUTPUT = 100_000
+__all__ = ["MAX_OUTPUT", "MAX_POWER_BITS", "Templates", "TemplateSyntax", "template_strings"]
 
 # Names a template may use; the trigger alias is checked against the rule's trigger.
 COMMON_NAMES = frozenset({"event", "uid", "rule", "now", "secrets"})
@@ -31,42 +44,116 @@ TRIGGER_NAMES = {
 ALL_TRIGGER_NAMES = frozenset().union(*TRIGGER_NAMES.values())
 
 
-MAX_POWER_BITS = 4096  # `**` results past this many bits are refused
+class BoundedCodeGenerator(CodeGenerator):
+    """Jinja's code generator, with each `for` loop's items and each `~` checked (loops
+    tick the render deadline; a concatenation too long is refused before it is built)."""
 
+    def visit_For(self, node: nodes.For, frame: Frame) -> None:
+        if not getattr(node, "bounded", False):
+            node.iter = nodes.Call(
+                nodes.EnvironmentAttribute("bounded_iter"), [node.iter], [], None, None
+            )
+            node.bounded = True  # type: ignore[attr-defined]
+        super().visit_For(node, frame)
 
-def _repeated_size(left: Any, right: Any) -> int:
-    """The length `left * right` would have when it repeats a string or a list."""
-    for sequence, times in ((left, right), (right, left)):
-        if isinstance(sequence, str | list | tuple) and isinstance(times, int):
-            return len(sequence) * times
-    return 0
-
-
-def _power_bits(base: Any, exponent: Any) -> int:
-    if isinstance(base, int) and isinstance(exponent, int) and exponent > 0 and abs(base) > 1:
-        return exponent * abs(base).bit_length()
-    return 0
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        # as Jinja's, with the parts passed through environment.concat_parts first
+        if frame.eval_ctx.volatile:
+            join = "(markup_join if context.eval_ctx.volatile else str_join)"
+        elif frame.eval_ctx.autoescape:
+            join = "markup_join"
+        else:
+            join = "str_join"
+        self.write(f"{join}(environment.concat_parts((")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write(")))")
 
 
 class BoundedSandbox(ImmutableSandboxedEnvironment):
-    """Refuses `*` and `**` whose result is too big to build, so the output bound holds
-    before memory runs out (`{{ 'x' * 10**12 }}`), not only after."""
+    """Refuses, before it runs, any step whose result would be too big to build (`*`, `**`,
+    `+`, `%`, `~`, str methods like `center`, `str.format` widths, filters like `join`
+    and `indent`), so the output bound holds before memory runs out; loops, calls and
+    outputs check the render's deadline (engine.template_bounds)."""
 
-    intercepted_binops = frozenset({"*", "**"})
+    code_generator_class = BoundedCodeGenerator
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(finalize=template_bounds.finalize, **options)
+        self.bounded_iter = template_bounds.bounded_iter
+        self.concat_parts = template_bounds.concat_parts
+        self.globals.pop("lipsum", None)  # lipsum(n) writes n paragraphs: nobody needs it
+        for name in template_bounds.FILTER_SIZES:
+            if name in self.filters:
+                self.filters[name] = template_bounds.bounded_filter(name, self.filters[name])
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        if operator == "*" and _repeated_size(left, right) > MAX_OUTPUT:
-            raise SecurityError(f"repetition longer than {MAX_OUTPUT} items")
-        if operator == "**" and _power_bits(left, right) > MAX_POWER_BITS:
-            raise SecurityError(f"power larger than {MAX_POWER_BITS} bits")
+        template_bounds.tick()
+        template_bounds.check_binop(operator, left, right)
         return super().call_binop(context, operator, left, right)
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+        template_bounds.tick()  # every call: macros, methods, functions
+        args = template_bounds.check_str_method(__obj, args, kwargs)
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        """As Jinja's, with each field's width and the result's length checked."""
+        wrapped = super().wrap_str_format(value)
+        if wrapped is None:
+            return None
+        f_self: str = value.__self__
+        is_format_map = value.__name__ == "format_map"
+        formatter = (
+            _BoundedEscapeFormatter(self, escape=f_self.escape)
+            if isinstance(f_self, Markup)
+            else _BoundedFormatter(self)
+        )
+
+        def bounded(*args: Any, **kwargs: Any) -> str:
+            if is_format_map:
+                if kwargs or len(args) != 1:
+                    return wrapped(*args, **kwargs)  # let Jinja's wrapper raise its TypeError
+                kwargs, args = args[0], ()
+            formatter.total = 0
+            return type(f_self)(formatter.vformat(f_self, args, kwargs))
+
+        return update_wrapper(bounded, value)
+
+
+class _BoundedFormatterMixin:
+    total = 0
+
+    def format_field(self, value: Any, format_spec: str) -> Any:
+        template_bounds.check_format_spec(format_spec)
+        result = super().format_field(value, format_spec)  # type: ignore[misc]
+        self.total += len(result)
+        template_bounds.refuse_over(self.total, "formatted text")
+        return result
+
+
+class _BoundedFormatter(_BoundedFormatterMixin, SandboxedFormatter):
+    pass
+
+
+class _BoundedEscapeFormatter(_BoundedFormatterMixin, SandboxedEscapeFormatter):
+    pass
 
 
 def _make_env(autoescape: bool) -> ImmutableSandboxedEnvironment:
     env = BoundedSandbox(
         undefined=jinja2.StrictUndefined, autoescape=autoescape, keep_trailing_newline=False
     )
-    env.filters.update(filters.FILTERS)
+    env.filters.update(
+        {
+            name: template_bounds.bounded_filter(name, f)
+            if name in template_bounds.FILTER_SIZES
+            else f
+            for name, f in filters.FILTERS.items()
+        }
+    )
     return env
 
 
@@ -86,7 +173,14 @@ def is_template(text: str) -> bool:
 class Templates:
     """Compiles and caches templates by source text; renders them with bounded output."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        render_budget_ms: float | None = template_bounds.DEFAULT_RENDER_BUDGET_MS,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.render_budget_ms = render_budget_ms  # None: no deadline
+        self.clock = clock
         self._envs = {False: _make_env(False), True: _make_env(True)}
         self._cache: dict[tuple[str, bool], jinja2.Template] = {}
 
@@ -139,8 +233,10 @@ class Templates:
         template = self.compile(source, autoescape=autoescape)
         size = 0
         parts: list[str] = []
+        token = template_bounds.start_deadline(self.render_budget_ms, self.clock)
         try:
             for chunk in template.generate(context):
+                template_bounds.tick()
                 size += len(chunk)
                 if size > MAX_OUTPUT:
                     raise TemplateError(
@@ -157,10 +253,26 @@ class Templates:
             raise TemplateError(
                 f"refused by sandbox: {exc}", rule_id=rule_id, field=field
             ) from None
-        except (OmiRulesError, jinja2.TemplateError, TypeError, ValueError, ArithmeticError) as exc:
+        except RecursionError:
+            raise TemplateError(
+                "recursion too deep (a macro calling itself?)", rule_id=rule_id, field=field
+            ) from None
+        except MemoryError:
+            raise TemplateError("out of memory", rule_id=rule_id, field=field) from None
+        except (
+            OmiRulesError,
+            jinja2.TemplateError,
+            TypeError,
+            ValueError,
+            ArithmeticError,
+            LookupError,
+            AttributeError,
+        ) as exc:
             raise TemplateError(
                 f"{type(exc).__name__}: {exc}", rule_id=rule_id, field=field
             ) from None
+        finally:
+            template_bounds.end_deadline(token)
         return "".join(parts)
 
     def render_value(

@@ -544,7 +544,7 @@ class CrashingConnector:
         raise AssertionError("never sent")
 
 
-def test_a_bug_in_processing_keeps_the_event(tmp_path: Path) -> None:
+def test_a_bug_in_a_connector_fails_its_action_not_the_event(tmp_path: Path) -> None:
     from engine.connector import default_registry
 
     registry = default_registry()
@@ -555,7 +555,11 @@ def test_a_bug_in_processing_keeps_the_event(tmp_path: Path) -> None:
         with admin_client(create_app(settings)) as client:
             assert post_fixture(client, "memory", "memory-work.json", {}).status_code == 200
             (event,) = client.get("/api/events").json()
-            assert event["status"] == "error"
+            # the bug fails that rule's action only; the event itself is processed
+            assert event["status"] == "processed"
+            (action,) = client.get(f"/api/events/{event['id']}").json()["actions"]
+            assert action["status"] == "error"
+            assert action["last_error"] == "do[0].crashing: RuntimeError: connector bug"
             post_fixture(client, "memory", "memory-personal-discarded.json", {})
             assert len(client.get("/api/events").json()) == 2
             assert len(client.get("/api/events", params={"limit": -1}).json()) == 1

@@ -4,16 +4,20 @@ dry-run pipeline, so these are the semantics a rule author gets."""
 
 from __future__ import annotations
 
+import json
 import textwrap
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
 
 from engine.matcher import Decision
 from tests.helpers import NOW, decision, event, load_ok, memory, run
+from tests.server_helpers import LiveServer, server_settings, write_rules
 
 DOC = {
     **memory(),
@@ -344,3 +348,51 @@ def test_several_operators_must_hold_for_one_value(
     assert result.matched is holds
     if values == [1, 10]:
         assert result.reason == "when[0]: $.items[*].n is 1, not > 2"
+
+
+# -- bounded matching -------------------------------------------------------------------------
+
+CATASTROPHIC = r"^(\w+\s?)*$"  # backtracking engines take time doubling per character
+
+
+def test_matches_runs_in_linear_time_on_a_catastrophic_pattern(tmp_path: Path) -> None:
+    ruleset = load_ok(
+        tmp_path,
+        f"""
+        id: rx
+        trigger: memory
+        when:
+          - path: $.structured.title
+            matches: '{CATASTROPHIC}'
+        do: [{{log: {{}}}}]
+        """,
+    )
+    started = time.monotonic()
+    outcome = run(ruleset, event("memory", memory(title="a" * 28 + "!")))
+    assert time.monotonic() - started < 5  # Python's re: about 30 s; RE2: microseconds
+    assert decision(outcome, "rx").reason == (
+        f"when[0]: $.structured.title is '{'a' * 28}!', does not match {CATASTROPHIC!r}"
+    )
+    assert run(ruleset, event("memory", memory(title="two words"))).matched
+
+
+def test_a_hostile_title_over_http_leaves_the_server_responsive(tmp_path: Path) -> None:
+    settings = server_settings(tmp_path)
+    write_rules(
+        Path(settings.rules),
+        f"""
+        - id: rx
+          trigger: memory
+          when: [{{path: $.structured.title, matches: '{CATASTROPHIC}'}}]
+          do: [{{log: {{}}}}]
+        """,
+    )
+    with LiveServer(settings) as server, httpx.Client(base_url=server.url, timeout=30) as client:
+        started = time.monotonic()
+        body = memory(title="a" * 28 + "!")
+        assert client.post("/webhook/memory", params={"uid": "u"}, json=body).status_code == 200
+        assert client.get("/health").status_code == 200
+        assert time.monotonic() - started < 5
+        (row,) = server.receiver.store.query("SELECT status, decisions FROM events")
+        assert row["status"] == "processed"
+        assert "does not match" in json.loads(row["decisions"])[0]["reason"]

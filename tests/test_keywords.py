@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.keywords import KeywordMatcher, SpokenText, normalize_words
+from engine.keywords import LOOKBACK_WORDS, KeywordMatcher, SpokenText, normalize_words
 from tests.helpers import decision, event, load_ok, pipeline
 
 
@@ -261,3 +261,53 @@ def test_normalizing_is_idempotent(text: str) -> None:
     words = normalize_words(text)
     assert normalize_words(" ".join(words)) == words
     assert all(word == word.lower() and word.strip() == word and word for word in words)
+
+
+# -- bounded work per call --------------------------------------------------------------------
+
+
+def test_a_call_scans_its_new_words_and_a_short_look_back_not_the_whole_session() -> None:
+    old = [segment("word " * 100) for _ in range(100)]  # 10,000 words heard before
+    spoken = SpokenText.of([*old, segment("new words")], first_new_segment=100)
+    assert len(spoken.words) == 102  # the last old segment (>= LOOKBACK_WORDS words) + new
+    assert spoken.words[spoken.first_new_word :] == ["new", "words"]
+    assert LOOKBACK_WORDS <= 100
+
+
+def test_at_most_max_chars_of_speech_are_scanned() -> None:
+    spoken = SpokenText.of([segment("abc " * 1000), segment("lights on")], max_chars=40)
+    assert (len(spoken.words), spoken.truncated) == (10, True)
+    assert KeywordMatcher(["lights on"]).find(spoken) is None
+    whole = SpokenText.of([segment("abc " * 10), segment("lights on")], max_chars=50)
+    assert whole.truncated is False
+    assert KeywordMatcher(["lights on"]).find(whole) is not None
+
+
+def test_fuzzy_matching_still_finds_split_and_joined_words_in_long_speech() -> None:
+    filler = "the quick brown fox jumps over a lazy dog " * 500
+    spoken = SpokenText.of([segment(filler + "hey homie turn the lights on")])
+    hit = KeywordMatcher(["hey omi"], fuzzy=True).find(spoken)
+    assert hit is not None and hit.phrase == "hey omi"
+    joined = SpokenText.of([segment(filler + "please turnon the lights")])
+    assert KeywordMatcher(["turn on the lights"], fuzzy=True).find(joined) is not None
+
+
+def test_a_memory_keyword_past_the_scanned_text_says_what_was_not_searched(
+    tmp_path: Path,
+) -> None:
+    ruleset = load_ok(
+        tmp_path,
+        """
+        id: deadline
+        trigger: memory
+        when:
+          - keywords: [deadline]
+        do: [{log: {}}]
+        """,
+    )
+    long_talk = {"transcript_segments": [segment("blah " * 20_000 + "the deadline is friday")]}
+    outcome = pipeline(ruleset).process(event("memory", long_talk))
+    assert decision(outcome, "deadline").reason == (
+        "when[0]: no new speech says 'deadline' (only the first 65536 characters of speech "
+        "were searched; match_max_text)"
+    )

@@ -914,3 +914,63 @@ def test_the_shipped_rules_load_without_errors() -> None:
         "remind-me",
         "work-to-slack",
     ]
+
+
+def test_a_regex_re2_cannot_run_is_an_error_at_its_line(tmp_path: Path) -> None:
+    errors = load_errors(
+        tmp_path,
+        r"""
+        id: rx
+        trigger: memory
+        when:
+          - path: $.structured.title
+            matches: '(\w+) \1'
+        do:
+          - log: {}
+        """,
+    )
+    assert_error(
+        only_error(errors),
+        tmp_path / "rule.yaml",
+        5,
+        14,
+        "rx",
+        r"matches: '(\\w+) \\1' needs a feature the linear-time regex engine (RE2) does not "
+        r"have, such as backreferences or lookaround (invalid escape sequence: \1)",
+    )
+
+
+def test_for_each_limit_needs_for_each(tmp_path: Path) -> None:
+    errors = load_errors(
+        tmp_path,
+        """
+        id: fan
+        trigger: memory
+        for_each_limit: 5
+        do:
+          - log: {}
+        """,
+    )
+    assert_error(
+        only_error(errors),
+        tmp_path / "rule.yaml",
+        3,
+        1,
+        "fan",
+        "'for_each_limit' only goes with 'for_each'",
+    )
+
+
+def test_for_each_limit_is_at_least_one(tmp_path: Path) -> None:
+    errors = load_errors(
+        tmp_path,
+        """
+        id: fan
+        trigger: memory
+        for_each: $.structured.action_items[*]
+        for_each_limit: 0
+        do:
+          - log: {}
+        """,
+    )
+    assert only_error(errors).message == "for_each_limit: expected integer >= 1, got integer 0"

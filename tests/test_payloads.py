@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from engine.errors import PayloadError
 from engine.payloads import (
+    MAX_LEGACY_SUMMARY_CHARS,
     audio_levels,
     decode_event,
     parse_legacy_summary,
@@ -304,3 +305,13 @@ def test_unknown_memory_fields_round_trip_unchanged(extra: dict[str, Any]) -> No
     for key, value in extra.items():
         assert doc[key] == value
     assert doc["structured"] == body["structured"]
+
+
+def test_a_long_legacy_summary_is_plain_text_not_parsed() -> None:
+    literal = "{'headline': 'H', 'pad': '" + "a" * MAX_LEGACY_SUMMARY_CHARS + "'}"
+    assert parse_legacy_summary(literal) is None
+    assert parse_legacy_summary(literal[-100:].replace("a" * 80, "")) is None  # not a dict
+    assert parse_legacy_summary("{'headline': 'H'}") == {"headline": "H"}
+    body = json.dumps({"summary": literal}).encode()
+    doc = decode_event("day_summary", body, uid="u").doc
+    assert doc["summary_json"] == {"overview": literal}

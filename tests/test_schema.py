@@ -77,3 +77,12 @@ def test_lists_of_rules_and_nested_conditions_conform() -> None:
         }
     ]
     assert VALIDATOR.is_valid(document)
+
+
+def test_the_schema_knows_for_each_limit() -> None:
+    limit = rule_file_schema()["$defs"]["Rule"]["properties"]["for_each_limit"]
+    assert limit["anyOf"][0] == {
+        "type": "integer",
+        "minimum": 1,
+        "description": "act on at most this many for_each items (default 50)",
+    }

@@ -6,6 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import httpx
+
+from engine.limits import SessionLimits
 from engine.sessions import (
     DEFAULT_IDLE_SECONDS,
     MAX_SEGMENTS,
@@ -14,6 +17,7 @@ from engine.sessions import (
     segment_key,
 )
 from tests.helpers import decision, event, load_ok, pipeline
+from tests.server_helpers import LiveServer, server_settings, write_rules
 
 
 def seg(text: str, start: float, end: float, *, user: bool = True, **extra: Any) -> dict[str, Any]:
@@ -218,3 +222,128 @@ def test_idle_sessions_and_old_firings_are_forgotten() -> None:
     pipeline.process(decode_event("memory", b"{}", uid="u"), now=later)
     assert pipeline.sessions._sessions == {}
     assert pipeline.gate.refusal("r", "u", "s#1", once=True, cooldown=None, now=later) is None
+
+
+# -- bounds (the sender picks session_id and segments) --------------------------------------
+
+
+def test_sessions_per_uid_are_capped_and_the_least_recently_heard_is_evicted() -> None:
+    store = SessionStore(limits=SessionLimits(per_uid=2))
+    store.observe("u", "a", [seg("x", 0, 1)], now=0.0)
+    store.observe("u", "b", [seg("x", 0, 1)], now=1.0)
+    store.observe("u", "a", [seg("y", 1, 2)], now=2.0)  # a is heard again: b is oldest now
+    third = store.observe("u", "c", [seg("x", 0, 1)], now=3.0)
+    assert third.dropped == ["evicted session 'b' (over 2 per uid)"]
+    assert (len(store), store.evicted) == (2, 1)
+    assert store.observe("u", "a", [seg("y", 1, 2)], now=4.0).has_new is False  # a was kept
+    assert store.observe("v", "b", [seg("x", 0, 1)], now=5.0).dropped == []  # other uids: own cap
+
+
+def test_sessions_in_all_are_capped() -> None:
+    store = SessionStore(limits=SessionLimits(total=3))
+    for number in range(10):
+        store.observe(f"uid{number}", "s", [seg("x", 0, 1)], now=float(number))
+    assert (len(store), store.evicted) == (3, 7)
+
+
+def test_one_segment_is_cut_and_only_known_fields_are_kept() -> None:
+    store = SessionStore(limits=SessionLimits(segment_chars=10))
+    long = seg("abcdefghijklmnop", 0, 1, speaker_name="Ann", junk="z" * 100_000)
+    observation = store.observe("u", "s", [long], now=0.0)
+    (kept,) = observation.session.segments
+    assert kept == {
+        "text": "abcdefghij",
+        "speaker_name": "Ann",
+        "is_user": True,
+        "start": 0,
+        "end": 1,
+    }
+    assert observation.dropped == ["1 segment(s) cut to 10 characters"]
+    assert store.observe("u", "s", [long], now=1.0).has_new is False  # still recognized
+
+
+def test_session_text_is_capped_in_bytes_oldest_dropped() -> None:
+    limits = SessionLimits(bytes=1000, segment_chars=8192)
+    store = SessionStore(limits=limits)
+    for i in range(20):
+        observation = store.observe("u", "s", [seg(f"{i:02d}" + "x" * 98, i, i + 1)], now=i)
+    session = observation.session
+    assert session.size <= 1000
+    assert [s["text"][:2] for s in session.segments] == ["14", "15", "16", "17", "18", "19"]
+    assert observation.dropped == [
+        "1 oldest segment(s) dropped (over 2000 segments or 1000 bytes per session)"
+    ]
+
+
+def test_dropped_segments_are_forgotten_from_seen_but_still_recognized() -> None:
+    store = SessionStore(limits=SessionLimits(segments=3, remembered_keys=5))
+    for i in range(10):
+        store.observe("u", "s", [seg(str(i), i, i + 1)], now=float(i))
+    session = store.observe("u", "s", [], now=10.0).session
+    assert [s["text"] for s in session.segments] == ["7", "8", "9"]
+    assert len(session.seen) == 3 and len(session.dropped) == 5  # bounded, not 10
+    assert store.observe("u", "s", [seg("6", 6, 7)], now=11.0).has_new is False  # remembered
+    assert store.observe("u", "s", [seg("1", 1, 2)], now=12.0).has_new is True  # long forgotten
+
+
+def test_a_phrase_split_across_calls_matches_after_a_long_session(tmp_path: Path) -> None:
+    ruleset = load_ok(
+        tmp_path,
+        """
+        id: lights
+        trigger: transcript
+        when:
+          - keywords: [turn on the lights]
+        do: [{log: {}}]
+        """,
+    )
+    runner = pipeline(ruleset)
+    chatter = [seg("blah " * 50, i, i + 0.5) for i in range(1500)]
+    runner.process(event("transcript", chatter), now=0.0)
+    runner.process(event("transcript", [seg("hey omi turn on", 1500, 1501)]), now=1.0)
+    outcome = runner.process(event("transcript", [seg("the lights", 1501, 1502)]), now=2.0)
+    assert fired(outcome) == {"lights"}
+    assert decision(outcome, "lights").hit.text == "hey omi turn on the lights"
+
+
+def test_hostile_transcript_calls_over_http_keep_sessions_bounded(tmp_path: Path) -> None:
+    settings = server_settings(tmp_path, session_max_per_uid=4)
+    write_rules(
+        Path(settings.rules),
+        """
+        - id: lights
+          trigger: transcript
+          when: [{keywords: [turn on the lights]}]
+          do: [{log: {}}]
+        """,
+    )
+    text = "blah " * 1900  # 9,500 characters a segment, 200 segments: a 1.9 MB call
+
+    def hostile(call: int) -> list[dict[str, Any]]:
+        return [seg(text, call * 1000 + i, call * 1000 + i + 1) for i in range(200)]
+
+    with LiveServer(settings) as server, httpx.Client(base_url=server.url, timeout=60) as client:
+        for call in range(4):  # one session growing, then sessions the sender makes up
+            for session in ("s", f"made-up-{call}", f"made-up-{call + 10}"):
+                answer = client.post(
+                    "/webhook/transcript",
+                    params={"uid": "u", "session_id": session},
+                    json=hostile(call),
+                )
+                assert answer.status_code == 200
+        for words, at in (("hey omi turn on the", 5000), ("lights", 5001)):
+            answer = client.post(
+                "/webhook/transcript",
+                params={"uid": "u", "session_id": "s"},
+                json=[seg(words, at, at + 1)],
+            )
+            assert answer.status_code == 200
+        assert client.get("/health").status_code == 200
+        sessions = server.receiver.pipeline.sessions
+        assert len(sessions) == 4
+        for session in sessions._sessions.values():
+            assert session.size <= 256 * 1024
+            assert len(session.seen) == len(session.segments)
+            assert all(len(s["text"]) <= 8192 for s in session.segments)
+        rows = server.receiver.store.query("SELECT rule_id FROM actions")
+        assert [row["rule_id"] for row in rows] == ["lights"]  # the split phrase still fired

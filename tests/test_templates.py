@@ -4,14 +4,19 @@ HTML autoescape only where the connector asks, and the context rules see."""
 from __future__ import annotations
 
 import email
+import json
+import time
 from email.policy import default as default_policy
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from engine.errors import TemplateError
 from engine.templates import MAX_OUTPUT, Templates, TemplateSyntax, template_strings
 from tests.helpers import decision, event, load_ok, memory, run
+from tests.server_helpers import LiveServer, server_settings, write_rules
 
 T = Templates()
 
@@ -289,3 +294,162 @@ def test_context_of_transcript_and_day_summary_rules(tmp_path: Path) -> None:
     day = run(ruleset, event("day_summary", {"uid": "u", "summary_json": {"headline": "H"}}))
     assert day.actions[0].request.message == "H|u"
     assert decision(day, "day").matched is True
+
+
+# -- bounded memory and time per render --------------------------------------------------------
+
+BIG = f"over {MAX_OUTPUT}"
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        (
+            "{{ 'x'.center(200000000) }}",
+            f"result of str.center longer than {MAX_OUTPUT} characters",
+        ),
+        ("{{ 'x'.zfill(200000000) }}", f"result of str.zfill longer than {MAX_OUTPUT} characters"),
+        ("{{ '%0100000000d' % 1 }}", f"format width or precision {BIG}"),
+        ("{{ '%.100000000f' % 1.0 }}", f"format width or precision {BIG}"),
+        ("{{ '%*d' % (100000000, 1) }}", "'*' width or precision in % formatting is not allowed"),
+        ("{{ '{:>100000000}'.format(1) }}", f"format width or precision {BIG}"),
+        ("{{ '{:{w}}'.format(1, w=100000000) }}", f"format width or precision {BIG}"),
+        ("{{ '{0}{0}'.format(s) }}", f"formatted text longer than {MAX_OUTPUT} characters"),
+        (
+            "{{ 'x'|center(200000000) }}",
+            f"result of the center filter longer than {MAX_OUTPUT} characters",
+        ),
+        (
+            "{{ 'a\nb'|indent(100000000) }}",
+            f"result of the indent filter longer than {MAX_OUTPUT} characters",
+        ),
+        ("{{ '%0100000000d'|format(1) }}", f"format width or precision {BIG}"),
+        ("{{ [s, s]|join }}", f"result of the join filter longer than {MAX_OUTPUT} characters"),
+        ("{{ ''.join([s, s]) }}", f"result of str.join longer than {MAX_OUTPUT} characters"),
+        (
+            "{{ s|replace('x', 'xx') }}",
+            f"result of the replace filter longer than {MAX_OUTPUT} characters",
+        ),
+        (
+            "{{ s.replace('x', 'xx') }}",
+            f"result of str.replace longer than {MAX_OUTPUT} characters",
+        ),
+        ("{{ s + s }}", f"concatenation longer than {MAX_OUTPUT} characters"),
+        ("{% set t = s ~ s %}", f"concatenation longer than {MAX_OUTPUT} characters"),
+        ("{{ [s] * 2 }}", f"repetition longer than {MAX_OUTPUT} items"),
+        ("{{ (2 ** 2000) * (2 ** 2000) * (2 ** 2000) }}", "product larger than 4096 bits"),
+        (
+            "{{ [1]|batch(100000000, 0)|list }}",
+            f"result of the batch filter longer than {MAX_OUTPUT} characters",
+        ),
+        (
+            "{% set ns = namespace(s='x') %}{% for i in range(40) %}"
+            "{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
+            f"concatenation longer than {MAX_OUTPUT} characters",
+        ),
+    ],
+)
+def test_big_values_are_refused_before_they_are_built(source: str, message: str) -> None:
+    with pytest.raises(TemplateError) as caught:
+        T.render(source, {"s": "x" * (MAX_OUTPUT // 2 + 1)}, rule_id="r", field="text")
+    assert caught.value.message == f"refused by sandbox: {message}"
+
+
+def test_a_nested_list_doubled_many_times_is_not_written_out() -> None:
+    source = "{% set a = [s] %}" + "".join("{% set a = [a, a] %}" for _ in range(40)) + "{{ a }}"
+    with pytest.raises(TemplateError) as caught:
+        T.render(source, {"s": "x" * 1000})
+    assert caught.value.message == f"output longer than {MAX_OUTPUT} characters"
+
+
+def test_lipsum_is_not_available() -> None:
+    with pytest.raises(TemplateError) as caught:
+        T.render("{{ lipsum(100000000) }}", {})
+    assert caught.value.message == "'lipsum' is undefined"
+
+
+def test_ordinary_templates_still_render() -> None:
+    context = {"items": ["a", "b"], "n": 3}
+    assert T.render("{{ items|join(', ') }} {{ '%03d' % n }} {{ '{:>4}'.format(n) }}", context) == (
+        "a, b 003    3"
+    )
+    assert T.render("{% for i in items %}{{ loop.index }}{{ i ~ '!' }}{% endfor %}", context) == (
+        "1a!2b!"
+    )
+    assert T.render("{{ 'ab'.center(6, '*') }}|{{ 'x'|indent(2, true) }}", context) == "**ab**|  x"
+
+
+def stepping_clock(step_ms: float = 1.0) -> Any:
+    ticks = iter(range(10**9))
+    return lambda: next(ticks) * step_ms / 1000
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+        "{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}"
+        "{{ f(60) }}",
+        "{% for i in range(100000) %}{% for j in 'x' * 100000 %}{{ '' }}{% endfor %}{% endfor %}",
+    ],
+)
+def test_a_render_past_its_deadline_fails(source: str) -> None:
+    templates = Templates(render_budget_ms=50, clock=stepping_clock())
+    with pytest.raises(TemplateError) as caught:
+        templates.render(source, {}, rule_id="r", field="text")
+    assert caught.value.message == "rendering took longer than 50 ms (render_budget_ms)"
+    assert (caught.value.rule_id, caught.value.field) == ("r", "text")
+
+
+def test_a_recursive_macro_is_a_template_error() -> None:
+    with pytest.raises(TemplateError) as caught:
+        T.render("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}", {}, rule_id="r", field="text")
+    assert caught.value.message == "recursion too deep (a macro calling itself?)"
+
+
+RECURSIVE_AND_UNRELATED = """
+- id: recursive
+  trigger: memory
+  do:
+    - log: {message: "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}"}
+- id: recursive-condition
+  trigger: memory
+  when:
+    - template: "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}"
+  do: [{log: {}}]
+- id: unrelated
+  trigger: memory
+  do:
+    - log: {message: "saved {{ memory.structured.title }}"}
+"""
+
+
+def test_a_failing_render_fails_its_own_action_only_over_http(tmp_path: Path) -> None:
+    # a generous render budget, so recursion (not the clock) is what stops the macro
+    settings = server_settings(tmp_path, render_budget_ms=30_000)
+    write_rules(Path(settings.rules), RECURSIVE_AND_UNRELATED)
+    with LiveServer(settings) as server:
+        answer = httpx.post(server.url + "/webhook/memory?uid=u", json=memory(), timeout=30)
+        assert answer.status_code == 200
+        store = server.receiver.store
+        (row,) = store.query("SELECT status, decisions FROM events")
+        assert row["status"] == "processed"
+        reasons = {d["rule"]: d["reason"] for d in json.loads(row["decisions"])}
+        assert reasons["recursive-condition"] == (
+            "when.template failed: recursion too deep (a macro calling itself?)"
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            rows = store.query("SELECT rule_id, status, last_error FROM actions ORDER BY rule_id")
+            if [r["status"] for r in rows] == ["error", "delivered"]:
+                break
+            time.sleep(0.05)
+        assert [(r["rule_id"], r["status"]) for r in rows] == [
+            ("recursive", "error"),
+            ("unrelated", "delivered"),
+        ]
+        assert rows[0]["last_error"] == (
+            "do[0].log.message: recursion too deep (a macro calling itself?)"
+        )
+    logged = (Path(settings.data_dir) / "actions.jsonl").read_text()
+    assert '"message":"saved Launch planning"' in logged
