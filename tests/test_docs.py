@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import msgspec
 import pytest
 
@@ -45,3 +47,17 @@ def test_every_setting_is_documented() -> None:
 
 def test_readme_gives_the_two_commands() -> None:
     assert "make run" in README and "make test" in README
+
+
+def test_every_test_security_md_names_exists() -> None:
+    """SECURITY.md points at the test proving each defence: each named test must exist."""
+    text = (ROOT / "SECURITY.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"\b(test_[a-z0-9_]+)\b", text))
+    defined = {
+        name
+        for path in (ROOT / "tests").rglob("test_*.py")
+        for name in re.findall(r"^(?:async )?def (test_[a-z0-9_]+)", path.read_text(), re.M)
+    }
+    files = {path.stem for path in (ROOT / "tests").rglob("test_*.py")}
+    assert len(named) > 30
+    assert sorted(named - defined - files) == []
