@@ -9,7 +9,7 @@ from __future__ import annotations
 from msgspec import Struct
 
 from engine.connector import ConnectorBase, Delivered, RenderEnv, SendEnv
-from engine.templates import is_template
+from engine.rules.templates import is_template
 
 READ_BY_OMI = frozenset({"memory", "transcript"})  # where Omi reads {"message"} from the answer
 MIN_PUSH_LENGTH = 6  # Omi pushes a transcript answer only when longer than 5 characters

@@ -1,0 +1,20 @@
+"""omi-rules' engine, in layers; each imports only the layers below it.
+
+    tools       cli, dryrun, report_text, soak        the command line over the layers
+    server/     app, access, webhook_auth, omi_query,  HTTP, durable capture, the outbox
+                receiver, capture, store, outbox,      and its delivery workers, history,
+                delivery, breaker, history, retention, retention
+                sealed, signing
+    runtime/    payloads, event_view, matcher,         one event: decoded, matched against
+                planner, pipeline, sessions, limits,   the rules, actions planned (shared by
+                destinations                           dry-run and the server)
+    rules/      yaml_source, rule_model, rule_decode,  rule files: loaded with file:line,
+                loader, live_rules, conditions,        compiled once (JSONPath, regexes,
+                keywords, templates, template_bounds,  keyword phrases, templates), reloaded
+                filters, jsonpaths, schema, trust,     live
+                budget
+    base        connector (the connectors' SDK), outbound, secrets, config, errors,
+                durations, paths, keyfiles, samples
+
+Connectors (`connectors/`) stand beside `rules/`: they use only the base layer.
+"""

@@ -12,21 +12,22 @@ from pathlib import Path
 import click
 import msgspec
 
-from engine import history as history_queries
-from engine import retention, samples
-from engine.access import TOKEN_FILE, admin_token
+from engine import samples
 from engine.config import load_settings
 from engine.dryrun import dry_run_events, dry_run_files
 from engine.durations import parse_duration
 from engine.errors import OmiRulesError, PayloadError
-from engine.loader import RuleSet, load_rules
 from engine.report_text import format_history_event, format_report
-from engine.retention import DAY
-from engine.rule_model import TRIGGERS
-from engine.schema import rule_file_schema
+from engine.rules.loader import RuleSet, load_rules
+from engine.rules.rule_model import TRIGGERS
+from engine.rules.schema import rule_file_schema
 from engine.secrets import ENV_PREFIX, SecretRedactor, Secrets
+from engine.server import history as history_queries
+from engine.server import retention
+from engine.server.access import TOKEN_FILE, admin_token
+from engine.server.retention import DAY
+from engine.server.store import Store
 from engine.soak import run_soak
-from engine.store import Store
 
 PROGRESS_THRESHOLD = 20  # events; fewer replay without a progress bar
 
@@ -181,7 +182,7 @@ def serve(
     """Receive Omi's webhooks and run the rules."""
     import uvicorn
 
-    from engine.app import create_app
+    from engine.server.app import create_app
 
     settings = load_settings(
         config_file, rules=rules_dir, db=db, host=host, port=port, secrets=secrets_file

@@ -66,7 +66,7 @@ class Settings(Struct, forbid_unknown_fields=True):
     outbound_allow_hosts: list[str] = msgspec.field(default_factory=list)
     keep_rejections: int = 200
     retention_days: float = 30.0  # events, actions and rejections older than this are deleted
-    # bounds on the work one event may cause (engine.limits; README "Limits")
+    # bounds on the work one event may cause (engine.runtime.limits; README "Limits")
     session_max_per_uid: int = 16
     session_max_total: int = 256
     session_max_segments: int = 2000

@@ -16,9 +16,9 @@ import msgspec
 from msgspec import UNSET, Struct, UnsetType
 
 from engine.errors import PayloadError
-from engine.loader import RuleSet, load_rules
-from engine.payloads import Event, decode_event
-from engine.pipeline import Outcome, Pipeline
+from engine.rules.loader import RuleSet, load_rules
+from engine.runtime.payloads import Event, decode_event
+from engine.runtime.pipeline import Outcome, Pipeline
 from engine.secrets import Secrets
 
 

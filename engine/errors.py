@@ -4,7 +4,7 @@
     ├── RuleError          a rule file is wrong: carries file, line, column, rule id and the
     │                      path inside the rule (raised while loading and validating rules)
     ├── PayloadError       a webhook body is not what its trigger takes (answered with a 4xx)
-    │   └── Unauthorized   (engine.webhook_auth) signature or token missing or wrong: 401
+    │   └── Unauthorized   (engine.server.webhook_auth) signature or token missing or wrong: 401
     ├── TemplateError      a template failed while rendering: carries rule id and field
     │   └── SecretError    a template asked for a secret that is not set
     ├── ConfigError        (engine.config) the config file or an OMI_RULES_* variable is wrong

@@ -3,7 +3,7 @@
 Link-local and cloud-metadata addresses are always refused (they are how a rule could steal
 a cloud machine's credentials), and so are multicast, broadcast and reserved ones. Loopback
 and private ranges, where home hubs live, are allowed for trusted hosts (the ones the
-owner named: engine.trust) unless `allow` / `deny` lists narrow them; any other host may
+owner named: engine.rules.trust) unless `allow` / `deny` lists narrow them; any other host may
 reach public addresses only. Host names are resolved and every address checked; IPv4
 addresses hidden in IPv6 ones (mapped, NAT64, 6to4) are checked as IPv4.
 

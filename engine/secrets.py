@@ -19,7 +19,6 @@ from typing import Any
 import yaml
 
 from engine.errors import SecretError
-from engine.trust import hosts_in_values
 
 ENV_PREFIX = "OMI_RULES_SECRET_"
 MIN_MASKED_LENGTH = 3  # shorter values would garble unrelated text
@@ -92,9 +91,10 @@ class Secrets:
                 f"secret {name} is not set (set {ENV_PREFIX}{name} or add it to the secrets file)"
             ) from None
 
-    def hosts(self) -> frozenset[str]:
-        """Hosts the secrets name (a URL's host, or a bare host): the owner wrote them."""
-        return hosts_in_values(self._values.values())
+    def plain_values(self) -> list[str]:
+        """Every secret's value, for the engine's own checks (the hosts they name are
+        trusted destinations); never for showing."""
+        return list(self._values.values())
 
     def missing(self, names: set[str] | frozenset[str]) -> list[str]:
         return sorted(name for name in names if name not in self._values)

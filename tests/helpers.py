@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import RuleError
-from engine.loader import RuleSet, load_rules
-from engine.matcher import Decision
-from engine.payloads import Event, decode_event
-from engine.pipeline import Outcome, Pipeline
+from engine.rules.loader import RuleSet, load_rules
+from engine.runtime.matcher import Decision
+from engine.runtime.payloads import Event, decode_event
+from engine.runtime.pipeline import Outcome, Pipeline
 from engine.secrets import Secrets
 
 NOW = 1_721_692_800.0  # 2024-07-23 00:00:00 UTC, a Tuesday

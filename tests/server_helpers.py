@@ -138,7 +138,7 @@ class LiveServer:
     def __init__(self, settings: Settings) -> None:
         import uvicorn
 
-        from engine.app import create_app
+        from engine.server.app import create_app
 
         self.settings = settings
         self.port = free_port()

@@ -15,9 +15,9 @@ from typing import Any
 import msgspec
 import pytest
 
-from engine.app import create_app
 from engine.dryrun import dry_run_files
 from engine.secrets import Secrets
+from engine.server.app import create_app
 from tests.conftest import RULES_DIR, fixture_path
 from tests.server_helpers import admin_client, server_settings
 from tests.servers import Reply, TargetServer

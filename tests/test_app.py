@@ -14,8 +14,8 @@ import msgspec
 import pytest
 from litestar.testing import TestClient
 
-from engine import signing
-from engine.app import create_app
+from engine.server import signing
+from engine.server.app import create_app
 from tests.conftest import RULES_DIR, fixture_path
 from tests.server_helpers import (
     ADMIN,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.breaker import Breakers
+from engine.server.breaker import Breakers
 from tests.server_helpers import LiveServer, server_settings, write_rules
 from tests.servers import Received, Reply, TargetServer
 from tests.test_delivery import live_actions, poll, post_live

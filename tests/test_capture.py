@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from engine.capture import Deduper, dedupe_key
+from engine.server.capture import Deduper, dedupe_key
 from tests.helpers import event
 
 

@@ -17,9 +17,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 from engine.cli import main
-from engine.loader import load_rules
+from engine.rules.loader import load_rules
+from engine.rules.schema import rule_file_schema
 from engine.samples import SAMPLES, SAMPLES_DIR
-from engine.schema import rule_file_schema
 from tests.conftest import ROOT, RULES_DIR, fixture_path
 from tests.helpers import write_rule
 

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from engine.matcher import Decision
+from engine.runtime.matcher import Decision
 from tests.helpers import NOW, decision, event, load_ok, memory, run
 from tests.server_helpers import LiveServer, server_settings, write_rules
 

@@ -10,9 +10,9 @@ import httpx
 import pytest
 from litestar.testing import TestClient
 
-from engine.app import create_app
 from engine.config import RetryPolicy
-from engine.outbox import backoff
+from engine.server.app import create_app
+from engine.server.outbox import backoff
 from tests.conftest import fixture_path
 from tests.drip_server import DripServer
 from tests.server_helpers import (

@@ -10,7 +10,7 @@ import pytest
 from engine.cli import main
 from engine.config import Settings
 from engine.connector import default_registry
-from engine.rule_model import PATH_OPERATORS, Rule
+from engine.rules.rule_model import PATH_OPERATORS, Rule
 from tests.conftest import ROOT
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from engine.filters import bullets, duration, speaker_label, transcript
+from engine.rules.filters import bullets, duration, speaker_label, transcript
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from engine.app import create_app
 from engine.cli import main
+from engine.server.app import create_app
 from tests.conftest import RULES_DIR, fixture_path
 from tests.server_helpers import admin_client, server_settings
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from engine.app import create_app
-from engine.live_rules import LiveRules
+from engine.rules.live_rules import LiveRules
+from engine.server.app import create_app
 from tests.server_helpers import admin_client, server_settings, write_rules
 
 GOOD = """

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from engine.errors import RuleError
-from engine.loader import load_rules
+from engine.rules.loader import load_rules
 from tests.conftest import RULES_DIR
 from tests.helpers import load_errors, load_ok, shown, write_rule
 

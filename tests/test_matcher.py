@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 
 from engine.dryrun import dry_run_events
-from engine.limits import Limits
-from engine.pipeline import Pipeline
+from engine.runtime.limits import Limits
+from engine.runtime.pipeline import Pipeline
 from engine.secrets import Secrets
 from tests.helpers import decision, event, load_ok, memory, pipeline, run
 from tests.server_helpers import LiveServer, server_settings, write_rules

@@ -1,5 +1,5 @@
 """What Omi's backend really sends, through real HTTP: a doubled '?' in the URL, big
-memories, signature and token together. (engine.omi_query, body limits, webhook_auth)"""
+memories, signature and token together. (engine.server.omi_query, body limits, webhook_auth)"""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from engine import signing
+from engine.server import signing
 from tests.server_helpers import ADMIN, LiveServer, server_settings, write_rules
 from tests.wait import wait_until
 

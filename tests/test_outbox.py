@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.outbox import IN_FLIGHT, PENDING, claim_due
-from engine.store import Store
+from engine.server.outbox import IN_FLIGHT, PENDING, claim_due
+from engine.server.store import Store
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.errors import PayloadError
-from engine.payloads import (
+from engine.runtime.payloads import (
     MAX_LEGACY_SUMMARY_CHARS,
     audio_levels,
     decode_event,

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from litestar.testing import TestClient
 
-from engine.app import create_app
+from engine.server.app import create_app
 from tests.conftest import RULES_DIR
 from tests.server_helpers import admin_client, server_settings
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from engine.connector import default_registry
-from engine.schema import SCHEMA_ID, rule_file_schema
+from engine.rules.schema import SCHEMA_ID, rule_file_schema
 from tests.conftest import RULES_DIR
 
 SCHEMA = rule_file_schema()

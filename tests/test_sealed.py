@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from engine.errors import SecretError
-from engine.sealed import Sealer, shown
 from engine.secrets import Secrets
+from engine.server.sealed import Sealer, shown
 
 SECRETS = Secrets({"TOKEN": "tok-123456", "LONG": "tok-123456-and-more", "S": "secret"})
 

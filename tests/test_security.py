@@ -321,7 +321,7 @@ def test_a_locked_database_gets_a_503_before_omi_gives_up(tmp_path: Path) -> Non
 
 
 def test_a_replayed_signed_audio_chunk_is_recorded_once(tmp_path: Path) -> None:
-    from engine import signing
+    from engine.server import signing
 
     secret = "whsec_test_replay"
     settings = server_settings(tmp_path, signing_secret=secret)

@@ -8,8 +8,8 @@ from typing import Any
 
 import httpx
 
-from engine.limits import SessionLimits
-from engine.sessions import (
+from engine.runtime.limits import SessionLimits
+from engine.runtime.sessions import (
     DEFAULT_IDLE_SECONDS,
     MAX_SEGMENTS,
     FiringGate,
@@ -208,9 +208,9 @@ def test_a_phrase_split_across_calls_fires_once(tmp_path: Path) -> None:
 
 
 def test_idle_sessions_and_old_firings_are_forgotten() -> None:
-    from engine.loader import RuleSet
-    from engine.payloads import decode_event
-    from engine.pipeline import FIRING_MEMORY, SWEEP_SECONDS, Pipeline
+    from engine.rules.loader import RuleSet
+    from engine.runtime.payloads import decode_event
+    from engine.runtime.pipeline import FIRING_MEMORY, SWEEP_SECONDS, Pipeline
     from engine.secrets import Secrets
 
     pipeline = Pipeline(RuleSet(), Secrets(), dry_run=True)

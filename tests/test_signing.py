@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from engine import signing
+from engine.server import signing
 
 SECRET = "whsec_abc"
 BODY = b'{"id": "m1"}'

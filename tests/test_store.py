@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
-from engine.store import Store
+from engine.server.store import Store
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from engine.errors import TemplateError
-from engine.templates import MAX_OUTPUT, Templates, TemplateSyntax, template_strings
+from engine.rules.templates import MAX_OUTPUT, Templates, TemplateSyntax, template_strings
 from tests.helpers import decision, event, load_ok, memory, run
 from tests.server_helpers import LiveServer, server_settings, write_rules
 

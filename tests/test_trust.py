@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from engine.trust import HostTrust, hosts_in_values, literal_hosts
+from engine.rules.trust import HostTrust, hosts_in_values, literal_hosts
 from tests.conftest import fixture_path
 from tests.server_helpers import LiveServer, server_settings, write_rules
 from tests.servers import TargetServer

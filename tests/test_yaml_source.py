@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.yaml_source import Mark, YamlSyntaxError, load_with_marks
+from engine.rules.yaml_source import Mark, YamlSyntaxError, load_with_marks
 
 RULE = "id: a\ntrigger: memory\ndo:\n  - log: {}\n"
 

@@ -10,7 +10,7 @@ from connectors.http import connector as http
 from connectors.slack import connector as slack
 from engine.errors import DeliveryError
 from engine.outbound import OutboundGuard, Resolver
-from engine.trust import HostTrust
+from engine.rules.trust import HostTrust
 from tests.connectors.helpers import render, send
 from tests.servers import Reply, TargetServer
 

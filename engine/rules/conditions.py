@@ -16,10 +16,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import re2
 from msgspec import UNSET
 
-from engine.event_view import EventView
-from engine.jsonpaths import JsonPathSyntax, compile_jsonpath
-from engine.keywords import KeywordHit, KeywordMatcher
-from engine.rule_model import (
+from engine.rules.budget import Budget
+from engine.rules.jsonpaths import JsonPathSyntax, compile_jsonpath
+from engine.rules.keywords import KeywordHit, KeywordMatcher, SpokenText
+from engine.rules.rule_model import (
     CONDITION_KINDS,
     KEYWORD_OPTIONS,
     Condition,
@@ -27,8 +27,21 @@ from engine.rule_model import (
     condition_kinds,
     path_operators,
 )
-from engine.templates import TemplateSyntax
-from engine.yaml_source import Path
+from engine.rules.templates import TemplateSyntax
+from engine.rules.yaml_source import Path
+
+
+class EventView(Protocol):
+    """What a predicate may ask of an event (engine.runtime.event_view implements it)."""
+
+    now: float
+    budget: Budget
+
+    def select(self, expression: str) -> list[Any]: ...
+
+    def spoken(self, speaker: str) -> SpokenText: ...
+
+    def render(self, source: str, *, field: str) -> str: ...
 
 
 @dataclass(frozen=True)

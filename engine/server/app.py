@@ -1,6 +1,6 @@
 """The HTTP surface (Litestar): Omi's four webhooks, setup and health, the history API.
 
-Every request passes engine.access first: the Host check, and the admin token for all but
+Every request passes engine.server.access first: the Host check, and the admin token for all but
 the webhooks, `/setup*` and `/health`.
 
 Handlers only translate HTTP to the Receiver and back; no connector runs in a request.
@@ -23,12 +23,12 @@ from litestar.openapi import OpenAPIConfig
 from litestar.params import FromPath, FromQuery
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
-from engine import history
-from engine.access import AccessMiddleware, HostCheck, admin_token
 from engine.config import Settings
-from engine.omi_query import recover_query
-from engine.outbox import retry_action
-from engine.receiver import TRIGGER_ENDPOINTS, Incoming, Receiver
+from engine.server import history
+from engine.server.access import AccessMiddleware, HostCheck, admin_token
+from engine.server.omi_query import recover_query
+from engine.server.outbox import retry_action
+from engine.server.receiver import TRIGGER_ENDPOINTS, Incoming, Receiver
 
 log = logging.getLogger("omi_rules.app")
 
@@ -43,7 +43,7 @@ def _receiver(request: Request[Any, Any, Any]) -> Receiver:
 
 
 def query_of(request: Request[Any, Any, Any]) -> dict[str, str]:
-    """The request's query parameters, recovered from Omi's doubled `?` (engine.omi_query)."""
+    """The request's query parameters, recovered from Omi's doubled `?` (server.omi_query)."""
     return recover_query(request.scope.get("query_string", b""))
 
 

@@ -6,7 +6,7 @@ period, or when segment times start again near zero (a new conversation). Segmen
 again are recognized and dropped, so they never fire a rule twice.
 
 The sender chooses `session_id` and the segments, so everything here is bounded
-(`engine.limits.SessionLimits`): sessions per user and in all, segments and text per
+(`engine.runtime.limits.SessionLimits`): sessions per user and in all, segments and text per
 session (the oldest drop off the front), one segment's text (cut), and the memory of
 dropped segments (so one sent again is still recognized). What is dropped is logged.
 """
@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.limits import SessionLimits
+from engine.runtime.limits import SessionLimits
 
 log = logging.getLogger("omi_rules.sessions")
 

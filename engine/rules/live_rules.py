@@ -12,7 +12,7 @@ from pathlib import Path
 
 from engine.connector import Registry, default_registry
 from engine.errors import RuleError
-from engine.loader import (
+from engine.rules.loader import (
     CompiledRule,
     RuleSet,
     broken_reasons,
@@ -21,7 +21,7 @@ from engine.loader import (
     merge_rules,
     rule_files,
 )
-from engine.templates import Templates
+from engine.rules.templates import Templates
 
 log = logging.getLogger("omi_rules.rules")
 

@@ -6,7 +6,7 @@ pending again after a backoff (transient failure, honouring Retry-After), or dea
 
 One slow or failing destination must not hold up the others: each attempt has a total
 deadline (not only a per-read timeout), at most `workers_per_target` actions are in flight
-to one target, and a target that keeps failing is left alone for a while (engine.breaker).
+to one target, and a target that keeps failing is left alone for a while (engine.server.breaker).
 """
 
 from __future__ import annotations
@@ -20,15 +20,15 @@ from collections.abc import Callable
 import httpx
 import msgspec
 
-from engine.breaker import Breakers
 from engine.config import Settings
 from engine.connector import Registry, SendEnv, destination_of
 from engine.errors import DeliveryError, SecretError
 from engine.outbound import OutboundGuard, make_client
-from engine.outbox import DueAction, backoff, claim_due, mark_delivered, mark_failed
-from engine.sealed import Sealer
 from engine.secrets import Secrets
-from engine.store import Store
+from engine.server.breaker import Breakers
+from engine.server.outbox import DueAction, backoff, claim_due, mark_delivered, mark_failed
+from engine.server.sealed import Sealer
+from engine.server.store import Store
 
 log = logging.getLogger("omi_rules.delivery")
 
@@ -51,7 +51,7 @@ class Deliverer:
         self.secrets = secrets
         self.settings = settings
         self.read_audio = read_audio
-        # loopback and private addresses only for hosts the owner named (engine.trust)
+        # loopback and private addresses only for hosts the owner named (engine.rules.trust)
         self.guard = OutboundGuard(settings.outbound_allow, settings.outbound_deny, trusted=trusted)
         self.client: httpx.AsyncClient | None = None
         self.wake = asyncio.Event()

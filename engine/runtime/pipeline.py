@@ -8,17 +8,17 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from engine.budget import Budget, Clock
-from engine.event_view import EventView
-from engine.limits import Limits
-from engine.loader import CompiledRule, RuleSet
-from engine.matcher import Decision, decide
-from engine.payloads import Event
-from engine.planner import PlannedAction, plan_actions
+from engine.rules.budget import Budget, Clock
+from engine.rules.loader import CompiledRule, RuleSet
+from engine.rules.templates import Templates
+from engine.rules.trust import HostTrust, hosts_in_values
+from engine.runtime.event_view import EventView
+from engine.runtime.limits import Limits
+from engine.runtime.matcher import Decision, decide
+from engine.runtime.payloads import Event
+from engine.runtime.planner import PlannedAction, plan_actions
+from engine.runtime.sessions import FiringGate, SessionStore
 from engine.secrets import Secrets
-from engine.sessions import FiringGate, SessionStore
-from engine.templates import Templates
-from engine.trust import HostTrust
 
 log = logging.getLogger("omi_rules.pipeline")
 
@@ -92,7 +92,10 @@ class Pipeline:
     def trust(self) -> HostTrust:
         """Hosts of the secrets and `outbound_allow_hosts` (the rules add their own)."""
         if self._trust is None or self._trust[0] is not self.secrets:
-            self._trust = (self.secrets, HostTrust(self.secrets.hosts(), self.allow_hosts))
+            self._trust = (
+                self.secrets,
+                HostTrust(hosts_in_values(self.secrets.plain_values()), self.allow_hosts),
+            )
         return self._trust[1]
 
     def trusts(self, host: str) -> bool:

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from engine import signing
 from engine.config import Settings
 from engine.errors import PayloadError
+from engine.server import signing
 
 
 class Unauthorized(PayloadError):

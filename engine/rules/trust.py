@@ -7,7 +7,7 @@ may be a URL, `http://homeassistant.local:8123`, or a bare host), or in the sett
 literal text of a template counts: in `https://{{ x }}.example.com` the host depends on
 the payload, so nothing is trusted.
 
-An action whose host is not trusted is refused when it is planned (engine.planner); the
+An action whose host is not trusted is refused when it is planned (engine.runtime.planner); the
 outbound guard lets an untrusted host (a redirect hop) reach public addresses only.
 """
 

@@ -26,9 +26,9 @@ from jinja2.sandbox import (
 )
 from markupsafe import Markup
 
-from engine import filters, template_bounds
 from engine.errors import OmiRulesError, TemplateError
-from engine.template_bounds import MAX_OUTPUT, MAX_POWER_BITS, Clock
+from engine.rules import filters, template_bounds
+from engine.rules.template_bounds import MAX_OUTPUT, MAX_POWER_BITS, Clock
 
 __all__ = ["MAX_OUTPUT", "MAX_POWER_BITS", "Templates", "TemplateSyntax", "template_strings"]
 
@@ -75,7 +75,7 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
     """Refuses, before it runs, any step whose result would be too big to build (`*`, `**`,
     `+`, `%`, `~`, str methods like `center`, `str.format` widths, filters like `join`
     and `indent`), so the output bound holds before memory runs out; loops, calls and
-    outputs check the render's deadline (engine.template_bounds)."""
+    outputs check the render's deadline (engine.rules.template_bounds)."""
 
     code_generator_class = BoundedCodeGenerator
     intercepted_binops = frozenset({"*", "**", "+", "%"})

@@ -1,7 +1,7 @@
 """Who may reach what: the Host check for every request, the admin token for everything
 that is not one of Omi's webhooks, the setup pages or the health check.
 
-Omi's webhooks carry their own signature or token (engine.receiver); `/setup*` is opened by
+Omi's webhooks carry their own signature or token (engine.server.receiver); `/setup*` is opened by
 Omi for any user and `/health` says nothing private. Everything else (`/api/*`, `/schema`,
 and later `/ui` and `/metrics`) shows transcripts, rules and requests, so it needs the admin
 token: `Authorization: Bearer <token>` or `X-Omi-Rules-Admin-Token: <token>`.

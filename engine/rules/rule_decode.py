@@ -20,7 +20,7 @@ from msgspec import UnsetType
 
 from engine.connector import Registry
 from engine.errors import RuleError
-from engine.yaml_source import Path, SourceMap
+from engine.rules.yaml_source import Path, SourceMap
 
 
 class Invalid:

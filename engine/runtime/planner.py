@@ -16,12 +16,12 @@ from typing import Any
 import msgspec
 
 from engine.connector import RenderEnv, destination_of
-from engine.destinations import host_of, target_key
 from engine.errors import DeliveryError, TemplateError
-from engine.event_view import EventView
-from engine.loader import CompiledAction
-from engine.matcher import Decision
-from engine.trust import refusal
+from engine.rules.loader import CompiledAction
+from engine.rules.trust import refusal
+from engine.runtime.destinations import host_of, target_key
+from engine.runtime.event_view import EventView
+from engine.runtime.matcher import Decision
 
 log = logging.getLogger("omi_rules.planner")
 
@@ -35,7 +35,7 @@ class PlannedAction:
     request: msgspec.Struct | None = None
     error: str | None = None
     inline: bool = False
-    target: str = ""  # where it goes (engine.destinations.target_key): limits and breaker
+    target: str = ""  # where it goes (engine.runtime.destinations.target_key): limits and breaker
 
     @property
     def key_suffix(self) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 import msgspec
 
 from engine.connector import Registry, default_registry
-from engine.rule_model import Rule
+from engine.rules.rule_model import Rule
 
 SCHEMA_ID = "https://omi-rules.dev/schema/rule-file.json"
 

@@ -11,11 +11,11 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from engine.budget import Budget
-from engine.jsonpaths import select
-from engine.keywords import SpokenText
-from engine.payloads import Event
-from engine.templates import Templates
+from engine.rules.budget import Budget
+from engine.rules.jsonpaths import select
+from engine.rules.keywords import SpokenText
+from engine.rules.templates import Templates
+from engine.runtime.payloads import Event
 
 TRIGGER_ALIASES: dict[str, Callable[[EventView], dict[str, Any]]] = {
     "memory": lambda view: {"memory": view.doc},

@@ -5,7 +5,7 @@
        |                   '--permanent or exhausted----> dead --retry (API/CLI)--> pending
        '-- restart: in_flight rows go back to pending (the process died mid-send)
 
-Requests are stored with secrets sealed (`engine.sealed`: `<secret:NAME:MAC>`, bound to the
+Requests are stored with secrets sealed (`engine.server.sealed`: `<secret:NAME:MAC>`, bound to the
 action's idempotency key) and opened just before sending, so the database never holds a
 secret, a rotated secret applies to retries, and payload text can never open one.
 Rows that cannot be sent (`error`: the template failed) and notify answers (`inline`,
@@ -24,11 +24,11 @@ import msgspec
 import sqlite_utils
 
 from engine.config import RetryPolicy
-from engine.payloads import Event
-from engine.pipeline import Outcome
-from engine.sealed import Sealer
+from engine.runtime.payloads import Event
+from engine.runtime.pipeline import Outcome
 from engine.secrets import Secrets
-from engine.store import Store
+from engine.server.sealed import Sealer
+from engine.server.store import Store
 
 PENDING, IN_FLIGHT, DELIVERED, DEAD, INLINE, ERROR = (
     "pending",

@@ -16,7 +16,7 @@ from typing import Any
 
 import sqlite_utils
 
-from engine.store import Store
+from engine.server.store import Store
 
 log = logging.getLogger("omi_rules.retention")
 

@@ -12,12 +12,12 @@ from typing import Any
 import msgspec
 import sqlite_utils
 
-from engine.outbox import action_rows
-from engine.payloads import Event
-from engine.pipeline import Outcome
-from engine.sealed import Sealer
+from engine.runtime.payloads import Event
+from engine.runtime.pipeline import Outcome
 from engine.secrets import Secrets
-from engine.store import Store
+from engine.server.outbox import action_rows
+from engine.server.sealed import Sealer
+from engine.server.store import Store
 
 
 def new_event_id(now: float) -> str:
@@ -111,7 +111,7 @@ class Deduper:
 
 
 def answer_context(event_id: str) -> str:
-    """What an event's stored answer is sealed with (see engine.sealed)."""
+    """What an event's stored answer is sealed with (see engine.server.sealed)."""
     return f"{event_id}:answer"
 
 

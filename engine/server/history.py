@@ -9,9 +9,9 @@ from typing import Any
 import msgspec
 
 from engine.errors import PayloadError
-from engine.payloads import Event, decode_event
-from engine.sealed import shown
-from engine.store import Store
+from engine.runtime.payloads import Event, decode_event
+from engine.server.sealed import shown
+from engine.server.store import Store
 
 EVENT_COLUMNS = "id, trigger, uid, session_id, received_at, status, decisions, response, params"
 ACTION_COLUMNS = (

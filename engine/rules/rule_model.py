@@ -1,7 +1,7 @@
 """The rule language as msgspec Structs: what a rule file may say, and nothing else.
 
-These Structs are the single definition behind the validator (`engine.rule_decode`) and the
-JSON Schema (`engine.schema`), so the two cannot drift. Actions (`do:` items) are typed by the
+These Structs are the single definition behind the validator (`engine.rules.rule_decode`) and the
+JSON Schema (`engine.rules.schema`), so the two cannot drift. Actions (`do:` items) are typed by the
 connector registry: each item is a mapping with one key, a connector name, whose value is
 that connector's `Options` Struct.
 """

@@ -18,8 +18,17 @@ from typing import Any
 
 import msgspec
 
-from engine import signing
-from engine.capture import (
+from engine.config import Settings
+from engine.errors import PayloadError, SecretError
+from engine.rules.live_rules import LiveRules
+from engine.rules.loader import RuleSet
+from engine.runtime.limits import Limits
+from engine.runtime.payloads import Event, decode_event
+from engine.runtime.pipeline import Outcome, Pipeline
+from engine.runtime.sessions import SessionStore
+from engine.secrets import Secrets
+from engine.server import signing
+from engine.server.capture import (
     Deduper,
     answer_context,
     dedupe_key,
@@ -27,21 +36,12 @@ from engine.capture import (
     record_rejection,
     write_event,
 )
-from engine.config import Settings
-from engine.delivery import Deliverer
-from engine.errors import PayloadError, SecretError
-from engine.limits import Limits
-from engine.live_rules import LiveRules
-from engine.loader import RuleSet
-from engine.outbox import recover_in_flight
-from engine.payloads import Event, decode_event
-from engine.pipeline import Outcome, Pipeline
-from engine.retention import sweep_daily
-from engine.sealed import Sealer
-from engine.secrets import Secrets
-from engine.sessions import SessionStore
-from engine.store import Store
-from engine.webhook_auth import authenticate
+from engine.server.delivery import Deliverer
+from engine.server.outbox import recover_in_flight
+from engine.server.retention import sweep_daily
+from engine.server.sealed import Sealer
+from engine.server.store import Store
+from engine.server.webhook_auth import authenticate
 
 log = logging.getLogger("omi_rules.receiver")
 

@@ -16,21 +16,21 @@ from typing import Any
 import msgspec
 from msgspec import UNSET
 
-from engine.conditions import AllOf, compile_conditions
 from engine.connector import Connector, Registry, advice_of, default_registry
 from engine.durations import parse_duration
 from engine.errors import RuleError
-from engine.jsonpaths import JsonPathSyntax, compile_jsonpath
-from engine.rule_decode import INVALID, DecodeContext, decode_actions, decode_struct
-from engine.rule_model import Condition, Rule
-from engine.templates import (
+from engine.rules.conditions import AllOf, compile_conditions
+from engine.rules.jsonpaths import JsonPathSyntax, compile_jsonpath
+from engine.rules.rule_decode import INVALID, DecodeContext, decode_actions, decode_struct
+from engine.rules.rule_model import Condition, Rule
+from engine.rules.templates import (
     COMMON_NAMES,
     Templates,
     TemplateSyntax,
     template_strings,
 )
-from engine.trust import literal_hosts
-from engine.yaml_source import Path, SourceMap, YamlSyntaxError, load_with_marks
+from engine.rules.trust import literal_hosts
+from engine.rules.yaml_source import Path, SourceMap, YamlSyntaxError, load_with_marks
 
 
 @dataclass
@@ -222,7 +222,7 @@ class RuleCompiler:
 
 def _named_hosts(action: CompiledAction) -> frozenset[str]:
     """Hosts the action's options name literally, defaults and the connector's own
-    `default_urls` included (engine.trust)."""
+    `default_urls` included (engine.rules.trust)."""
     options = msgspec.structs.asdict(action.options)
     return literal_hosts(options) | literal_hosts(getattr(action.connector, "default_urls", ()))
 

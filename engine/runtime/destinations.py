@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from engine.trust import normal_host
+from engine.rules.trust import normal_host
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def host_of(url: str | None) -> str | None:
-    """The host of `url` (engine.trust.normal_host), or None when it has none, cannot be
+    """The host of `url` (engine.rules.trust.normal_host), or None when it has none, cannot be
     parsed, or is no host name (dry-run's `<secret:NAME>` stand-in)."""
     if not url:
         return None

@@ -11,13 +11,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from engine.budget import BudgetExceeded
 from engine.errors import TemplateError
-from engine.event_view import EventView
-from engine.jsonpaths import select
-from engine.keywords import KeywordHit
-from engine.limits import Limits
-from engine.loader import CompiledRule
+from engine.rules.budget import BudgetExceeded
+from engine.rules.jsonpaths import select
+from engine.rules.keywords import KeywordHit
+from engine.rules.loader import CompiledRule
+from engine.runtime.event_view import EventView
+from engine.runtime.limits import Limits
 
 log = logging.getLogger("omi_rules.matcher")
 

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from rapidfuzz.fuzz import ratio
 
-from engine.filters import speaker_label
+from engine.rules.filters import speaker_label
 
 _APOSTROPHES = re.compile(r"['’`´]")
 _NON_WORD = re.compile(r"[^\w]+|_+")
