@@ -23,12 +23,12 @@ run: $(STAMP)
 	$(BIN)/omi-rules serve --rules rules --db data/omi-rules.db --host $(HOST) --port $(PORT)
 
 lint: $(STAMP)
-	$(BIN)/ruff check engine connectors web tests
-	$(BIN)/ruff format --check engine connectors web tests
+	$(BIN)/ruff check engine connectors triggers web tests
+	$(BIN)/ruff format --check engine connectors triggers web tests
 
 format: $(STAMP)
-	$(BIN)/ruff format engine connectors web tests
-	$(BIN)/ruff check --fix engine connectors web tests
+	$(BIN)/ruff format engine connectors triggers web tests
+	$(BIN)/ruff check --fix engine connectors triggers web tests
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q

@@ -1,0 +1,13 @@
+"""Omi's built-in triggers, one definition each, installed under the `omi_rules.triggers`
+entry-point group exactly as a third-party trigger would be (see `engine.triggers`)."""
+
+from __future__ import annotations
+
+from triggers.audio import audio
+from triggers.day_summary import day_summary
+from triggers.memory import memory
+from triggers.transcript import transcript
+
+BUILTIN = (memory, transcript, audio, day_summary)  # in this order in messages and listings
+
+__all__ = ["BUILTIN", "audio", "day_summary", "memory", "transcript"]
