@@ -10,8 +10,8 @@ from msgspec import Struct
 
 from engine.connector import ConnectorBase, Delivered, RenderEnv, SendEnv
 from engine.rules.templates import is_template
+from engine.triggers import default_triggers
 
-READ_BY_OMI = frozenset({"memory", "transcript"})  # where Omi reads {"message"} from the answer
 MIN_PUSH_LENGTH = 6  # Omi pushes a transcript answer only when longer than 5 characters
 
 
@@ -31,7 +31,7 @@ class Notify(ConnectorBase):
     inline = True
 
     def advise(self, options: NotifyOptions, trigger: str) -> list[tuple[str, str]]:
-        if trigger not in READ_BY_OMI:
+        if not default_triggers()[trigger].answer_read_by_omi:
             return [
                 (
                     "message",

@@ -13,8 +13,10 @@
                 keywords, templates, template_bounds,  keyword phrases, templates), reloaded
                 filters, jsonpaths, schema, trust,     live
                 budget
-    base        connector (the connectors' SDK), outbound, secrets, config, errors,
-                durations, paths, keyfiles, samples
+    base        connector (the connectors' SDK), triggers (the trigger registry), outbound,
+                secrets, config, errors, durations, paths, keyfiles, samples
 
-Connectors (`connectors/`) stand beside `rules/`: they use only the base layer.
+Connectors (`connectors/`) stand beside `rules/`: they use only the base layer. The built-in
+trigger definitions (`triggers/`) stand above `runtime/` (their decoders live in
+runtime.payloads); the engine reaches them only through the registry's entry points.
 """

@@ -19,7 +19,6 @@ from engine.durations import parse_duration
 from engine.errors import OmiRulesError, PayloadError
 from engine.report_text import format_history_event, format_report
 from engine.rules.loader import RuleSet, load_rules
-from engine.rules.rule_model import TRIGGERS
 from engine.rules.schema import rule_file_schema
 from engine.secrets import ENV_PREFIX, SecretRedactor, Secrets
 from engine.server import history as history_queries
@@ -28,6 +27,7 @@ from engine.server.access import TOKEN_FILE, admin_token
 from engine.server.retention import DAY
 from engine.server.store import Store
 from engine.soak import run_soak
+from engine.triggers import default_triggers
 
 PROGRESS_THRESHOLD = 20  # events; fewer replay without a progress bar
 
@@ -91,7 +91,11 @@ def validate(rules_dir: str, secrets_file: str | None) -> None:
 
 
 @main.command("dry-run")
-@click.option("--trigger", type=click.Choice(TRIGGERS), help="Which webhook the payloads are.")
+@click.option(
+    "--trigger",
+    type=click.Choice(default_triggers().names()),
+    help="Which webhook the payloads are.",
+)
 @click.option(
     "--payload",
     "payloads",
@@ -220,7 +224,7 @@ def serve(
 @main.command()
 @click.option("--db", default=None, help="SQLite file (default from config: data/omi-rules.db).")
 @click.option("--limit", default=20, show_default=True)
-@click.option("--trigger", type=click.Choice(TRIGGERS), default=None)
+@click.option("--trigger", type=click.Choice(default_triggers().names()), default=None)
 @click.option("--json", "as_json", is_flag=True, help="Events as JSON lines, with their actions.")
 @click.option("--dead", is_flag=True, help="List dead letters instead of events.")
 def history(db: str | None, limit: int, trigger: str | None, as_json: bool, dead: bool) -> None:

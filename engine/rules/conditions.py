@@ -29,6 +29,7 @@ from engine.rules.rule_model import (
 )
 from engine.rules.templates import TemplateSyntax
 from engine.rules.yaml_source import Path
+from engine.triggers import default_triggers
 
 
 class EventView(Protocol):
@@ -367,8 +368,9 @@ def _compile_path(cond: Condition, path: Path, errors: CompileErrors) -> Predica
 
 
 def _compile_keywords(cond: Condition, path: Path, errors: CompileErrors) -> Predicate | None:
-    if errors.trigger == "audio":
-        errors.error((*path, "keywords"), "keywords: an audio event carries no text", key=True)
+    if not default_triggers()[errors.trigger].has_text:
+        message = f"keywords: an {errors.trigger} event carries no text"
+        errors.error((*path, "keywords"), message, key=True)
         return None
     phrases = [cond.keywords] if isinstance(cond.keywords, str) else list(cond.keywords)
     matcher = KeywordMatcher(phrases, fuzzy=bool(cond.fuzzy) if cond.fuzzy is not UNSET else False)

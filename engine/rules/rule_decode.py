@@ -20,7 +20,9 @@ from msgspec import UnsetType
 
 from engine.connector import Registry
 from engine.errors import RuleError
+from engine.rules.rule_model import TriggerName
 from engine.rules.yaml_source import Path, SourceMap
+from engine.triggers import default_triggers
 
 
 class Invalid:
@@ -204,7 +206,23 @@ def decode_struct(raw: Any, typ: type[msgspec.Struct], path: Path, ctx: DecodeCo
     return typ(**values)
 
 
+def decode_trigger(raw: Any, path: Path, ctx: DecodeContext) -> Any:
+    """A trigger's name, one of the registered triggers (engine.triggers)."""
+    name = _convert_leaf(raw, str, path, ctx)
+    known = default_triggers()
+    if name is INVALID or name in known:
+        return name
+    hint = did_you_mean(name, known)
+    ctx.error(
+        path,
+        f"{ctx.describe(path)}: unknown value {name!r}{hint}; expected one of {', '.join(known)}",
+    )
+    return INVALID
+
+
 def decode_field(raw: Any, typ: Any, path: Path, ctx: DecodeContext) -> Any:
+    if typ == TriggerName:
+        return decode_trigger(raw, path, ctx)
     struct, is_list = _struct_args(typ)
     if struct is None:
         return _convert_leaf(raw, typ, path, ctx)

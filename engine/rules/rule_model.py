@@ -13,8 +13,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, Meta, Struct, UnsetType
 
-TRIGGERS = ("memory", "transcript", "audio", "day_summary")
-Trigger = Literal["memory", "transcript", "audio", "day_summary"]
+# a registered trigger's name (engine.triggers); checked against the registry when decoded
+TriggerName = Annotated[str, Meta(description="which Omi webhook fires the rule")]
 Speaker = Literal["user", "others", "any"]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 Duration = Annotated[
@@ -83,7 +83,7 @@ class Condition(Struct, forbid_unknown_fields=True, omit_defaults=True):
 class Rule(Struct, forbid_unknown_fields=True, omit_defaults=True):
     """One automation: when `trigger` fires and every `when:` item holds, run `do:`."""
 
-    trigger: Trigger
+    trigger: TriggerName
     do: Annotated[list[dict[str, Any]], Meta(min_length=1)]
     id: Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")] | UnsetType = UNSET
     description: str = ""

@@ -8,6 +8,7 @@ import msgspec
 
 from engine.connector import Registry, default_registry
 from engine.rules.rule_model import Rule
+from engine.triggers import default_triggers
 
 SCHEMA_ID = "https://omi-rules.dev/schema/rule-file.json"
 
@@ -32,7 +33,7 @@ def rule_file_schema(registry: Registry | None = None) -> dict[str, Any]:
         )
     rule = defs["Rule"]
     rule["properties"]["do"]["items"] = {"oneOf": actions}
-    rule["properties"]["trigger"]["description"] = "which Omi webhook fires the rule"
+    rule["properties"]["trigger"]["enum"] = sorted(default_triggers())
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,

@@ -29,19 +29,13 @@ from markupsafe import Markup
 from engine.errors import OmiRulesError, TemplateError
 from engine.rules import filters, template_bounds
 from engine.rules.template_bounds import MAX_OUTPUT, MAX_POWER_BITS, Clock
+from engine.triggers import default_triggers
 
 __all__ = ["MAX_OUTPUT", "MAX_POWER_BITS", "Templates", "TemplateSyntax", "template_strings"]
 
 # Names a template may use; the trigger alias is checked against the rule's trigger.
 COMMON_NAMES = frozenset({"event", "uid", "rule", "now", "secrets"})
 # `item` exists only under for_each, `match` only when the rule has a keywords condition
-TRIGGER_NAMES = {
-    "memory": frozenset({"memory"}),
-    "transcript": frozenset({"segments", "session"}),
-    "audio": frozenset({"audio"}),
-    "day_summary": frozenset({"summary"}),
-}
-ALL_TRIGGER_NAMES = frozenset().union(*TRIGGER_NAMES.values())
 
 
 class BoundedCodeGenerator(CodeGenerator):
@@ -191,12 +185,14 @@ class Templates:
             tree = env.parse(source)
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateSyntax(f"template syntax: {exc.message}", exc.lineno) from None
-        allowed = COMMON_NAMES | TRIGGER_NAMES[trigger] | set(allowed_extra)
+        triggers = default_triggers()
+        own = triggers[trigger].template_names
+        allowed = COMMON_NAMES | own | set(allowed_extra)
         for name in sorted(meta.find_undeclared_variables(tree)):
             if name in allowed:
                 continue
-            if name in ALL_TRIGGER_NAMES:
-                alias = ", ".join(sorted(TRIGGER_NAMES[trigger]))
+            if name in triggers.all_template_names():
+                alias = ", ".join(sorted(own))
                 raise TemplateSyntax(
                     f"template uses '{name}', which a {trigger} rule does not have "
                     f"(it has {alias} and event)"

@@ -7,7 +7,7 @@ a thousand rules asking the same question of an event cost one walk, not a thous
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,30 +16,12 @@ from engine.rules.jsonpaths import select
 from engine.rules.keywords import SpokenText
 from engine.rules.templates import Templates
 from engine.runtime.payloads import Event
-
-TRIGGER_ALIASES: dict[str, Callable[[EventView], dict[str, Any]]] = {
-    "memory": lambda view: {"memory": view.doc},
-    "transcript": lambda view: {
-        "segments": view.doc.get("segments", []),
-        "session": view.session,
-    },
-    "audio": lambda view: {"audio": view.doc},
-    "day_summary": lambda view: {"summary": view.doc.get("summary_json") or {}},
-}
+from engine.triggers import default_triggers
 
 
 def spoken_segments(event: Event) -> list[Mapping[str, Any]]:
-    """What was said in an event, as segments (a day summary's headline and overview)."""
-    doc = event.doc
-    if event.trigger == "memory":
-        return list(doc.get("transcript_segments") or [])
-    if event.trigger == "transcript":
-        return list(doc.get("segments") or [])
-    if event.trigger == "day_summary":
-        summary = doc.get("summary_json") or {}
-        text = " ".join(str(summary.get(k) or "") for k in ("headline", "overview"))
-        return [{"text": text, "is_user": True}]
-    return []
+    """What was said in an event, as segments (its trigger's definition says where)."""
+    return default_triggers()[event.trigger].spoken(event.doc)
 
 
 class EventView:
@@ -106,7 +88,7 @@ class EventView:
                 "uid": self.event.uid,
                 "now": datetime.fromtimestamp(self.now, UTC),
                 "secrets": self.secrets,
-                **TRIGGER_ALIASES[self.event.trigger](self),
+                **default_triggers()[self.event.trigger].aliases(self),
             }
         return self._context
 

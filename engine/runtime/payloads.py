@@ -12,13 +12,13 @@ import ast
 import math
 import time
 from array import array
-from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
 from msgspec import Struct
 
 from engine.errors import PayloadError
+from engine.triggers import default_triggers
 
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 192000
 # a legacy summary longer than this is not parsed (ast costs ~1 s per MB), only used as text
@@ -223,19 +223,9 @@ def decode_audio(body: bytes, uid: str, sample_rate: int | str | None) -> Event:
     return Event("audio", uid, doc, audio=body, received_at=time.time())
 
 
-DECODERS: dict[str, Callable[[bytes, str, Mapping[str, Any]], Event]] = {
-    "memory": lambda body, uid, params: decode_memory(body, uid),
-    "transcript": lambda body, uid, params: decode_transcript(
-        body, uid, str(params.get("session_id") or "")
-    ),
-    "audio": lambda body, uid, params: decode_audio(body, uid, params.get("sample_rate")),
-    "day_summary": lambda body, uid, params: decode_day_summary(body, uid),
-}
-
-
 def decode_event(trigger: str, body: bytes, *, uid: str, **params: Any) -> Event:
     """Decode a webhook body for `trigger`; raise PayloadError with a one-line reason."""
-    decoder = DECODERS.get(trigger)
-    if decoder is None:
+    definition = default_triggers().get(trigger)
+    if definition is None:
         raise PayloadError(f"unknown trigger {trigger!r}")
-    return decoder(body, uid, params)
+    return definition.decode(body, uid, params)

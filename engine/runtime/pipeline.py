@@ -19,6 +19,7 @@ from engine.runtime.payloads import Event
 from engine.runtime.planner import PlannedAction, plan_actions
 from engine.runtime.sessions import FiringGate, SessionStore
 from engine.secrets import Secrets
+from engine.triggers import default_triggers
 
 log = logging.getLogger("omi_rules.pipeline")
 
@@ -113,7 +114,8 @@ class Pipeline:
         session_key = ""
         session_segments = None
         first_new = 0
-        if event.trigger == "transcript":
+        live = default_triggers()[event.trigger].live_sessions
+        if live:
             observation = self.sessions.observe(
                 event.uid, event.session_id, event.doc.get("segments") or [], now
             )
@@ -142,7 +144,7 @@ class Pipeline:
         )
 
         def gate(rule: CompiledRule) -> str | None:
-            once = rule.spec.once_per_session and event.trigger == "transcript"
+            once = rule.spec.once_per_session and live
             if not once and rule.cooldown is None:
                 return None
             return self.gate.refusal(

@@ -1,4 +1,5 @@
-"""The HTTP surface (Litestar): Omi's four webhooks, setup and health, the history API.
+"""The HTTP surface (Litestar): a webhook per registered trigger (engine.triggers), setup and
+health, the history API.
 
 Every request passes engine.server.access first: the Host check, and the admin token for all but
 the webhooks, `/setup*` and `/health`.
@@ -28,7 +29,8 @@ from engine.server import history
 from engine.server.access import AccessMiddleware, HostCheck, admin_token
 from engine.server.omi_query import recover_query
 from engine.server.outbox import retry_action
-from engine.server.receiver import TRIGGER_ENDPOINTS, Incoming, Receiver
+from engine.server.receiver import Incoming, Receiver
+from engine.triggers import default_triggers
 
 log = logging.getLogger("omi_rules.app")
 
@@ -80,29 +82,24 @@ async def _webhook(request: Request[Any, Any, Any], trigger: str) -> Response[di
     return Response(answer.body, status_code=answer.status)
 
 
-WEBHOOK_SUMMARIES = {
-    "memory": "A finished conversation (memory)",
-    "transcript": "Live transcript segments (a list, or {session_id, segments})",
-    "audio": "Raw PCM16 little-endian mono audio (query sample_rate)",
-    "day_summary": "The daily summary",
-}
-
-
 def webhook_handler(trigger: str) -> Any:
     """The POST handler of one trigger's endpoint."""
 
     async def receive(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
         return await _webhook(request, trigger)
 
+    definition = default_triggers()[trigger]
     return post(
-        TRIGGER_ENDPOINTS[trigger],
+        definition.endpoint,
         status_code=200,
-        summary=WEBHOOK_SUMMARIES[trigger],
+        summary=definition.summary,
         name=f"webhook-{trigger}",
     )(receive)
 
 
-WEBHOOK_HANDLERS = [webhook_handler(trigger) for trigger in TRIGGER_ENDPOINTS]
+def webhook_handlers() -> list[Any]:
+    """One POST route per registered trigger."""
+    return [webhook_handler(trigger) for trigger in default_triggers()]
 
 
 @get("/setup/completed", summary="Omi's Setup Completed URL (query: uid)")
@@ -226,7 +223,7 @@ def create_app(settings: Settings, receiver: Receiver | None = None) -> Litestar
 
     app = Litestar(
         route_handlers=[
-            *WEBHOOK_HANDLERS,
+            *webhook_handlers(),
             setup_completed,
             health,
             api_events,

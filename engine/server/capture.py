@@ -18,6 +18,7 @@ from engine.secrets import Secrets
 from engine.server.outbox import action_rows
 from engine.server.sealed import Sealer
 from engine.server.store import Store
+from engine.triggers import default_triggers
 
 
 def new_event_id(now: float) -> str:
@@ -49,8 +50,10 @@ def dedupe_key(
         parts.append(dedupe_part("idem", event.uid, idempotency_key))
     if delivery_id:
         parts.append(dedupe_part("delivery", event.uid, delivery_id))
-    if event.trigger == "memory" and event.doc.get("id"):
-        parts.append(dedupe_part("memory", event.uid, str(event.doc["id"])))
+    trigger = default_triggers()[event.trigger]
+    own_id = trigger.dedupe_id(event.doc)
+    if own_id:
+        parts.append(dedupe_part(trigger.name, event.uid, own_id))
     for signature in signatures or ():
         parts.append(dedupe_part("signature", event.uid, signature))
     return "\n".join(parts) or None

@@ -12,6 +12,7 @@ from engine.errors import PayloadError
 from engine.runtime.payloads import Event, decode_event
 from engine.server.sealed import shown
 from engine.server.store import Store
+from engine.triggers import default_triggers, json_display
 
 EVENT_COLUMNS = "id, trigger, uid, session_id, received_at, status, decisions, response, params"
 ACTION_COLUMNS = (
@@ -83,13 +84,8 @@ def event_detail(store: Store, event_id: str) -> dict[str, Any] | None:
         return None
     event = _event(rows[0])
     body = event.pop("body")
-    if event["trigger"] == "audio":
-        event["payload"] = {"bytes": len(body)}
-    else:
-        try:
-            event["payload"] = msgspec.json.decode(body)
-        except msgspec.DecodeError:
-            event["payload"] = None
+    trigger = default_triggers().get(event["trigger"])
+    event["payload"] = (trigger.display if trigger else json_display)(body)
     event["actions"] = [
         _action(row)
         for row in store.query(

@@ -42,15 +42,15 @@ from engine.server.retention import sweep_daily
 from engine.server.sealed import Sealer
 from engine.server.store import Store
 from engine.server.webhook_auth import authenticate
+from engine.triggers import default_triggers
 
 log = logging.getLogger("omi_rules.receiver")
 
-TRIGGER_ENDPOINTS = {
-    "memory": "/webhook/memory",
-    "transcript": "/webhook/transcript",
-    "audio": "/webhook/audio",
-    "day_summary": "/webhook/day-summary",
-}
+
+def endpoint_of(trigger: str) -> str:
+    """The path `trigger`'s webhook is posted to (the trigger's name when it is unknown)."""
+    definition = default_triggers().get(trigger)
+    return definition.endpoint if definition else trigger
 
 
 @dataclass
@@ -194,8 +194,10 @@ class Receiver:
 
     # -- receiving --------------------------------------------------------------------
     def body_limit(self, trigger: str) -> int:
-        """The largest body `trigger`'s webhook takes (settings.body_limits)."""
-        return int(getattr(self.settings.body_limits, trigger))
+        """The largest body `trigger`'s webhook takes: settings.body_limits for a built-in,
+        else its definition's default."""
+        default = default_triggers()[trigger].body_limit
+        return int(getattr(self.settings.body_limits, trigger, default))
 
     async def refuse_oversize(self, incoming: Incoming, size: int) -> Answer:
         """A body over the limit, refused before it was read whole: still recorded."""
@@ -205,7 +207,7 @@ class Receiver:
 
     def check_content_type(self, incoming: Incoming) -> None:
         kind = incoming.content_type.split(";")[0].strip().lower()
-        audio = incoming.trigger == "audio"
+        audio = default_triggers()[incoming.trigger].content == "audio"
         allowed = AUDIO_TYPES if audio else JSON_TYPES
         if not kind.startswith(allowed) and (audio or not kind.endswith("+json")):
             shown = f"content type {kind}" if kind else "no content type"
@@ -384,7 +386,7 @@ class Receiver:
         log.info("rejected %s webhook: %d %s", incoming.trigger, exc.status, reason)
         future = record_rejection(
             self.store,
-            endpoint=TRIGGER_ENDPOINTS.get(incoming.trigger, incoming.trigger),
+            endpoint=endpoint_of(incoming.trigger),
             status=exc.status,
             reason=reason,
             uid=incoming.query.get("uid"),
