@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, Literal
 
+import msgspec
+
 ENTRY_POINT_GROUP = "omi_rules.triggers"
 MiB = 1024 * 1024
 
@@ -30,8 +32,6 @@ def no_dedupe_id(doc: Mapping[str, Any]) -> str | None:
 
 def json_display(body: bytes) -> Any:
     """A stored JSON body as history shows it (None when it is not JSON)."""
-    import msgspec
-
     try:
         return msgspec.json.decode(body)
     except msgspec.DecodeError:

@@ -11,6 +11,7 @@ import httpx
 import msgspec
 import pytest
 
+from engine.config import BodyLimits
 from engine.errors import PayloadError
 from engine.rules.schema import rule_file_schema
 from engine.runtime.payloads import Event, decode_event
@@ -54,6 +55,12 @@ def photo() -> Iterator[Trigger]:
 def test_the_built_ins_are_registered_in_order() -> None:
     assert list(default_triggers()) == ["memory", "transcript", "audio", "day_summary"]
     assert default_triggers()["day_summary"].endpoint == "/webhook/day-summary"
+
+
+def test_the_body_limits_setting_defaults_to_the_definitions() -> None:
+    defaults = BodyLimits()
+    for name, trigger in default_triggers().items():
+        assert getattr(defaults, name) == trigger.body_limit, name
 
 
 def test_a_name_is_registered_once() -> None:
