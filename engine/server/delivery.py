@@ -21,7 +21,7 @@ import httpx
 import msgspec
 
 from engine.config import Settings
-from engine.connector import Registry, SendEnv, destination_of
+from engine.connector import EVENT_BODY, Registry, SendEnv, destination_of, needs_of
 from engine.errors import DeliveryError, SecretError
 from engine.outbound import OutboundGuard, make_client
 from engine.secrets import Secrets
@@ -40,7 +40,7 @@ class Deliverer:
         registry: Registry,
         secrets: Callable[[], Secrets],
         settings: Settings,
-        read_audio: Callable[[str], bytes],
+        event_body: Callable[[str], bytes],
         sealer: Sealer,
         *,
         trusted: Callable[[str], bool] | None = None,
@@ -50,7 +50,7 @@ class Deliverer:
         self.registry = registry
         self.secrets = secrets
         self.settings = settings
-        self.read_audio = read_audio
+        self.event_body = event_body  # the EVENT_BODY capability
         # loopback and private addresses only for hosts the owner named (engine.rules.trust)
         self.guard = OutboundGuard(settings.outbound_allow, settings.outbound_deny, trusted=trusted)
         self.client: httpx.AsyncClient | None = None
@@ -138,7 +138,7 @@ class Deliverer:
             secret=secrets.lookup(placeholders=False),
             guard=lambda url: self.guard.check(url, connector.name),
             idempotency_key=action.idem_key,
-            read_audio=self.read_audio,
+            event_body=self.event_body if EVENT_BODY in needs_of(connector) else None,
             data_dir=self.settings.data_dir,
         )
         deadline = self.deadline(request)

@@ -134,7 +134,7 @@ class Receiver:
             self.live_rules.registry,
             lambda: self.secrets,
             settings,
-            self.read_audio,
+            self.event_body,
             self.sealer,
             trusted=self.pipeline.trusts,
         )
@@ -186,7 +186,7 @@ class Receiver:
         self._rules_thread.shutdown(wait=True)
         await asyncio.to_thread(self.store.close)
 
-    def read_audio(self, event_id: str) -> bytes:
+    def event_body(self, event_id: str) -> bytes:
         rows = self.store.query("SELECT body FROM events WHERE id = ?", (event_id,))
         if not rows:
             raise LookupError(f"no stored event {event_id}")
@@ -276,7 +276,7 @@ class Receiver:
                 )
                 outcome, status = Outcome(event), "error"
             prepared.outcome = outcome
-            message = outcome.notify_message()
+            message = outcome.inline_reply()
             if message:
                 prepared.response["message"] = message
             prepared.store_write = write_event(
