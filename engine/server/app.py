@@ -29,6 +29,7 @@ from engine.server.access import AccessMiddleware, HostCheck, admin_token
 from engine.server.omi_query import recover_query
 from engine.server.outbox import retry_action
 from engine.server.receiver import TRIGGER_ENDPOINTS, Incoming, Receiver
+from engine.server.statuses import ActionStatus
 
 log = logging.getLogger("omi_rules.app")
 
@@ -150,7 +151,9 @@ async def api_actions(
 async def api_dead_letters(
     request: Request[Any, Any, Any], limit: FromQuery[int] = 100
 ) -> list[dict[str, Any]]:
-    return history.list_actions(_receiver(request).store, status="dead", limit=page_size(limit))
+    return history.list_actions(
+        _receiver(request).store, status=ActionStatus.DEAD, limit=page_size(limit)
+    )
 
 
 @post("/api/actions/{action_id:int}/retry", status_code=202, summary="Send a dead letter again")
@@ -162,7 +165,7 @@ async def api_retry(request: Request[Any, Any, Any], action_id: FromPath[int]) -
     if not retried:
         raise NotFoundException(f"no dead action {action_id} to retry")
     receiver.deliverer.wake.set()
-    return {"id": action_id, "status": "pending"}
+    return {"id": action_id, "status": ActionStatus.PENDING}
 
 
 @get("/api/rejections", summary="The last rejected webhooks, with their reasons")

@@ -29,17 +29,18 @@ from engine.runtime.sessions import SessionStore
 from engine.secrets import Secrets
 from engine.server import signing
 from engine.server.capture import (
-    Deduper,
     answer_context,
     dedupe_key,
     new_event_id,
     record_rejection,
     write_event,
 )
+from engine.server.dedupe import DedupeKey, Deduper
 from engine.server.delivery import Deliverer
 from engine.server.outbox import recover_in_flight
 from engine.server.retention import sweep_daily
 from engine.server.sealed import Sealer
+from engine.server.statuses import EventStatus
 from engine.server.store import Store
 from engine.server.webhook_auth import authenticate
 
@@ -74,7 +75,7 @@ class Prepared:
     """One decoded event on its way to the store (see Receiver.prepare)."""
 
     event: Event
-    key: str | None
+    key: DedupeKey | None
     params: dict[str, Any]
     repeat_of: str | None = None
     outcome: Outcome | None = None
@@ -267,14 +268,14 @@ class Receiver:
         try:
             try:
                 outcome = self.pipeline.process(event, now)
-                status = "processed"
+                status = EventStatus.PROCESSED
             except Exception as exc:  # noqa: BLE001 - a bug in a rule must not lose the event
                 log.error(
                     "processing a %s event failed; it is kept for replay: %s",
                     event.trigger,
                     self.secrets.masked_traceback(exc),
                 )
-                outcome, status = Outcome(event), "error"
+                outcome, status = Outcome(event), EventStatus.ERROR
             prepared.outcome = outcome
             message = outcome.inline_reply()
             if message:
@@ -336,7 +337,7 @@ class Receiver:
         self,
         incoming: Incoming,
         event: Event,
-        key: str | None,
+        key: DedupeKey | None,
         params: dict[str, Any],
         repeat_of: str,
     ) -> Answer:
@@ -368,7 +369,7 @@ class Receiver:
                     body=incoming.body,
                     params=params,
                     key=key,
-                    status="duplicate",
+                    status=EventStatus.DUPLICATE,
                     response={**stored, "duplicate_of": repeat_of},
                     secrets=self.secrets,
                     sealer=self.sealer,
