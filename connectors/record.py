@@ -140,7 +140,7 @@ class Record(ConnectorBase[RecordOptions, RecordRequest]):
                 "no audio store to read from", connector=self.name, url=request.path
             )
         try:
-            pcm = env.event_body(request.event_id)
+            pcm = await asyncio.to_thread(env.event_body, request.event_id)
         except (LookupError, OSError) as exc:  # the audio is gone: sending again cannot help
             raise DeliveryError(
                 f"no audio for event {request.event_id}: {exc}",

@@ -59,7 +59,7 @@ class SendEnv:
     secret: Callable[[str], str]
     guard: Callable[[str], Awaitable[None]] = field(default=None)  # type: ignore[assignment]
     idempotency_key: str = ""
-    event_body: Callable[[str], bytes] | None = None  # capability EVENT_BODY
+    event_body: Callable[[str], bytes] | None = None  # EVENT_BODY; blocking: call in a thread
     data_dir: str = "data"  # the only folder connectors may write in (engine.paths)
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -114,7 +114,7 @@ async def setup_completed(request: Request[Any, Any, Any]) -> dict[str, bool]:
 
 @get("/health", summary="Liveness, rule and outbox counts")
 async def health(request: Request[Any, Any, Any]) -> dict[str, Any]:
-    return _receiver(request).health()
+    return await _receiver(request).health()
 
 
 @get("/api/events", summary="Recent events with what each rule decided")
@@ -125,14 +125,16 @@ async def api_events(
     trigger: FromQuery[str | None] = None,
     uid: FromQuery[str | None] = None,
 ) -> list[dict[str, Any]]:
-    return history.list_events(
-        _receiver(request).store, limit=page_size(limit), since=since, trigger=trigger, uid=uid
+    return await _receiver(request).store.read(
+        lambda store: history.list_events(
+            store, limit=page_size(limit), since=since, trigger=trigger, uid=uid
+        )
     )
 
 
 @get("/api/events/{event_id:str}", summary="One event: payload, decisions, actions")
 async def api_event(request: Request[Any, Any, Any], event_id: FromPath[str]) -> dict[str, Any]:
-    event = history.event_detail(_receiver(request).store, event_id)
+    event = await _receiver(request).store.read(lambda store: history.event_detail(store, event_id))
     if event is None:
         raise NotFoundException(f"no event {event_id}")
     return event
@@ -144,15 +146,17 @@ async def api_actions(
     status: FromQuery[str | None] = None,
     limit: FromQuery[int] = 100,
 ) -> list[dict[str, Any]]:
-    return history.list_actions(_receiver(request).store, status=status, limit=page_size(limit))
+    return await _receiver(request).store.read(
+        lambda store: history.list_actions(store, status=status, limit=page_size(limit))
+    )
 
 
 @get("/api/dead-letters", summary="Actions that gave up; retry them with POST .../retry")
 async def api_dead_letters(
     request: Request[Any, Any, Any], limit: FromQuery[int] = 100
 ) -> list[dict[str, Any]]:
-    return history.list_actions(
-        _receiver(request).store, status=ActionStatus.DEAD, limit=page_size(limit)
+    return await _receiver(request).store.read(
+        lambda store: history.list_actions(store, status=ActionStatus.DEAD, limit=page_size(limit))
     )
 
 
@@ -172,7 +176,9 @@ async def api_retry(request: Request[Any, Any, Any], action_id: FromPath[int]) -
 async def api_rejections(
     request: Request[Any, Any, Any], limit: FromQuery[int] = 50
 ) -> list[dict[str, Any]]:
-    return history.list_rejections(_receiver(request).store, limit=page_size(limit))
+    return await _receiver(request).store.read(
+        lambda store: history.list_rejections(store, limit=page_size(limit))
+    )
 
 
 @get("/api/rules", summary="Loaded rules and rule errors")

@@ -167,7 +167,8 @@ class Receiver:
             log.warning(
                 "resuming %d action(s) that were in flight when the server stopped", recovered
             )
-        self.deduper.seed(self.store, time.time())
+        now = time.time()
+        await self.store.read(lambda store: self.deduper.seed(store, now))
         self._tasks.append(asyncio.create_task(self.deliverer.run(), name="delivery"))
         if self.settings.retention_days > 0:
             sweep = sweep_daily(self.store, self.settings.retention_days, time.time)
@@ -188,6 +189,7 @@ class Receiver:
         await asyncio.to_thread(self.store.close)
 
     def event_body(self, event_id: str) -> bytes:
+        """The stored body of an event (blocking: connectors call it off the loop)."""
         rows = self.store.query("SELECT body FROM events WHERE id = ?", (event_id,))
         if not rows:
             raise LookupError(f"no stored event {event_id}")
@@ -352,7 +354,9 @@ class Receiver:
                     raise  # this request itself was cancelled
                 return Answer(503, {"error": "could not record the event; retry"})
         self.counters.duplicates += 1
-        rows = self.store.query("SELECT response FROM events WHERE id = ?", (repeat_of,))
+        rows = await self.store.read(
+            lambda store: store.query("SELECT response FROM events WHERE id = ?", (repeat_of,))
+        )
         response = msgspec.json.decode(rows[0]["response"] or "{}") if rows else {}
         stored = response
         try:
@@ -408,8 +412,10 @@ class Receiver:
                 return True
         return False
 
-    def health(self) -> dict[str, Any]:
-        pending = self.store.query("SELECT status, COUNT(*) AS n FROM actions GROUP BY status")
+    async def health(self) -> dict[str, Any]:
+        pending = await self.store.read(
+            lambda store: store.query("SELECT status, COUNT(*) AS n FROM actions GROUP BY status")
+        )
         rules = self.pipeline.rules
         return {
             "status": "ok",
