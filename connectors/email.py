@@ -157,6 +157,9 @@ class Email(ConnectorBase[EmailOptions, EmailRequest]):
     def destination(self, request: EmailRequest) -> str | None:
         return f"smtp://{request.host}:{request.port}"
 
+    def deadline(self, request: EmailRequest) -> float | None:
+        return request.timeout
+
     def describe(self, request: EmailRequest) -> str:
         head = f"SMTP {request.host}:{request.port} ({request.security})"
         envelope = f"MAIL FROM {request.mail_from} RCPT TO {', '.join(request.rcpt_to)}"

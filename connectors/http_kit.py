@@ -21,7 +21,8 @@ and send it with `send_http`:
     connector = Shout()
 
 `HttpDestination` gives the connector its `destination` (the URL: delivery limits, the
-circuit breaker and host trust work per host) and its `describe` (the method, URL, headers
+circuit breaker and host trust work per host), its `deadline` (the request's timeout) and
+its `describe` (the method, URL, headers
 and body, as dry-run shows them). `send_http` goes through the outbound guard, adds the
 action's Idempotency-Key, and raises DeliveryError the way delivery expects:
 
@@ -87,6 +88,9 @@ class HttpDestination:
 
     def describe(self, request: HttpRequest) -> str:
         return describe_http(request)
+
+    def deadline(self, request: HttpRequest) -> float | None:
+        return request.timeout
 
 
 def retry_after_seconds(value: str | None) -> float | None:

@@ -104,8 +104,8 @@ class Connector(Protocol[OptionsT, RequestT]):
         ...
 
     # Optional: ConnectorBase has them, and the engine reads them through `describe_of`,
-    # `inline_reply_of`, `needs_of` and `destination_of`, so a connector written before
-    # them still works.
+    # `inline_reply_of`, `needs_of`, `deadline_of` and `destination_of`, so a connector
+    # written before them still works.
     #
     # needs: ClassVar[frozenset[str]]: the engine capabilities `send` uses (CAPABILITIES);
     #     SendEnv carries only these.
@@ -114,6 +114,8 @@ class Connector(Protocol[OptionsT, RequestT]):
     #     It is given the request with secrets already masked.
     # def inline_reply(self, request) -> str | None: text for the webhook's answer to Omi
     #     (the replies of an event's actions are joined), or None.
+    # def deadline(self, request) -> float | None: seconds one attempt to send `request`
+    #     may take in all, or None for the server's `delivery_deadline`.
     # def destination(self, request) -> str | None: where `request` goes, as a URL
     #     (`https://host:port/...`, `smtp://host:port`), or None when it stays on this
     #     machine. The engine limits delivery, and refuses hosts taken from payload text,
@@ -142,6 +144,9 @@ class ConnectorBase(Generic[OptionsT, RequestT]):
         return set()
 
     def destination(self, request: RequestT) -> str | None:
+        return None
+
+    def deadline(self, request: RequestT) -> float | None:
         return None
 
     def describe(self, request: RequestT) -> str:
@@ -176,6 +181,12 @@ def inline_reply_of(connector: Connector[Any, Any], request: msgspec.Struct) -> 
     """`connector.inline_reply(request)`, or None when the connector has no such method."""
     reply = getattr(connector, "inline_reply", None)
     return reply(request) if reply is not None else None
+
+
+def deadline_of(connector: Connector[Any, Any], request: msgspec.Struct) -> float | None:
+    """`connector.deadline(request)`, or None when the connector does not say."""
+    deadline = getattr(connector, "deadline", None)
+    return deadline(request) if deadline is not None else None
 
 
 def needs_of(connector: Connector[Any, Any]) -> frozenset[str]:

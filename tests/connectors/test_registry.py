@@ -204,3 +204,13 @@ def test_a_connector_without_the_optional_members_gets_the_defaults() -> None:
     assert describe_of(bare, ShoutRequest("hé")) == '{\n  "text": "hé"\n}'
     assert inline_reply_of(bare, ShoutRequest("hi")) is None
     assert needs_of(bare) == frozenset()
+
+
+def test_a_connector_names_its_own_delivery_deadline() -> None:
+    from connectors.http_kit import HttpRequest
+    from connectors.notify import NotifyRequest
+    from engine.connector import deadline_of
+
+    registry = default_registry()
+    assert deadline_of(registry["http"], HttpRequest("GET", "https://x.test", timeout=3.5)) == 3.5
+    assert deadline_of(registry["notify"], NotifyRequest("hi")) is None  # the server's default
