@@ -98,7 +98,7 @@ def _single(value: str, option: str) -> str:
     return formataddr(found[0])
 
 
-class Email(ConnectorBase):
+class Email(ConnectorBase[EmailOptions, EmailRequest]):
     name = "email"
     summary = "Send an email through the SMTP server set in secrets (SMTP_HOST, ...)"
     Options = EmailOptions
@@ -156,6 +156,14 @@ class Email(ConnectorBase):
 
     def destination(self, request: EmailRequest) -> str | None:
         return f"smtp://{request.host}:{request.port}"
+
+    def deadline(self, request: EmailRequest) -> float | None:
+        return request.timeout
+
+    def describe(self, request: EmailRequest) -> str:
+        head = f"SMTP {request.host}:{request.port} ({request.security})"
+        envelope = f"MAIL FROM {request.mail_from} RCPT TO {', '.join(request.rcpt_to)}"
+        return "\n".join([head, envelope, "", *request.message.rstrip("\n").splitlines()])
 
     async def send(self, request: EmailRequest, env: SendEnv) -> Delivered:
         return await asyncio.to_thread(self._send_blocking, request, env)

@@ -12,7 +12,7 @@ from typing import Any
 
 from msgspec import Struct
 
-from connectors._http import (
+from connectors.http_kit import (
     HttpDestination,
     HttpRequest,
     bearer,
@@ -35,7 +35,7 @@ class HomeAssistantOptions(Struct, forbid_unknown_fields=True, omit_defaults=Tru
     timeout: float = 10.0
 
 
-class HomeAssistant(HttpDestination, ConnectorBase):
+class HomeAssistant(HttpDestination, ConnectorBase[HomeAssistantOptions, HttpRequest]):
     name = "home_assistant"
     summary = "Call a Home Assistant service (domain.service) or fire an event"
     Options = HomeAssistantOptions

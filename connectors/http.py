@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from msgspec import UNSET, Struct, UnsetType
 
-from connectors._http import HttpDestination, HttpRequest, delivered, send_http
+from connectors.http_kit import HttpDestination, HttpRequest, delivered, send_http
 from engine.connector import ConnectorBase, Delivered, RenderEnv, SendEnv
 
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]
@@ -24,7 +24,7 @@ class HttpOptions(Struct, forbid_unknown_fields=True, omit_defaults=True):
     expect_status: int | list[int] | None = None
 
 
-class Http(HttpDestination, ConnectorBase):
+class Http(HttpDestination, ConnectorBase[HttpOptions, HttpRequest]):
     name = "http"
     summary = "Send any HTTP request (json, form or raw body)"
     Options = HttpOptions

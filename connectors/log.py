@@ -25,7 +25,7 @@ class LogRequest(Struct):
     line: str  # one JSON document, no newline
 
 
-class Log(ConnectorBase):
+class Log(ConnectorBase[LogOptions, LogRequest]):
     name = "log"
     summary = "Append a JSON line to a file (default data/actions.jsonl)"
     Options = LogOptions

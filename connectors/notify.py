@@ -23,7 +23,7 @@ class NotifyRequest(Struct):
     message: str
 
 
-class Notify(ConnectorBase):
+class Notify(ConnectorBase[NotifyOptions, NotifyRequest]):
     name = "notify"
     summary = "Answer Omi with a message shown to the user (in the webhook response)"
     Options = NotifyOptions
@@ -52,6 +52,9 @@ class Notify(ConnectorBase):
 
     def render(self, options: NotifyOptions, env: RenderEnv) -> NotifyRequest:
         return NotifyRequest(options.message.strip())
+
+    def inline_reply(self, request: NotifyRequest) -> str | None:
+        return request.message
 
     async def send(self, request: NotifyRequest, env: SendEnv) -> Delivered:
         return Delivered(status=200, response="returned in the webhook response")

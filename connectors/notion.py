@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 from msgspec import Struct
 
-from connectors._http import (
+from connectors.http_kit import (
     MAX_ERROR_TEXT,
     RETRYABLE_STATUS,
     HttpDestination,
@@ -181,7 +181,7 @@ def _block(kind: str, text: str) -> dict[str, Any]:
     return {"object": "block", "type": kind, kind: {"rich_text": rich_text(text)}}
 
 
-class Notion(HttpDestination, ConnectorBase):
+class Notion(HttpDestination, ConnectorBase[NotionOptions, HttpRequest]):
     name = "notion"
     summary = "Create a page in a Notion database"
     Options = NotionOptions

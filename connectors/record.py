@@ -11,7 +11,7 @@ from pathlib import Path
 
 from msgspec import Struct
 
-from engine.connector import ConnectorBase, Delivered, RenderEnv, SendEnv
+from engine.connector import EVENT_BODY, ConnectorBase, Delivered, RenderEnv, SendEnv
 from engine.durations import parse_duration
 from engine.errors import DeliveryError
 from engine.paths import data_file, inside_data
@@ -97,11 +97,12 @@ def _append(path: Path, pcm: bytes, sample_rate: int) -> int:
     return data
 
 
-class Record(ConnectorBase):
+class Record(ConnectorBase[RecordOptions, RecordRequest]):
     name = "record"
     summary = "Append the audio to a WAV file (default data/recordings/<uid>/...)"
     Options = RecordOptions
     Request = RecordRequest
+    needs = frozenset({EVENT_BODY})  # the audio is the stored body of the event
 
     def validate(self, options: RecordOptions) -> list[tuple[str, str]]:
         if options.rotate is not None:
@@ -134,12 +135,12 @@ class Record(ConnectorBase):
         )
 
     async def send(self, request: RecordRequest, env: SendEnv) -> Delivered:
-        if env.read_audio is None:
+        if env.event_body is None:
             raise DeliveryError(
                 "no audio store to read from", connector=self.name, url=request.path
             )
         try:
-            pcm = env.read_audio(request.event_id)
+            pcm = await asyncio.to_thread(env.event_body, request.event_id)
         except (LookupError, OSError) as exc:  # the audio is gone: sending again cannot help
             raise DeliveryError(
                 f"no audio for event {request.event_id}: {exc}",

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 from msgspec import Struct
 
-from connectors._http import (
+from connectors.http_kit import (
     MAX_ERROR_TEXT,
     HttpDestination,
     HttpRequest,
@@ -44,7 +44,7 @@ class SlackOptions(Struct, forbid_unknown_fields=True, omit_defaults=True):
     timeout: float = 10.0
 
 
-class Slack(HttpDestination, ConnectorBase):
+class Slack(HttpDestination, ConnectorBase[SlackOptions, HttpRequest]):
     name = "slack"
     summary = "Post a message to Slack (incoming webhook, or bot token + channel)"
     Options = SlackOptions

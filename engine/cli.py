@@ -25,6 +25,7 @@ from engine.server import history as history_queries
 from engine.server import retention
 from engine.server.access import TOKEN_FILE, admin_token
 from engine.server.retention import DAY
+from engine.server.statuses import ActionStatus
 from engine.server.store import Store
 from engine.soak import run_soak
 from engine.triggers import default_triggers
@@ -232,7 +233,7 @@ def history(db: str | None, limit: int, trigger: str | None, as_json: bool, dead
     store = open_store(db)
     try:
         if dead:
-            rows = history_queries.list_actions(store, status="dead", limit=limit)
+            rows = history_queries.list_actions(store, status=ActionStatus.DEAD, limit=limit)
             for row in rows:
                 click.echo(
                     msgspec.json.encode(row).decode()

@@ -6,29 +6,28 @@ import json
 import time
 from typing import Any
 
+import msgspec
+
+from engine.connector import Registry, default_registry, describe_of
 from engine.dryrun import EventReport
 
 INDENT = "      "
 
 
-def _request_lines(request: Any) -> list[str]:
-    if isinstance(request, dict) and "method" in request and "url" in request:
-        lines = [f"{request['method']} {request['url']}"]
-        for name, value in (request.get("headers") or {}).items():
-            lines.append(f"{name}: {value}")
-        for key in ("query", "json", "form", "body"):
-            if key in request:
-                text = json.dumps(request[key], indent=2, ensure_ascii=False)
-                lines.extend((text if key == "json" else f"{key}: {text}").splitlines())
-        return lines
-    if isinstance(request, dict) and "message" in request and "rcpt_to" in request:
-        head = f"SMTP {request['host']}:{request['port']} ({request['security']})"
-        envelope = f"MAIL FROM {request['mail_from']} RCPT TO {', '.join(request['rcpt_to'])}"
-        return [head, envelope, "", *request["message"].rstrip("\n").splitlines()]
+def _request_lines(registry: Registry, connector: str, request: Any) -> list[str]:
+    """The connector's own description of the (masked) request, or the request as JSON when
+    the connector is not installed or the request no longer fits its type."""
+    if connector in registry:
+        installed = registry[connector]
+        try:
+            return describe_of(installed, msgspec.convert(request, installed.Request)).splitlines()
+        except msgspec.ValidationError:
+            pass
     return json.dumps(request, indent=2, ensure_ascii=False).splitlines()
 
 
-def format_report(report: EventReport, label: str) -> str:
+def format_report(report: EventReport, label: str, registry: Registry | None = None) -> str:
+    registry = registry if registry is not None else default_registry()
     lines = [
         f"{label} ({report.trigger}): {len(report.matched)} matched, {len(report.skipped)} skipped"
     ]
@@ -39,7 +38,7 @@ def format_report(report: EventReport, label: str) -> str:
             if action.error:
                 lines.append(f"    ✘ {action.connector}: {action.error}")
                 continue
-            request_lines = _request_lines(action.request)
+            request_lines = _request_lines(registry, action.connector, action.request)
             lines.append(f"    → {action.connector}: {request_lines[0]}")
             lines.extend(INDENT + line for line in request_lines[1:])
     for skipped in report.skipped:

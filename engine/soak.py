@@ -31,6 +31,8 @@ from typing import Any
 
 import httpx
 
+from engine.server.statuses import UNFINISHED, ActionStatus
+
 ADMIN_TOKEN = "soak-admin-token"
 RULES = """
 - id: memories-to-target
@@ -338,7 +340,7 @@ def _drain(url: str, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         actions = httpx.get(f"{url}/health", timeout=5).json().get("actions", {})
-        if not actions.get("pending") and not actions.get("in_flight"):
+        if not any(actions.get(status) for status in UNFINISHED):
             return
         time.sleep(0.2)
 
@@ -349,15 +351,16 @@ def _check_books(db: Path, target: _Target, report: SoakReport, acknowledged: in
         events = conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
         statuses = dict(conn.execute("SELECT status, COUNT(*) FROM actions GROUP BY status"))
         http_actions = conn.execute(
-            "SELECT COUNT(*) FROM actions WHERE connector = 'http' AND status = 'delivered'"
+            "SELECT COUNT(*) FROM actions WHERE connector = 'http' AND status = ?",
+            (ActionStatus.DELIVERED,),
         ).fetchone()[0]
     report.missing_events = max(0, acknowledged - events)
-    report.delivered = statuses.get("delivered", 0)
+    report.delivered = statuses.get(ActionStatus.DELIVERED, 0)
     with target.lock:
         keys = dict(target.keys)
     report.duplicated = sum(1 for n in keys.values() if n > 1)
     if len(keys) != http_actions:
         report.errors.append(f"target saw {len(keys)} actions, history says {http_actions}")
-    undelivered = {k: v for k, v in statuses.items() if k != "delivered"}
+    undelivered = {k: v for k, v in statuses.items() if k != ActionStatus.DELIVERED}
     if undelivered:
         report.errors.append(f"actions not delivered: {undelivered}")

@@ -96,3 +96,49 @@ def test_a_batch_whose_transaction_cannot_begin_fails_its_callers(tmp_path: Path
     finally:
         other.close()
         store.close()
+
+
+def test_a_slow_read_leaves_the_loop_and_other_reads_free(store: Store) -> None:
+    """A read held open (as a slow query would be) on a reader thread: meanwhile the loop
+    runs, another read answers, and only then is the slow one let go. Were reads run on the
+    loop, or one at a time, the quick read could not finish and `release.wait` would time out."""
+    import threading
+
+    store.write_now(insert(1))
+    release = threading.Event()
+    ticks = 0
+
+    def slow(s: Store) -> list[dict]:
+        if not release.wait(timeout=10):
+            raise AssertionError("the quick read never finished while the slow one ran")
+        return s.query("SELECT reason FROM rejections")
+
+    def quick(s: Store) -> int:
+        return s.query("SELECT COUNT(*) AS n FROM rejections")[0]["n"]
+
+    async def main() -> tuple[list[dict], int]:
+        nonlocal ticks
+        held = asyncio.ensure_future(store.read(slow))
+        for _ in range(3):  # the loop keeps turning
+            await asyncio.sleep(0)
+            ticks += 1
+        count = await asyncio.wait_for(store.read(quick), timeout=5)
+        assert not held.done()
+        release.set()
+        return await held, count
+
+    rows, count = asyncio.run(main())
+    assert ticks == 3
+    assert count == 1
+    assert rows == [{"reason": "1"}]
+
+
+def test_each_thread_reads_through_its_own_connection(store: Store) -> None:
+    import threading
+
+    seen: list[object] = []
+    thread = threading.Thread(target=lambda: seen.append(store.read_db))
+    thread.start()
+    thread.join()
+    assert seen[0] is not store.read_db
+    assert store.read_db is store.read_db

@@ -41,12 +41,10 @@ class Outcome:
     def skipped(self) -> list[Decision]:
         return [d for d in self.decisions if not d.matched]
 
-    def notify_message(self) -> str | None:
-        """The text of the notify actions, joined, for the webhook response."""
-        messages = [
-            str(getattr(a.request, "message", "")) for a in self.actions if a.inline and a.request
-        ]
-        text = "\n".join(m for m in messages if m)
+    def inline_reply(self) -> str | None:
+        """The actions' inline replies (Connector.inline_reply), joined, for the webhook
+        response."""
+        text = "\n".join(a.reply for a in self.actions if a.reply)
         return text or None
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from engine.connector import RenderEnv, destination_of
+from engine.connector import RenderEnv, destination_of, inline_reply_of
 from engine.errors import DeliveryError, TemplateError
 from engine.rules.loader import CompiledAction
 from engine.rules.trust import refusal
@@ -35,6 +35,7 @@ class PlannedAction:
     request: msgspec.Struct | None = None
     error: str | None = None
     inline: bool = False
+    reply: str | None = None  # the connector's inline reply: rides in the webhook answer
     target: str = ""  # where it goes (engine.runtime.destinations.target_key): limits and breaker
 
     @property
@@ -116,6 +117,7 @@ def _plan_one(
             return result
         result.target = target_key(connector.name, destination)
         result.request = request
+        result.reply = inline_reply_of(connector, request)
     except TemplateError as exc:
         result.error = f"do[{action.index}].{connector.name}.{exc.field}: {exc.message}"
     except (msgspec.ValidationError, ValueError, TypeError, DeliveryError) as exc:

@@ -30,6 +30,7 @@ from engine.server.access import AccessMiddleware, HostCheck, admin_token
 from engine.server.omi_query import recover_query
 from engine.server.outbox import retry_action
 from engine.server.receiver import Incoming, Receiver
+from engine.server.statuses import ActionStatus
 from engine.triggers import default_triggers
 
 log = logging.getLogger("omi_rules.app")
@@ -110,7 +111,7 @@ async def setup_completed(request: Request[Any, Any, Any]) -> dict[str, bool]:
 
 @get("/health", summary="Liveness, rule and outbox counts")
 async def health(request: Request[Any, Any, Any]) -> dict[str, Any]:
-    return _receiver(request).health()
+    return await _receiver(request).health()
 
 
 @get("/api/events", summary="Recent events with what each rule decided")
@@ -121,14 +122,16 @@ async def api_events(
     trigger: FromQuery[str | None] = None,
     uid: FromQuery[str | None] = None,
 ) -> list[dict[str, Any]]:
-    return history.list_events(
-        _receiver(request).store, limit=page_size(limit), since=since, trigger=trigger, uid=uid
+    return await _receiver(request).store.read(
+        lambda store: history.list_events(
+            store, limit=page_size(limit), since=since, trigger=trigger, uid=uid
+        )
     )
 
 
 @get("/api/events/{event_id:str}", summary="One event: payload, decisions, actions")
 async def api_event(request: Request[Any, Any, Any], event_id: FromPath[str]) -> dict[str, Any]:
-    event = history.event_detail(_receiver(request).store, event_id)
+    event = await _receiver(request).store.read(lambda store: history.event_detail(store, event_id))
     if event is None:
         raise NotFoundException(f"no event {event_id}")
     return event
@@ -140,14 +143,18 @@ async def api_actions(
     status: FromQuery[str | None] = None,
     limit: FromQuery[int] = 100,
 ) -> list[dict[str, Any]]:
-    return history.list_actions(_receiver(request).store, status=status, limit=page_size(limit))
+    return await _receiver(request).store.read(
+        lambda store: history.list_actions(store, status=status, limit=page_size(limit))
+    )
 
 
 @get("/api/dead-letters", summary="Actions that gave up; retry them with POST .../retry")
 async def api_dead_letters(
     request: Request[Any, Any, Any], limit: FromQuery[int] = 100
 ) -> list[dict[str, Any]]:
-    return history.list_actions(_receiver(request).store, status="dead", limit=page_size(limit))
+    return await _receiver(request).store.read(
+        lambda store: history.list_actions(store, status=ActionStatus.DEAD, limit=page_size(limit))
+    )
 
 
 @post("/api/actions/{action_id:int}/retry", status_code=202, summary="Send a dead letter again")
@@ -159,14 +166,16 @@ async def api_retry(request: Request[Any, Any, Any], action_id: FromPath[int]) -
     if not retried:
         raise NotFoundException(f"no dead action {action_id} to retry")
     receiver.deliverer.wake.set()
-    return {"id": action_id, "status": "pending"}
+    return {"id": action_id, "status": ActionStatus.PENDING}
 
 
 @get("/api/rejections", summary="The last rejected webhooks, with their reasons")
 async def api_rejections(
     request: Request[Any, Any, Any], limit: FromQuery[int] = 50
 ) -> list[dict[str, Any]]:
-    return history.list_rejections(_receiver(request).store, limit=page_size(limit))
+    return await _receiver(request).store.read(
+        lambda store: history.list_rejections(store, limit=page_size(limit))
+    )
 
 
 @get("/api/rules", summary="Loaded rules and rule errors")

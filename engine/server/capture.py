@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import secrets as random
 import time
-from collections import OrderedDict
 from typing import Any
 
 import msgspec
@@ -15,8 +14,10 @@ import sqlite_utils
 from engine.runtime.payloads import Event
 from engine.runtime.pipeline import Outcome
 from engine.secrets import Secrets
-from engine.server.outbox import action_rows
+from engine.server.dedupe import DedupeKey, key_column
+from engine.server.outbox import idempotency_key
 from engine.server.sealed import Sealer
+from engine.server.statuses import ActionStatus, EventStatus
 from engine.server.store import Store
 from engine.triggers import default_triggers
 
@@ -40,11 +41,11 @@ def dedupe_key(
     *,
     delivery_id: str | None = None,
     signatures: list[str] | None = None,
-) -> str | None:
+) -> DedupeKey | None:
     """What makes a delivery a repeat: Omi's idempotency header, its delivery id, the memory
     id + uid (one memory can come under two headers: the developer webhook and an app), and
-    a signature already seen (a replay within the signature's tolerance). The parts are
-    joined by newlines (a digest holds none); any of them makes a repeat."""
+    a signature already seen (a replay within the signature's tolerance); any of them makes
+    a repeat."""
     parts = []
     if idempotency_key:
         parts.append(dedupe_part("idem", event.uid, idempotency_key))
@@ -56,61 +57,7 @@ def dedupe_key(
         parts.append(dedupe_part(trigger.name, event.uid, own_id))
     for signature in signatures or ():
         parts.append(dedupe_part("signature", event.uid, signature))
-    return "\n".join(parts) or None
-
-
-class Deduper:
-    """Recent dedupe keys in memory (seeded from the store), so concurrent repeats of one
-    delivery are caught before either is written. Keys are kept in the order they were
-    claimed, so expiry drops them from the front: each claim costs O(1) amortized."""
-
-    def __init__(self, window: float, max_keys: int = 1_000_000) -> None:
-        self.window = window
-        self.max_keys = max_keys
-        self._seen: OrderedDict[str, tuple[float, str]] = OrderedDict()  # key -> (at, event)
-
-    def seed(self, store: Store, now: float) -> None:
-        for row in store.rows(
-            "SELECT dedupe_key, received_at, id FROM events "
-            "WHERE dedupe_key IS NOT NULL AND received_at > ? AND status != 'duplicate' "
-            "ORDER BY received_at",
-            (now - self.window,),
-        ):
-            for part in row["dedupe_key"].split("\n"):
-                self._remember(part, row["received_at"], row["id"])
-
-    def claim(self, key: str | None, event_id: str, now: float) -> str | None:
-        """None when `key` is new (now claimed); else the id of the event it repeats."""
-        if key is None:
-            return None
-        self.prune(now)
-        parts = key.split("\n")
-        for part in parts:
-            seen = self._seen.get(part)
-            if seen is not None:
-                return seen[1]
-        for part in parts:
-            self._remember(part, now, event_id)
-        return None
-
-    def _remember(self, part: str, at: float, event_id: str) -> None:
-        self._seen[part] = (at, event_id)
-        self._seen.move_to_end(part)
-        while len(self._seen) > self.max_keys:  # a flood of new keys: forget the oldest
-            self._seen.popitem(last=False)
-
-    def release(self, key: str | None) -> None:
-        if key is not None:
-            for part in key.split("\n"):
-                self._seen.pop(part, None)
-
-    def prune(self, now: float) -> None:
-        """Forget keys older than the window (the oldest are first)."""
-        while self._seen:
-            at, _event = next(iter(self._seen.values()))
-            if now - at <= self.window:
-                return
-            self._seen.popitem(last=False)
+    return DedupeKey.of(parts)
 
 
 def answer_context(event_id: str) -> str:
@@ -131,8 +78,8 @@ def event_row(
     *,
     body: bytes,
     params: dict[str, Any],
-    status: str,
-    key: str | None,
+    status: EventStatus,
+    key: DedupeKey | None,
     outcome: Outcome | None,
     response: dict[str, Any],
 ) -> dict[str, Any]:
@@ -142,13 +89,52 @@ def event_row(
         "uid": event.uid,
         "session_id": event.session_id,
         "received_at": event.received_at,
-        "dedupe_key": key,
+        "dedupe_key": key_column(key),
         "params": msgspec.json.encode(params).decode(),
         "body": body,
         "status": status,
         "decisions": decisions_json(outcome),
         "response": msgspec.json.encode(response).decode(),
     }
+
+
+def action_rows(
+    event: Event, outcome: Outcome, secrets: Secrets, sealer: Sealer, *, now: float
+) -> list[dict[str, Any]]:
+    """The outbox rows of an event's planned actions, requests sealed."""
+    rows = []
+    for action in outcome.actions:
+        if action.request is None:
+            status = ActionStatus.ERROR
+        elif action.inline:
+            status = ActionStatus.INLINE
+        else:
+            status = ActionStatus.PENDING
+        request = None
+        idem_key = idempotency_key(event.id, action.key_suffix)
+        if action.request is not None:
+            request = msgspec.json.encode(
+                sealer.seal(msgspec.to_builtins(action.request), secrets, idem_key)
+            ).decode()
+        rows.append(
+            {
+                "idem_key": idem_key,
+                "event_id": event.id,
+                "rule_id": action.rule_id,
+                "action_index": action.action_index,
+                "item_index": action.item_index,
+                "connector": action.connector,
+                "target": secrets.mask(action.target or action.connector),
+                "request": request,
+                "status": status,
+                "attempts": 0,
+                "next_attempt_at": now,
+                "last_error": secrets.mask(action.error),  # may quote a rendered secret
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+    return rows
 
 
 def write_event(
@@ -158,8 +144,8 @@ def write_event(
     *,
     body: bytes,
     params: dict[str, Any],
-    key: str | None,
-    status: str,
+    key: DedupeKey | None,
+    status: EventStatus,
     response: dict[str, Any],
     secrets: Secrets,
     sealer: Sealer,

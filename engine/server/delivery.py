@@ -16,12 +16,21 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import msgspec
 
 from engine.config import Settings
-from engine.connector import Registry, SendEnv, destination_of
+from engine.connector import (
+    EVENT_BODY,
+    Connector,
+    Registry,
+    SendEnv,
+    deadline_of,
+    destination_of,
+    needs_of,
+)
 from engine.errors import DeliveryError, SecretError
 from engine.outbound import OutboundGuard, make_client
 from engine.secrets import Secrets
@@ -40,7 +49,7 @@ class Deliverer:
         registry: Registry,
         secrets: Callable[[], Secrets],
         settings: Settings,
-        read_audio: Callable[[str], bytes],
+        event_body: Callable[[str], bytes],
         sealer: Sealer,
         *,
         trusted: Callable[[str], bool] | None = None,
@@ -50,7 +59,7 @@ class Deliverer:
         self.registry = registry
         self.secrets = secrets
         self.settings = settings
-        self.read_audio = read_audio
+        self.event_body = event_body  # the EVENT_BODY capability
         # loopback and private addresses only for hosts the owner named (engine.rules.trust)
         self.guard = OutboundGuard(settings.outbound_allow, settings.outbound_deny, trusted=trusted)
         self.client: httpx.AsyncClient | None = None
@@ -138,10 +147,10 @@ class Deliverer:
             secret=secrets.lookup(placeholders=False),
             guard=lambda url: self.guard.check(url, connector.name),
             idempotency_key=action.idem_key,
-            read_audio=self.read_audio,
+            event_body=self.event_body if EVENT_BODY in needs_of(connector) else None,
             data_dir=self.settings.data_dir,
         )
-        deadline = self.deadline(request)
+        deadline = self.deadline(connector, request)
         try:
             async with asyncio.timeout(deadline):
                 result = await connector.send(request, env)
@@ -182,9 +191,9 @@ class Deliverer:
             response=secrets.mask(result.response),
         )
 
-    def deadline(self, request: msgspec.Struct) -> float:
-        """Seconds the whole attempt may take: the request's own timeout when it has one."""
-        timeout = getattr(request, "timeout", None)
+    def deadline(self, connector: Connector[Any, Any], request: msgspec.Struct) -> float:
+        """Seconds the whole attempt may take: the connector's deadline when it names one."""
+        timeout = deadline_of(connector, request)
         if isinstance(timeout, int | float) and timeout > 0:
             return float(timeout)
         return self.settings.delivery_deadline

@@ -11,6 +11,7 @@ import msgspec
 from engine.errors import PayloadError
 from engine.runtime.payloads import Event, decode_event
 from engine.server.sealed import shown
+from engine.server.statuses import ActionStatus, EventStatus
 from engine.server.store import Store
 from engine.triggers import default_triggers, json_display
 
@@ -97,7 +98,7 @@ def event_detail(store: Store, event_id: str) -> dict[str, Any] | None:
 
 
 def list_actions(
-    store: Store, *, status: str | None = None, limit: int = 100
+    store: Store, *, status: ActionStatus | str | None = None, limit: int = 100
 ) -> list[dict[str, Any]]:
     if status:
         rows = store.query(
@@ -118,8 +119,8 @@ def list_rejections(store: Store, *, limit: int = 50) -> list[dict[str, Any]]:
 
 def count_captured(store: Store, *, since: float | None = None) -> int:
     rows = store.query(
-        "SELECT COUNT(*) AS n FROM events WHERE status != 'duplicate' AND received_at >= ?",
-        (since or 0,),
+        "SELECT COUNT(*) AS n FROM events WHERE status != ? AND received_at >= ?",
+        (EventStatus.DUPLICATE, since or 0),
     )
     return rows[0]["n"]
 
@@ -131,9 +132,9 @@ def captured_events(
     decoded again as they were received."""
     sql = (
         "SELECT id, trigger, uid, session_id, received_at, params, body FROM events "
-        "WHERE status != 'duplicate' AND received_at >= ? ORDER BY received_at, id"
+        "WHERE status != ? AND received_at >= ? ORDER BY received_at, id"
     )
-    params: tuple[Any, ...] = (since or 0,)
+    params: tuple[Any, ...] = (EventStatus.DUPLICATE, since or 0)
     if limit is not None:
         sql += " LIMIT ?"
         params += (limit,)

@@ -18,68 +18,23 @@ import random
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any
 
-import msgspec
 import sqlite_utils
 
 from engine.config import RetryPolicy
-from engine.runtime.payloads import Event
-from engine.runtime.pipeline import Outcome
-from engine.secrets import Secrets
-from engine.server.sealed import Sealer
+from engine.server.statuses import ActionStatus
 from engine.server.store import Store
 
-PENDING, IN_FLIGHT, DELIVERED, DEAD, INLINE, ERROR = (
-    "pending",
-    "in_flight",
-    "delivered",
-    "dead",
-    "inline",
-    "error",
+PENDING, IN_FLIGHT, DELIVERED, DEAD = (
+    ActionStatus.PENDING,
+    ActionStatus.IN_FLIGHT,
+    ActionStatus.DELIVERED,
+    ActionStatus.DEAD,
 )
 
 
 def idempotency_key(event_id: str, key_suffix: str) -> str:
     return f"{event_id}:{key_suffix}"
-
-
-def action_rows(
-    event: Event, outcome: Outcome, secrets: Secrets, sealer: Sealer, *, now: float
-) -> list[dict[str, Any]]:
-    rows = []
-    for action in outcome.actions:
-        if action.request is None:
-            status = ERROR
-        elif action.inline:
-            status = INLINE
-        else:
-            status = PENDING
-        request = None
-        idem_key = idempotency_key(event.id, action.key_suffix)
-        if action.request is not None:
-            request = msgspec.json.encode(
-                sealer.seal(msgspec.to_builtins(action.request), secrets, idem_key)
-            ).decode()
-        rows.append(
-            {
-                "idem_key": idem_key,
-                "event_id": event.id,
-                "rule_id": action.rule_id,
-                "action_index": action.action_index,
-                "item_index": action.item_index,
-                "connector": action.connector,
-                "target": secrets.mask(action.target or action.connector),
-                "request": request,
-                "status": status,
-                "attempts": 0,
-                "next_attempt_at": now,
-                "last_error": secrets.mask(action.error),  # may quote a rendered secret
-                "created_at": now,
-                "updated_at": now,
-            }
-        )
-    return rows
 
 
 @dataclass

@@ -29,17 +29,18 @@ from engine.runtime.sessions import SessionStore
 from engine.secrets import Secrets
 from engine.server import signing
 from engine.server.capture import (
-    Deduper,
     answer_context,
     dedupe_key,
     new_event_id,
     record_rejection,
     write_event,
 )
+from engine.server.dedupe import DedupeKey, Deduper
 from engine.server.delivery import Deliverer
 from engine.server.outbox import recover_in_flight
 from engine.server.retention import sweep_daily
 from engine.server.sealed import Sealer
+from engine.server.statuses import EventStatus
 from engine.server.store import Store
 from engine.server.webhook_auth import authenticate
 from engine.triggers import default_triggers
@@ -74,7 +75,7 @@ class Prepared:
     """One decoded event on its way to the store (see Receiver.prepare)."""
 
     event: Event
-    key: str | None
+    key: DedupeKey | None
     params: dict[str, Any]
     repeat_of: str | None = None
     outcome: Outcome | None = None
@@ -134,7 +135,7 @@ class Receiver:
             self.live_rules.registry,
             lambda: self.secrets,
             settings,
-            self.read_audio,
+            self.event_body,
             self.sealer,
             trusted=self.pipeline.trusts,
         )
@@ -166,7 +167,8 @@ class Receiver:
             log.warning(
                 "resuming %d action(s) that were in flight when the server stopped", recovered
             )
-        self.deduper.seed(self.store, time.time())
+        now = time.time()
+        await self.store.read(lambda store: self.deduper.seed(store, now))
         self._tasks.append(asyncio.create_task(self.deliverer.run(), name="delivery"))
         if self.settings.retention_days > 0:
             sweep = sweep_daily(self.store, self.settings.retention_days, time.time)
@@ -186,7 +188,8 @@ class Receiver:
         self._rules_thread.shutdown(wait=True)
         await asyncio.to_thread(self.store.close)
 
-    def read_audio(self, event_id: str) -> bytes:
+    def event_body(self, event_id: str) -> bytes:
+        """The stored body of an event (blocking: connectors call it off the loop)."""
         rows = self.store.query("SELECT body FROM events WHERE id = ?", (event_id,))
         if not rows:
             raise LookupError(f"no stored event {event_id}")
@@ -269,16 +272,16 @@ class Receiver:
         try:
             try:
                 outcome = self.pipeline.process(event, now)
-                status = "processed"
+                status = EventStatus.PROCESSED
             except Exception as exc:  # noqa: BLE001 - a bug in a rule must not lose the event
                 log.error(
                     "processing a %s event failed; it is kept for replay: %s",
                     event.trigger,
                     self.secrets.masked_traceback(exc),
                 )
-                outcome, status = Outcome(event), "error"
+                outcome, status = Outcome(event), EventStatus.ERROR
             prepared.outcome = outcome
-            message = outcome.notify_message()
+            message = outcome.inline_reply()
             if message:
                 prepared.response["message"] = message
             prepared.store_write = write_event(
@@ -338,7 +341,7 @@ class Receiver:
         self,
         incoming: Incoming,
         event: Event,
-        key: str | None,
+        key: DedupeKey | None,
         params: dict[str, Any],
         repeat_of: str,
     ) -> Answer:
@@ -353,7 +356,9 @@ class Receiver:
                     raise  # this request itself was cancelled
                 return Answer(503, {"error": "could not record the event; retry"})
         self.counters.duplicates += 1
-        rows = self.store.query("SELECT response FROM events WHERE id = ?", (repeat_of,))
+        rows = await self.store.read(
+            lambda store: store.query("SELECT response FROM events WHERE id = ?", (repeat_of,))
+        )
         response = msgspec.json.decode(rows[0]["response"] or "{}") if rows else {}
         stored = response
         try:
@@ -370,7 +375,7 @@ class Receiver:
                     body=incoming.body,
                     params=params,
                     key=key,
-                    status="duplicate",
+                    status=EventStatus.DUPLICATE,
                     response={**stored, "duplicate_of": repeat_of},
                     secrets=self.secrets,
                     sealer=self.sealer,
@@ -409,8 +414,10 @@ class Receiver:
                 return True
         return False
 
-    def health(self) -> dict[str, Any]:
-        pending = self.store.query("SELECT status, COUNT(*) AS n FROM actions GROUP BY status")
+    async def health(self) -> dict[str, Any]:
+        pending = await self.store.read(
+            lambda store: store.query("SELECT status, COUNT(*) AS n FROM actions GROUP BY status")
+        )
         rules = self.pipeline.rules
         return {
             "status": "ok",

@@ -16,13 +16,13 @@ from typing import Any
 
 import sqlite_utils
 
+from engine.server.statuses import UNFINISHED
 from engine.server.store import Store
 
 log = logging.getLogger("omi_rules.retention")
 
 DAY = 24 * 3600.0
 BATCH = 2000
-UNFINISHED = ("pending", "in_flight")
 
 
 @dataclass

@@ -2,8 +2,10 @@
 
 All writes go through one writer thread that commits whatever is queued in a single
 transaction (group commit): many concurrent webhooks share one fsync, and each caller's
-future resolves only after its commit, so a 200 still means "on disk". Reads use their own
-connection; WAL lets them run while the writer commits.
+future resolves only after its commit, so a 200 still means "on disk". Each thread reads
+through its own connection; WAL lets them run while the writer commits. Code on the event
+loop reads with `await store.read(fn)`: `fn(store)` runs on a reader thread, so a slow
+query never stalls the loop (webhooks, /health) and two slow ones can run side by side.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -77,6 +79,7 @@ CREATE TABLE IF NOT EXISTS rejections (
 ADDED_COLUMNS = (("actions", "target", "TEXT"),)
 
 _STOP = object()
+READ_THREADS = 4  # reads the API and the receiver may have running at once
 
 
 def _fail(futures: list[Future[Any]], exc: BaseException) -> None:
@@ -120,7 +123,10 @@ class Store:
         self.path = path
         self._writer_db = _connect(path)
         _create_schema(self._writer_db.conn)
-        self.read_db = _connect(path)
+        self._local = threading.local()  # this thread's read connection
+        self._readers: list[sqlite_utils.Database] = []
+        self._readers_lock = threading.Lock()
+        self._read_pool = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="store-reader")
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._write_loop, name="store-writer", daemon=True)
         self._thread.start()
@@ -211,9 +217,28 @@ class Store:
         self._queue.put(_STOP)
         self._thread.join(timeout=10)
         self._writer_db.conn.close()
-        self.read_db.conn.close()
+        self._read_pool.shutdown(wait=True)
+        with self._readers_lock:
+            for db in self._readers:
+                db.conn.close()
+            self._readers.clear()
 
     # -- reading ----------------------------------------------------------------------
+    @property
+    def read_db(self) -> sqlite_utils.Database:
+        """The calling thread's read connection (opened on its first read)."""
+        db: sqlite_utils.Database | None = getattr(self._local, "db", None)
+        if db is None:
+            db = _connect(self.path)
+            with self._readers_lock:
+                self._readers.append(db)
+            self._local.db = db
+        return db
+
+    async def read(self, fn: Callable[[Store], T]) -> T:
+        """`fn(self)` run on a reader thread: how code on the event loop reads."""
+        return await asyncio.get_running_loop().run_in_executor(self._read_pool, fn, self)
+
     def query(
         self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()
     ) -> list[dict[str, Any]]:

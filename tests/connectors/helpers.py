@@ -39,7 +39,7 @@ def send(
     secrets: Mapping[str, str] | None = None,
     guard: OutboundGuard | None = None,
     idempotency_key: str = "",
-    read_audio: Callable[[str], bytes] | None = None,
+    event_body: Callable[[str], bytes] | None = None,
     data_dir: str = "data",
 ) -> Delivered:
     """`connector.send(request)` with a guarded client that follows redirects, then closed."""
@@ -53,7 +53,7 @@ def send(
                 secret=store.lookup(placeholders=False),
                 guard=guard.check,
                 idempotency_key=idempotency_key,
-                read_audio=read_audio,
+                event_body=event_body,
                 data_dir=data_dir,
             )
             return await connector.send(request, env)

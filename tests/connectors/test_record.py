@@ -42,7 +42,7 @@ def test_two_sends_make_one_wav_with_both_chunks(tmp_path: Path) -> None:
     assert {r.path for r in requests} == {str(path)}
 
     for request in requests:
-        delivered = send(record, request, read_audio=chunks.__getitem__)
+        delivered = send(record, request, event_body=chunks.__getitem__)
     assert delivered.response == f"{path}: {132970 + 66484} bytes of audio"
 
     with wave.open(str(path), "rb") as wav:
@@ -57,7 +57,7 @@ def test_rotate_names_a_file_per_time_slice(tmp_path: Path) -> None:
     path = tmp_path / "data" / "rec" / "kitchen.wav"
     request = render(record, {"path": str(path), "rotate": "1h"}, **audio_env(tmp_path, "e", b""))
     assert request.path == str(tmp_path / "data" / "rec" / "kitchen-20240501T080000Z.wav")
-    send(record, request, read_audio=lambda _: SPEECH[:3200])
+    send(record, request, event_body=lambda _: SPEECH[:3200])
     with wave.open(request.path, "rb") as wav:
         assert wav.getnframes() == 1600
 
@@ -67,11 +67,11 @@ def test_a_different_sample_rate_is_refused_for_an_existing_file(tmp_path: Path)
     send(
         record,
         render(record, {"path": path}, **audio_env(tmp_path, "a", SPEECH)),
-        read_audio=lambda _: SPEECH,
+        event_body=lambda _: SPEECH,
     )
     request = render(record, {"path": path}, **audio_env(tmp_path, "b", SPEECH, rate=8000))
     with pytest.raises(DeliveryError) as caught:
-        send(record, request, read_audio=lambda _: SPEECH)
+        send(record, request, event_body=lambda _: SPEECH)
     assert caught.value.message == f"{path} holds 16000 Hz audio, got 8000 Hz"
     assert caught.value.retryable is False
     with wave.open(path, "rb") as wav:
@@ -84,7 +84,7 @@ def test_a_file_that_is_not_a_wav_is_left_alone(tmp_path: Path) -> None:
     path.write_text("these are my notes, not audio, and longer than a header is")
     request = render(record, {"path": str(path)}, **audio_env(tmp_path, "a", SPEECH))
     with pytest.raises(DeliveryError) as caught:
-        send(record, request, read_audio=lambda _: SPEECH)
+        send(record, request, event_body=lambda _: SPEECH)
     assert caught.value.message == f"{path} is not a WAV file omi-rules wrote"
     assert path.read_text().startswith("these are my notes")
 
@@ -92,7 +92,7 @@ def test_a_file_that_is_not_a_wav_is_left_alone(tmp_path: Path) -> None:
 def test_audio_that_is_gone_is_a_permanent_error(tmp_path: Path) -> None:
     request = render(record, {}, **audio_env(tmp_path, "evt-gone", SPEECH))
     with pytest.raises(DeliveryError) as caught:
-        send(record, request, read_audio={}.__getitem__)
+        send(record, request, event_body={}.__getitem__)
     assert caught.value.message == "no audio for event evt-gone: 'evt-gone'"
     assert caught.value.retryable is False
 
@@ -108,7 +108,7 @@ def test_an_odd_trailing_byte_is_dropped_to_keep_samples_aligned(tmp_path: Path)
     path = str(tmp_path / "data" / "odd.wav")
     for key, pcm in [("a", SPEECH[:101]), ("b", SPEECH[:100])]:
         request = render(record, {"path": path}, **audio_env(tmp_path, key, pcm))
-        send(record, request, read_audio=lambda _, pcm=pcm: pcm)
+        send(record, request, event_body=lambda _, pcm=pcm: pcm)
     with wave.open(path, "rb") as wav:
         assert wav.readframes(wav.getnframes()) == SPEECH[:100] + SPEECH[:100]
 
@@ -118,7 +118,7 @@ def test_concurrent_sends_to_one_file_keep_every_chunk(tmp_path: Path) -> None:
     requests = [render(record, {}, **audio_env(tmp_path, f"e{n}", chunk)) for n in range(8)]
 
     async def send_all() -> None:
-        env = SendEnv(client=None, secret=str, read_audio=lambda _: chunk)  # type: ignore[arg-type]
+        env = SendEnv(client=None, secret=str, event_body=lambda _: chunk)  # type: ignore[arg-type]
         await asyncio.gather(*(record.send(request, env) for request in requests))
 
     asyncio.run(send_all())
@@ -130,8 +130,8 @@ def test_concurrent_sends_to_one_file_keep_every_chunk(tmp_path: Path) -> None:
 def test_a_retried_action_does_not_append_its_audio_twice(tmp_path: Path) -> None:
     request = render(record, {}, **audio_env(tmp_path, "evt-1", SPEECH))
     for _ in range(2):  # the same action sent again after a crash
-        send(record, request, read_audio={"evt-1": SPEECH}.__getitem__, idempotency_key="evt-1:r:0")
-    send(record, request, read_audio={"evt-1": SPEECH}.__getitem__, idempotency_key="evt-1:r:1")
+        send(record, request, event_body={"evt-1": SPEECH}.__getitem__, idempotency_key="evt-1:r:0")
+    send(record, request, event_body={"evt-1": SPEECH}.__getitem__, idempotency_key="evt-1:r:1")
     with wave.open(request.path) as recording:
         assert recording.getnframes() == 2 * len(SPEECH) // 2
 
@@ -142,7 +142,7 @@ def test_a_short_file_is_never_overwritten_with_a_wav(tmp_path: Path) -> None:
     path.write_bytes(b"keep me")
     request = render(record, {"path": "tiny.wav"}, **audio_env(tmp_path, "a", SPEECH))
     with pytest.raises(DeliveryError, match="not a WAV file"):
-        send(record, request, read_audio=lambda _: SPEECH)
+        send(record, request, event_body=lambda _: SPEECH)
     assert path.read_bytes() == b"keep me"
 
 

@@ -1,15 +1,43 @@
-"""The HTTP request most connectors render to, and how it is sent and judged.
+"""The SDK for a connector whose request is an HTTP call: the request, its sending, its judging.
+
+A new connector is one module exposing `connector`, an object satisfying
+`engine.connector.Connector`, registered in the `omi_rules.connectors` entry-point group. For
+an HTTP service, subclass `HttpDestination` and `ConnectorBase`, render to an `HttpRequest`,
+and send it with `send_http`:
+
+    class Shout(HttpDestination, ConnectorBase[ShoutOptions, HttpRequest]):
+        name = "shout"
+        summary = "Post the text to the shout service"
+        Options = ShoutOptions          # a msgspec Struct: what a `do:` item may say
+        Request = HttpRequest
+
+        def render(self, options: ShoutOptions, env: RenderEnv) -> HttpRequest:
+            return HttpRequest("POST", options.url, headers=bearer(env.secret("SHOUT_TOKEN")),
+                               json={"text": options.text})
+
+        async def send(self, request: HttpRequest, env: SendEnv) -> Delivered:
+            return delivered(await send_http(request, env, self.name, describe=json_message))
+
+    connector = Shout()
+
+`HttpDestination` gives the connector its `destination` (the URL: delivery limits, the
+circuit breaker and host trust work per host), its `deadline` (the request's timeout) and
+its `describe` (the method, URL, headers
+and body, as dry-run shows them). `send_http` goes through the outbound guard, adds the
+action's Idempotency-Key, and raises DeliveryError the way delivery expects:
 
 2xx is delivered; 408, 425, 429 and 5xx, timeouts and connection errors are retryable
 (honouring Retry-After); any other status is permanent, and so is a request the client
 refuses to send (bad URL, bad header, a redirect loop) or the outbound guard refuses. The
 service's own error text is kept in the DeliveryError so it reaches history: a connector
-passes `describe` to pull it out of the service's error body.
+passes `describe` to pull it out of the service's error body (`error_text`, `json_message`,
+or its own over `json_answer`).
 """
 
 from __future__ import annotations
 
 import email.utils
+import json
 import time
 from collections.abc import Callable, Collection
 from typing import Any
@@ -39,11 +67,30 @@ class HttpRequest(Struct, omit_defaults=True):
     expect_status: list[int] = []
 
 
+def describe_http(request: HttpRequest) -> str:
+    """`METHOD URL`, then the headers, then the query, JSON, form or body."""
+    lines = [f"{request.method} {request.url}"]
+    lines.extend(f"{name}: {value}" for name, value in request.headers.items())
+    shown = msgspec.to_builtins(request)
+    for key in ("query", "json", "form", "body"):
+        if key in shown:
+            text = json.dumps(shown[key], indent=2, ensure_ascii=False)
+            lines.extend((text if key == "json" else f"{key}: {text}").splitlines())
+    return "\n".join(lines)
+
+
 class HttpDestination:
-    """Mixin for connectors whose Request is an HttpRequest: it goes to its URL."""
+    """Mixin for connectors whose Request is an HttpRequest: it goes to its URL, and is
+    described as the HTTP call it is."""
 
     def destination(self, request: HttpRequest) -> str | None:
         return request.url
+
+    def describe(self, request: HttpRequest) -> str:
+        return describe_http(request)
+
+    def deadline(self, request: HttpRequest) -> float | None:
+        return request.timeout
 
 
 def retry_after_seconds(value: str | None) -> float | None:
