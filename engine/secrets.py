@@ -102,7 +102,7 @@ class Secrets:
     def view(self, *, placeholders: bool) -> SecretsView:
         return SecretsView(self, placeholders)
 
-    def lookup(self, *, placeholders: bool):  # noqa: ANN201 - a plain callable
+    def lookup(self, *, placeholders: bool):  # a plain callable
         def secret(name: str) -> str:
             if placeholders and name not in self._values:
                 return placeholder(name)
