@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 
 import msgspec
@@ -16,14 +17,16 @@ from tests.conftest import ROOT
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 
-def table_rows(header: str) -> dict[str, str]:
-    """The README table under `header` (its first line, exactly): the first cell's
-    backticked name -> the rest of that row."""
+def table_lines(header: str) -> list[str]:
+    """The rows of the README table under `header` (its first line, exactly)."""
     lines = README.split(f"\n{header}\n", 1)[1].splitlines()[1:]  # past the |---| line
+    return list(itertools.takewhile(lambda line: line.startswith("|"), lines))
+
+
+def table_rows(header: str) -> dict[str, str]:
+    """The README table under `header`: the first cell's backticked name -> the rest."""
     rows: dict[str, str] = {}
-    for line in lines:
-        if not line.startswith("|"):
-            break
+    for line in table_lines(header):
         first, rest = line.strip("|").split("|", 1)
         rows[first.strip().strip("`")] = rest
     return rows
@@ -65,15 +68,25 @@ def test_the_table_readers_find_what_is_there_and_nothing_else() -> None:
     rows = table_rows("| connector | options |")
     assert "`url`" in rows["http"] and "`url`" not in rows["log"]
     assert "in" in documented_path_operators() and "at" not in documented_path_operators()
+    assert "--json" in usage_lines("history") and "--json" not in usage_lines("prune")
+
+
+def usage_lines(command: str) -> str:
+    """The lines of the README's Command line block that show `omi-rules <command>`."""
+    block = README.split("## Command line\n", 1)[1].split("```", 2)[1]
+    prefix = re.compile(rf"omi-rules {re.escape(command)}\s")
+    return "\n".join(line for line in block.splitlines() if prefix.match(line))
 
 
 @pytest.mark.parametrize("command", sorted(main.commands))
 def test_every_command_is_documented(command: str) -> None:
-    assert f"omi-rules {command}" in README
+    """Each command has a usage line, and each of its flags is on one of its own lines."""
+    usage = usage_lines(command)
+    assert usage, f"omi-rules {command} has no line in the Command line block"
     for param in main.commands[command].params:
         for flag in getattr(param, "opts", []):
             if flag.startswith("--") and flag != "--help":
-                assert flag in README, f"{command} {flag} undocumented"
+                assert re.search(rf"{re.escape(flag)}\b", usage), f"{command} {flag} undocumented"
 
 
 def test_every_rule_key_and_operator_is_documented() -> None:
@@ -85,8 +98,10 @@ def test_every_rule_key_and_operator_is_documented() -> None:
 
 
 def test_every_setting_is_documented() -> None:
+    """Each setting is named in the settings table (not merely somewhere in the README)."""
+    table = "\n".join(table_lines("| setting | default | |"))
     for field in msgspec.structs.fields(Settings):
-        assert f"`{field.name}`" in README, f"setting {field.name} undocumented"
+        assert f"`{field.name}`" in table, f"setting {field.name} not in the settings table"
 
 
 def test_readme_gives_the_two_commands() -> None:
