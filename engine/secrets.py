@@ -8,6 +8,7 @@ be tried before its secrets exist.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import re
@@ -17,7 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from dotenv import dotenv_values
+from dotenv.parser import parse_stream
 
+from engine.config import ConfigError
 from engine.errors import SecretError
 
 ENV_PREFIX = "OMI_RULES_SECRET_"
@@ -37,23 +41,25 @@ def placeholder_name(text: str) -> str | None:
 
 
 def _read_file(path: Path) -> dict[str, str]:
+    """A YAML mapping, or else a dotenv file (`NAME=value`, read by python-dotenv: quotes,
+    `export`, `# comments`). A line dotenv cannot read is a ConfigError naming the file and
+    line, never skipped: a half-read file would leave a secret silently unset."""
     text = path.read_text(encoding="utf-8")
-    values: dict[str, str] = {}
-    data = None
     if not path.name.endswith(".env"):
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError:
             data = None
-    if isinstance(data, dict):
-        return {str(k): str(v) for k, v in data.items() if v is not None}
-    for line in text.splitlines():  # dotenv: NAME=value
-        line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        name, _, value = line.removeprefix("export ").partition("=")
-        values[name.strip()] = value.strip().strip("'\"")
-    return values
+        if isinstance(data, dict):
+            return {str(k): str(v) for k, v in data.items() if v is not None}
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.error:  # the line's text is not quoted back: it may hold a secret
+            raise ConfigError(
+                f"secrets file {path}, line {binding.original.line}: not NAME=value "
+                "(an unclosed quote?)"
+            )
+    values = dotenv_values(stream=io.StringIO(text), interpolate=False)  # `$` stays literal
+    return {name: value for name, value in values.items() if value is not None}
 
 
 class Secrets:
@@ -102,7 +108,7 @@ class Secrets:
     def view(self, *, placeholders: bool) -> SecretsView:
         return SecretsView(self, placeholders)
 
-    def lookup(self, *, placeholders: bool):  # noqa: ANN201 - a plain callable
+    def lookup(self, *, placeholders: bool):  # a plain callable
         def secret(name: str) -> str:
             if placeholders and name not in self._values:
                 return placeholder(name)

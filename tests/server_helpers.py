@@ -10,13 +10,13 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from engine.config import Settings, load_settings
+from tests.wait import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_TOKEN = "test-admin-token"
@@ -106,16 +106,22 @@ class ServerProcess:
             self.process = subprocess.Popen(
                 command, cwd=self.tmp_path, env=self.env, stdout=log, stderr=subprocess.STDOUT
             )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {self.log.read_text()}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                time.sleep(0.1)
-        raise RuntimeError(f"server did not start: {self.log.read_text()}")
+        wait_until(
+            self._answers_health,
+            timeout=30,
+            interval=0.1,
+            what=lambda: f"the server to start: {self.log.read_text()}",
+        )
+        return self
+
+    def _answers_health(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise RuntimeError(f"server exited: {self.log.read_text()}")
+        try:
+            return httpx.get(f"{self.url}/health", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
 
     def kill(self) -> None:
         if self.process and self.process.poll() is None:
@@ -159,11 +165,13 @@ class LiveServer:
 
     def start(self) -> LiveServer:
         self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("live server did not start")
-            time.sleep(0.02)
+
+        def started() -> bool:
+            if not self.thread.is_alive():
+                raise RuntimeError("live server thread ended before it started")
+            return self.server.started
+
+        wait_until(started, timeout=30, interval=0.02, what="the live server to start")
         return self
 
     def stop(self) -> None:

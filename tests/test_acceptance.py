@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from tests.conftest import RULES_DIR, fixture_path
 from tests.server_helpers import admin_client, server_settings
 from tests.servers import Reply, TargetServer
 from tests.smtp_server import LoopbackController, Mailbox, run_server
+from tests.wait import wait_until
 
 SLACK_PATH = "/services/T000/B000/XXXX"
 
@@ -77,14 +77,6 @@ def dry_run_requests(trigger: str, names: list[str], secrets: Secrets) -> dict[s
     return found
 
 
-def wait_for(check: Any, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("not delivered in time")
-        time.sleep(0.05)
-
-
 def test_example_rules_deliver_exactly_what_dry_run_showed(
     tmp_path: Path, services: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -113,15 +105,22 @@ def test_example_rules_deliver_exactly_what_dry_run_showed(
         post("day-summary", "day-summary.json")
         for n in (1, 2, 3):
             post("transcript", f"transcript-call-{n}.json", "&session_id=s1")
-        wait_for(
+        wait_until(
             lambda: (
                 len(services["slack"].received) >= 1
                 and len(services["notion"].received) >= 2
                 and len(services["hass"].received) >= 1
                 and len(services["mailbox"].envelopes) >= 1
-            )
+            ),
+            timeout=15,
+            what="every service to receive its requests",
         )
-        time.sleep(0.3)  # a wrong extra delivery would show up now
+        # every action is planned before its event is answered, and a settled one is never
+        # sent again: once none is pending or in flight, nothing more can arrive
+        wait_until(
+            lambda: not {"pending", "in_flight"} & set(client.get("/health").json()["actions"]),
+            what=lambda: f"actions to settle: {client.get('/health').json()['actions']}",
+        )
         dead = client.get("/api/dead-letters").json()
     assert dead == []
 

@@ -19,14 +19,14 @@ from engine.server.app import create_app
 from tests.conftest import RULES_DIR, fixture_path
 from tests.server_helpers import (
     ADMIN,
-    ServerProcess,
+    LiveServer,
     admin_client,
-    free_port,
     http_rule,
     server_settings,
     write_rules,
 )
 from tests.servers import Reply, TargetServer
+from tests.wait import wait_until
 
 FIXTURE_POSTS = [
     ("memory", "memory-work.json", {}),
@@ -55,16 +55,6 @@ def post_fixture(
         content=body,
         headers={"Content-Type": kind},
     )
-
-
-def wait_until(check, timeout: float = 10.0):  # noqa: ANN001, ANN201
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.05)
-    raise AssertionError("condition not reached in time")
 
 
 def test_every_fixture_is_accepted_and_appears_in_history(tmp_path: Path) -> None:
@@ -129,11 +119,19 @@ def test_target_failing_three_times_receives_the_action_once(
                 (a for a in client.get("/api/actions").json() if a["status"] == "delivered"), None
             )
         )
-        time.sleep(0.3)  # give a wrong extra delivery the chance to show up
-    ok = [r for r in target.received if r.path == "/hook"]
-    assert len(ok) == 4  # three failures, one success
+        # a later event's action, delivered too, gives a wrong extra delivery its chance
+        later = json.loads(fixture_path("memory-work.json").read_bytes())
+        later["id"] = "memory_later"
+        assert client.post("/webhook/memory?uid=user123", json=later).status_code == 200
+        wait_until(
+            lambda: len(client.get("/api/actions?status=delivered").json()) == 2,
+            what=lambda: f"the later action delivered: {client.get('/api/actions').json()}",
+        )
+    first_key = target.received[0].header("Idempotency-Key")
+    ok = [r for r in target.received if r.header("Idempotency-Key") == first_key]
+    assert len(ok) == 4  # three failures, one success: one action, retried
     assert action["attempts"] == 4
-    assert len({r.header("Idempotency-Key") for r in ok}) == 1  # one action, retried
+    assert len(target.received) == 5  # and the later action's one delivery
 
 
 def test_permanent_failure_is_a_dead_letter_and_can_be_retried(
@@ -178,8 +176,13 @@ def test_omi_retries_are_acknowledged_but_act_once(tmp_path: Path, target: Targe
                 headers={"X-Omi-Idempotency-Key": "delivery-1"},
             )
             assert response.status_code == 200
-        target.wait_for(2)
-        time.sleep(0.3)
+        # the repeats planned no action (all are written before the answer), and a
+        # delivered action is never sent again: once both are delivered, nothing more comes
+        assert len(client.get("/api/actions").json()) == 2
+        wait_until(
+            lambda: len(client.get("/api/actions?status=delivered").json()) == 2,
+            what=lambda: f"both actions delivered: {client.get('/api/actions').json()}",
+        )
         health = client.get("/health").json()
     assert len(target.received) == 2
     assert health["duplicates"] == 3
@@ -196,12 +199,13 @@ NOTIFY_RULE = """
 def post_twice_while_the_database_is_locked(
     tmp_path: Path, on_unlock: str = ""
 ) -> tuple[list[httpx.Response], list[dict]]:
-    """Two deliveries of one memory to a real server, both received while another process
-    holds SQLite's write lock, so neither is on disk when the other arrives."""
-    write_rules(tmp_path / "rules", NOTIFY_RULE)
-    server = ServerProcess(tmp_path, free_port()).start()
+    """Two deliveries of one memory to a real server, both received while another
+    connection holds SQLite's write lock, so neither is on disk when the other arrives."""
+    settings = server_settings(tmp_path)
+    write_rules(Path(settings.rules), NOTIFY_RULE)
+    server = LiveServer(settings).start()
     body = fixture_path("memory-work.json").read_bytes()
-    other = sqlite3.connect(str(tmp_path / "omi.db"), isolation_level=None)
+    other = sqlite3.connect(settings.db, isolation_level=None)
     try:
         other.execute("BEGIN IMMEDIATE")
 
@@ -215,7 +219,12 @@ def post_twice_while_the_database_is_locked(
 
         with ThreadPoolExecutor(2) as pool:
             pending = [pool.submit(post), pool.submit(post)]
-            time.sleep(1.0)  # both are in the receiver, waiting for the writer
+            # both requests are in the app (uvicorn runs one task per request in progress),
+            # waiting for the writer
+            wait_until(
+                lambda: len(server.server.server_state.tasks) == 2,
+                what="both requests to reach the server",
+            )
             if on_unlock:
                 other.execute(on_unlock)
             other.execute("COMMIT")
@@ -512,8 +521,10 @@ def test_one_memory_under_two_idempotency_keys_acts_once(
         wait_until(lambda: client.get("/api/actions?status=delivered").json())
     with admin_client(create_app(settings)) as client:
         post(client, "X-Omi-Idempotency-Key", "app-fanout-2")
-        time.sleep(0.3)
         statuses = sorted(e["status"] for e in client.get("/api/events").json())
+        # the repeat planned no action, and the one action was delivered before the restart
+        actions = client.get("/api/actions").json()
+    assert [a["status"] for a in actions] == ["delivered"]
     assert len(target.received) == 1
     assert statuses == ["duplicate", "duplicate", "processed"]
 

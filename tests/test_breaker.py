@@ -13,7 +13,8 @@ import pytest
 from engine.server.breaker import Breakers
 from tests.server_helpers import LiveServer, server_settings, write_rules
 from tests.servers import Received, Reply, TargetServer
-from tests.test_delivery import live_actions, poll, post_live
+from tests.test_delivery import live_actions, post_live
+from tests.wait import wait_until
 
 COOLOFF = 2.0
 
@@ -63,7 +64,7 @@ def test_a_failing_target_opens_its_circuit_and_others_keep_delivering(
     )
     with LiveServer(settings) as server:
         post_live(server)
-        poll(lambda: len(flaky.arrivals) >= 5, what="five failed attempts")
+        wait_until(lambda: len(flaky.arrivals) >= 5, what="five failed attempts")
         # open: a new event's action to another target is delivered; the failing target's
         # actions (the old one and the new one) wait, using no attempt
         post_live(server, "memory-personal-discarded.json")
@@ -74,7 +75,7 @@ def test_a_failing_target_opens_its_circuit_and_others_keep_delivering(
         assert all(a["status"] == "pending" for a in waiting)
 
         # after the cool-off one probe (it fails: open again), then another (it succeeds)
-        poll(
+        wait_until(
             lambda: all(
                 a["status"] == "delivered"
                 for a in live_actions(server)

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from pathlib import Path
 
 import httpx
 
 from tests.server_helpers import ServerProcess, free_port, http_rule, write_rules
 from tests.servers import Reply, TargetServer
+from tests.wait import wait_until
 
 BURST = 500
 KILL_AFTER_ACKS = 200
@@ -61,15 +61,20 @@ def test_kill_9_during_a_burst_loses_no_acknowledged_action(tmp_path: Path) -> N
 
         restarted = ServerProcess(tmp_path, free_port()).start()
         try:
-            deadline = time.monotonic() + 90
-            while time.monotonic() < deadline:
-                # events stored but not acknowledged (killed before the answer) are sent too:
-                # wait for the outbox to drain, not only for the acknowledged ones
+
+            def drained() -> dict | None:
+                # events stored but not acknowledged (killed before the answer) are sent
+                # too: wait for the outbox to drain, not only for the acknowledged ones
                 health = httpx.get(f"{restarted.url}/health").json()
                 busy = {"pending", "in_flight"} & set(health["actions"])
-                if acked <= delivered_ids(target) and not busy:
-                    break
-                time.sleep(0.2)
+                return health if acked <= delivered_ids(target) and not busy else None
+
+            health = wait_until(
+                drained,
+                timeout=90,
+                interval=0.2,
+                what=lambda: f"{len(acked - delivered_ids(target))} acknowledged undelivered",
+            )
         finally:
             restarted.stop()
         missing = acked - delivered_ids(target)

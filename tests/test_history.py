@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -12,6 +11,7 @@ from engine.cli import main
 from engine.server.app import create_app
 from tests.conftest import RULES_DIR, fixture_path
 from tests.server_helpers import admin_client, server_settings
+from tests.wait import wait_until
 
 
 def capture_fixtures(tmp_path: Path) -> str:
@@ -29,7 +29,11 @@ def capture_fixtures(tmp_path: Path) -> str:
                 content=fixture_path(f"transcript-call-{n}.json").read_bytes(),
                 headers={"Content-Type": "application/json"},
             )
-        time.sleep(0.3)  # let the log actions deliver
+        # every action settles: the log ones delivered, the others waiting on secrets
+        wait_until(
+            lambda: not {"pending", "in_flight"} & set(client.get("/health").json()["actions"]),
+            what=lambda: f"actions to settle: {client.get('/health').json()['actions']}",
+        )
     return settings.db
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from engine.rules.live_rules import LiveRules
 from engine.server.app import create_app
 from tests.server_helpers import admin_client, server_settings, write_rules
+from tests.wait import wait_until
 
 GOOD = """
 - id: first
@@ -40,23 +40,26 @@ def test_editing_a_rule_file_reloads_the_server(tmp_path: Path) -> None:
     write_rules(Path(settings.rules), GOOD, "a.yaml")
     with admin_client(create_app(settings)) as client:
         assert [r["id"] for r in client.get("/api/rules").json()["rules"]] == ["first"]
-        time.sleep(0.3)  # let the watcher start
-        write_rules(Path(settings.rules), GOOD.replace("first", "second"), "b.yaml")
-        deadline = time.monotonic() + 10
-        ids: list[str] = []
-        while time.monotonic() < deadline:
-            ids = sorted(r["id"] for r in client.get("/api/rules").json()["rules"])
-            if ids == ["first", "second"]:
-                break
-            time.sleep(0.1)
-        assert ids == ["first", "second"]
+
+        def rule_ids_after_writing(text: str, name: str) -> list[str]:
+            # written again on each poll: a write before the watcher starts goes unseen
+            write_rules(Path(settings.rules), text, name)
+            return sorted(r["id"] for r in client.get("/api/rules").json()["rules"])
+
+        wait_until(
+            lambda: (
+                rule_ids_after_writing(GOOD.replace("first", "second"), "b.yaml")
+                == ["first", "second"]
+            ),
+            interval=0.5,
+            what=lambda: f"both rules live: {client.get('/api/rules').json()}",
+        )
         write_rules(Path(settings.rules), BROKEN, "a.yaml")
-        deadline = time.monotonic() + 10
-        body: dict = {}
-        while time.monotonic() < deadline:
+
+        def rules_with_errors() -> dict | None:
             body = client.get("/api/rules").json()
-            if body["errors"]:
-                break
-            time.sleep(0.1)
+            return body if body["errors"] else None
+
+        body = wait_until(rules_with_errors, what="the broken rule file to be reported")
         assert any("unknown connector 'lgo'" in e for e in body["errors"])
         assert sorted(r["id"] for r in body["rules"]) == ["first", "second"]

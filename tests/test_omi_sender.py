@@ -71,7 +71,7 @@ def test_a_body_over_the_limit_is_refused_and_recorded(tmp_path: Path, declared:
     settings = server_settings(tmp_path, body_limits={"transcript": 64 * 1024})
     body = json.dumps([{"text": "x" * 200_000}]).encode()
 
-    def chunks():  # noqa: ANN202 - no Content-Length: the size shows only while reading
+    def chunks():  # no Content-Length: the size shows only while reading
         for start in range(0, len(body), 16384):
             yield body[start : start + 16384]
 

@@ -14,14 +14,14 @@ from engine.server.store import Store
 
 
 @pytest.fixture
-def store(tmp_path: Path):  # noqa: ANN201
+def store(tmp_path: Path):
     store = Store(str(tmp_path / "t.db"))
     yield store
     store.close()
 
 
 def add(store: Store, target: str | None, count: int, status: str = PENDING) -> None:
-    def write(db) -> None:  # noqa: ANN001
+    def write(db) -> None:
         db.execute(
             "INSERT OR IGNORE INTO events (id, trigger, uid, received_at, body, status) "
             "VALUES ('e', 'memory', 'u', 0, x'', 'done')"
@@ -38,7 +38,7 @@ def add(store: Store, target: str | None, count: int, status: str = PENDING) -> 
     store.write_now(write)
 
 
-def claim(store: Store, **kwargs) -> Counter[str]:  # noqa: ANN003
+def claim(store: Store, **kwargs) -> Counter[str]:
     due = asyncio.run(claim_due(store, 1e9, 100, **kwargs))
     return Counter(action.target for action in due)
 

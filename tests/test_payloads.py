@@ -22,7 +22,7 @@ from engine.runtime.payloads import (
 from tests.conftest import fixture_path
 
 
-def decode_fixture(trigger: str, name: str, **params: Any):  # noqa: ANN201 - an Event
+def decode_fixture(trigger: str, name: str, **params: Any):  # an Event
     return decode_event(trigger, fixture_path(name).read_bytes(), uid="user123", **params)
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.config import ConfigError
 from engine.errors import SecretError
 from engine.secrets import Secrets, placeholder, placeholder_name
 
@@ -25,9 +26,51 @@ def test_load_from_environment_and_file(tmp_path: Path) -> None:
 
 def test_secrets_file_from_the_environment_and_dotenv_format(tmp_path: Path) -> None:
     dotenv = tmp_path / "omi.env"
-    dotenv.write_text("# comment\nexport TOKEN='abc123'\nURL = \"https://x.test\"\nnot a pair\n")
+    dotenv.write_text("# comment\nexport TOKEN='abc123'\nURL = \"https://x.test\"\n")
     secrets = Secrets.load(environ={"OMI_RULES_SECRETS": str(dotenv)})
     assert (secrets.get("TOKEN"), secrets.get("URL")) == ("abc123", "https://x.test")
+
+
+@pytest.mark.parametrize("name", ["omi.env", "secrets.txt"])
+def test_dotenv_comments_quotes_and_dollars(tmp_path: Path, name: str) -> None:
+    file = tmp_path / name
+    file.write_text(
+        "TOKEN=abc # prod\n"
+        'QUOTED="two words # kept"\n'
+        "SINGLE='a \"b\"'\n"
+        'ESCAPED="line\\nbreak"\n'
+        "DOLLAR=pa$$word${HOME}\n"
+        "BARE_NAME\n"
+        "EMPTY=\n"
+    )
+    secrets = Secrets.load(file, environ={})
+    assert secrets.get("TOKEN") == "abc"  # a trailing comment is not part of the value
+    assert secrets.get("QUOTED") == "two words # kept"
+    assert secrets.get("SINGLE") == 'a "b"'
+    assert secrets.get("ESCAPED") == "line\nbreak"
+    assert secrets.get("DOLLAR") == "pa$$word${HOME}"  # never interpolated
+    assert not secrets.has("BARE_NAME") and not secrets.has("EMPTY")
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ('OK=1\nTOKEN="abc\nAFTER=2\n', 2),  # an unclosed quote
+        ("OK=1\nnot a pair\n", 2),
+        ("TOKEN='abc\n", 1),
+    ],
+)
+def test_a_line_dotenv_cannot_read_is_an_error_naming_file_and_line(
+    tmp_path: Path, text: str, line: int
+) -> None:
+    file = tmp_path / "omi.env"
+    file.write_text(text)
+    with pytest.raises(ConfigError) as raised:
+        Secrets.load(file, environ={})
+    assert str(raised.value) == (
+        f"secrets file {file}, line {line}: not NAME=value (an unclosed quote?)"
+    )
+    assert "abc" not in str(raised.value)  # the line is not quoted back
 
 
 def test_os_environ_is_read_by_default(monkeypatch: pytest.MonkeyPatch) -> None:

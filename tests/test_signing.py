@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from typing import Any
 
 from engine.server import signing
 
@@ -19,14 +20,17 @@ def test_compute_matches_the_published_construction() -> None:
 def test_refusals_name_the_problem() -> None:
     now = 1700000000.0
     good = signing.sign(SECRET, "user1", BODY, timestamp=int(now))
-    check = lambda header, **kw: signing.refusal(  # noqa: E731
-        header,
-        SECRET,
-        uid=kw.get("uid", "user1"),
-        body=kw.get("body", BODY),
-        tolerance=300,
-        now=kw.get("now", now),
-    )
+
+    def check(header: str | None, **kw: Any) -> str | None:
+        return signing.refusal(
+            header,
+            SECRET,
+            uid=kw.get("uid", "user1"),
+            body=kw.get("body", BODY),
+            tolerance=300,
+            now=kw.get("now", now),
+        )
+
     assert check(good) is None
     assert check(None) == "missing X-Omi-Signature"
     assert check("garbage") == "malformed X-Omi-Signature"

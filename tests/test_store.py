@@ -13,13 +13,13 @@ from engine.server.store import Store
 
 
 @pytest.fixture
-def store(tmp_path: Path):  # noqa: ANN201
+def store(tmp_path: Path):
     store = Store(str(tmp_path / "t.db"))
     yield store
     store.close()
 
 
-def insert(n: int):  # noqa: ANN201
+def insert(n: int):
     def write(db: sqlite_utils.Database) -> int:
         db["rejections"].insert(
             {"received_at": n, "endpoint": "/x", "uid": "u", "status": 400, "reason": str(n)}

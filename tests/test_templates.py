@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import email
 import json
-import time
 from email.policy import default as default_policy
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from engine.errors import TemplateError
 from engine.rules.templates import MAX_OUTPUT, Templates, TemplateSyntax, template_strings
 from tests.helpers import decision, event, load_ok, memory, run
 from tests.server_helpers import LiveServer, server_settings, write_rules
+from tests.wait import wait_until
 
 T = Templates()
 
@@ -438,12 +438,12 @@ def test_a_failing_render_fails_its_own_action_only_over_http(tmp_path: Path) ->
         assert reasons["recursive-condition"] == (
             "when.template failed: recursion too deep (a macro calling itself?)"
         )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+
+        def settled() -> list[Any] | None:
             rows = store.query("SELECT rule_id, status, last_error FROM actions ORDER BY rule_id")
-            if [r["status"] for r in rows] == ["error", "delivered"]:
-                break
-            time.sleep(0.05)
+            return rows if [r["status"] for r in rows] == ["error", "delivered"] else None
+
+        rows = wait_until(settled, what="one action failed and one delivered")
         assert [(r["rule_id"], r["status"]) for r in rows] == [
             ("recursive", "error"),
             ("unrelated", "delivered"),

@@ -13,7 +13,8 @@ from engine.rules.trust import HostTrust, hosts_in_values, literal_hosts
 from tests.conftest import fixture_path
 from tests.server_helpers import LiveServer, server_settings, write_rules
 from tests.servers import TargetServer
-from tests.test_delivery import live_actions, poll
+from tests.test_delivery import live_actions
+from tests.wait import wait_until
 
 PAYLOAD_URL_RULE = """
 - id: from-payload
@@ -55,7 +56,7 @@ def test_outbound_allow_hosts_lets_a_payload_url_through(
     with LiveServer(settings) as server:
         post_memory_titled(server, f"{target.url}/allowed")
         (received,) = target.wait_for(1)
-        poll(lambda: live_actions(server)[0]["status"] == "delivered", what="delivery")
+        wait_until(lambda: live_actions(server)[0]["status"] == "delivered", what="delivery")
     assert received.path == "/allowed"
 
 
@@ -78,7 +79,7 @@ def test_a_local_host_named_by_a_secret_still_delivers(
     with LiveServer(settings) as server:
         post_memory_titled(server, "anything")
         (received,) = target.wait_for(1)
-        poll(lambda: live_actions(server)[0]["status"] == "delivered", what="delivery")
+        wait_until(lambda: live_actions(server)[0]["status"] == "delivered", what="delivery")
     assert received.path == "/api/hook"
 
 

@@ -20,7 +20,7 @@ def compile_jsonpath(expression: str) -> JSONPath:
         raise JsonPathSyntax("empty JSONPath")
     try:
         return parse(expression)
-    except Exception as exc:  # noqa: BLE001 - ply raises bare Exception for parse errors
+    except Exception as exc:  # ply raises bare Exception for parse errors
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise JsonPathSyntax(f"JSONPath {expression!r} does not parse: {message}") from None
 

@@ -4,6 +4,9 @@ msgspec stops at the first error of a value; rule authors want all of them. So S
 walked field by field: unknown keys get a did-you-mean, required keys are checked, and each
 field is converted on its own, recursing into nested Structs and lists of Structs. `do:`
 items are typed by the connector registry.
+
+msgspec's errors are read from their text (the regexes below); msgspec is pinned to one
+release family and tests/test_rule_decode.py pins every message shape read here.
 """
 
 from __future__ import annotations

@@ -88,7 +88,7 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         template_bounds.check_binop(operator, left, right)
         return super().call_binop(context, operator, left, right)
 
-    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         template_bounds.tick()  # every call: macros, methods, functions
         args = template_bounds.check_str_method(__obj, args, kwargs)
         return super().call(__context, __obj, *args, **kwargs)

@@ -77,7 +77,7 @@ def decide_one(
         return Decision(rule, False, exc.reason)
     except TemplateError as exc:  # one rule's broken template must not stop the others
         return Decision(rule, False, f"{exc.field} failed: {exc.message}")
-    except Exception as exc:  # noqa: BLE001 - a bug in one rule's matching skips that rule only
+    except Exception as exc:  # a bug in one rule's matching skips that rule only
         log.exception("matching rule %s (%s:%d) failed", rule.id, rule.file, rule.line)
         return Decision(rule, False, f"matching failed: {type(exc).__name__}: {exc}")
     if not decision.matched:

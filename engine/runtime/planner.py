@@ -122,7 +122,7 @@ def _plan_one(
         result.error = f"do[{action.index}].{connector.name}.{exc.field}: {exc.message}"
     except (msgspec.ValidationError, ValueError, TypeError, DeliveryError) as exc:
         result.error = f"do[{action.index}].{connector.name}: {exc}"
-    except Exception as exc:  # noqa: BLE001 - one action's failure must not fail the event
+    except Exception as exc:  # one action's failure must not fail the event
         log.exception("planning rule %s do[%d] failed", rule_id, action.index)
         result.error = f"do[{action.index}].{connector.name}: {type(exc).__name__}: {exc}"
     return result

@@ -149,7 +149,7 @@ def write_event(
     response: dict[str, Any],
     secrets: Secrets,
     sealer: Sealer,
-):  # noqa: ANN201 - a Future
+):  # a Future
     """Queue the event and its actions as one write; returns the store's future."""
     row = event_row(
         event,
@@ -180,7 +180,7 @@ def record_rejection(
     uid: str | None,
     size: int,
     keep: int,
-):  # noqa: ANN201 - a Future
+):  # a Future
     now = time.time()
 
     def write(db: sqlite_utils.Database) -> None:

@@ -168,7 +168,7 @@ class Deliverer:
         except DeliveryError as exc:
             await self._failed(action, exc)
             return
-        except Exception as exc:  # noqa: BLE001 - a connector bug must not kill the worker
+        except Exception as exc:  # a connector bug must not kill the worker
             log.error(
                 "connector %s crashed on action %s: %s",
                 connector.name,

@@ -59,7 +59,7 @@ def list_events(
         where.append("uid = ?")
         params.append(uid)
     rows = store.query(
-        f"SELECT {EVENT_COLUMNS} FROM events WHERE {' AND '.join(where)} "  # noqa: S608
+        f"SELECT {EVENT_COLUMNS} FROM events WHERE {' AND '.join(where)} "
         "ORDER BY received_at DESC, id DESC LIMIT ?",
         (*params, limit),
     )
@@ -69,7 +69,7 @@ def list_events(
         marks = ",".join("?" * len(ids))
         counts: dict[str, dict[str, int]] = {}
         for row in store.query(
-            f"SELECT event_id, status, COUNT(*) AS n FROM actions "  # noqa: S608
+            f"SELECT event_id, status, COUNT(*) AS n FROM actions "
             f"WHERE event_id IN ({marks}) GROUP BY event_id, status",
             tuple(ids),
         ):
@@ -80,7 +80,7 @@ def list_events(
 
 
 def event_detail(store: Store, event_id: str) -> dict[str, Any] | None:
-    rows = store.query(f"SELECT {EVENT_COLUMNS}, body FROM events WHERE id = ?", (event_id,))  # noqa: S608
+    rows = store.query(f"SELECT {EVENT_COLUMNS}, body FROM events WHERE id = ?", (event_id,))
     if not rows:
         return None
     event = _event(rows[0])
@@ -90,7 +90,7 @@ def event_detail(store: Store, event_id: str) -> dict[str, Any] | None:
     event["actions"] = [
         _action(row)
         for row in store.query(
-            f"SELECT {ACTION_COLUMNS} FROM actions WHERE event_id = ? ORDER BY id",  # noqa: S608
+            f"SELECT {ACTION_COLUMNS} FROM actions WHERE event_id = ? ORDER BY id",
             (event_id,),
         )
     ]
@@ -102,13 +102,13 @@ def list_actions(
 ) -> list[dict[str, Any]]:
     if status:
         rows = store.query(
-            f"SELECT {ACTION_COLUMNS} FROM actions WHERE status = ? ORDER BY id DESC LIMIT ?",  # noqa: S608
+            f"SELECT {ACTION_COLUMNS} FROM actions WHERE status = ? ORDER BY id DESC LIMIT ?",
             (status, limit),
         )
     else:
         rows = store.query(
             f"SELECT {ACTION_COLUMNS} FROM actions ORDER BY id DESC LIMIT ?",
-            (limit,),  # noqa: S608
+            (limit,),
         )
     return [_action(row) for row in rows]
 

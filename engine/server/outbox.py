@@ -106,7 +106,7 @@ async def claim_due(
                 WHERE place + COALESCE(busy.n, 0)
                     <= CASE WHEN due.target IN ({single_marks}) THEN 1 ELSE ? END
                 ORDER BY next_attempt_at, id LIMIT ?
-                """,  # noqa: S608
+                """,
                 [IN_FLIGHT, PENDING, now, *blocked, *single, cap, limit],
             )
         )
@@ -114,7 +114,7 @@ async def claim_due(
             ids = [row["id"] for row in rows]
             marks = ",".join("?" * len(ids))
             db.execute(
-                f"UPDATE actions SET status = ?, updated_at = ? WHERE id IN ({marks})",  # noqa: S608
+                f"UPDATE actions SET status = ?, updated_at = ? WHERE id IN ({marks})",
                 [IN_FLIGHT, now, *ids],
             )
         return [DueAction(**row) for row in rows]

@@ -273,7 +273,7 @@ class Receiver:
             try:
                 outcome = self.pipeline.process(event, now)
                 status = EventStatus.PROCESSED
-            except Exception as exc:  # noqa: BLE001 - a bug in a rule must not lose the event
+            except Exception as exc:  # a bug in a rule must not lose the event
                 log.error(
                     "processing a %s event failed; it is kept for replay: %s",
                     event.trigger,
@@ -381,7 +381,7 @@ class Receiver:
                     sealer=self.sealer,
                 )
             )
-        except Exception:  # noqa: BLE001 - the original is on disk; this row is only history
+        except Exception:  # the original is on disk; this row is only history
             log.exception("could not record a repeated delivery")
         return Answer(200, response)
 
@@ -400,7 +400,7 @@ class Receiver:
         )
         try:
             await asyncio.wrap_future(future)
-        except Exception:  # noqa: BLE001 - a rejection that cannot be recorded is still refused
+        except Exception:  # a rejection that cannot be recorded is still refused
             log.exception("could not record a rejection")
         return Answer(exc.status, {"error": reason})
 

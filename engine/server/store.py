@@ -161,7 +161,7 @@ class Store:
             if jobs:
                 try:
                     self._run_batch(conn, jobs)
-                except BaseException as exc:  # noqa: BLE001 - the writer must outlive a bad batch
+                except BaseException as exc:  # the writer must outlive a bad batch
                     if conn.in_transaction:
                         with contextlib.suppress(sqlite3.Error):
                             conn.execute("ROLLBACK")
@@ -182,7 +182,7 @@ class Store:
             conn.execute("SAVEPOINT job")
             try:
                 result = write(self._writer_db)
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller's future
+            except BaseException as exc:  # handed to the caller's future
                 if not conn.in_transaction:
                     # SQLite rolled the whole transaction back (disk full, I/O error): the
                     # writes before this one are gone too, and the rest get no transaction

@@ -32,7 +32,7 @@ def test_message_is_required() -> None:
         render(notify, {})
 
 
-def test_validate_warns_where_omi_never_shows_the_message(tmp_path) -> None:  # noqa: ANN001
+def test_validate_warns_where_omi_never_shows_the_message(tmp_path) -> None:
     from tests.helpers import load_ok
 
     ruleset = load_ok(
