@@ -25,6 +25,7 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check engine connectors triggers web tests
 	$(BIN)/ruff format --check engine connectors triggers web tests
+	$(BIN)/mypy
 
 format: $(STAMP)
 	$(BIN)/ruff format engine connectors triggers web tests

@@ -143,6 +143,8 @@ def dry_run(
     if captured:
         replay_captured(ruleset, secrets, db=db, since=since, limit=limit, as_json=as_json)
         return
+    if trigger is None:
+        raise click.UsageError("give --trigger")
     reports = dry_run_files(
         trigger,
         list(payloads),
@@ -245,6 +247,8 @@ def history(db: str | None, limit: int, trigger: str | None, as_json: bool, dead
         events = history_queries.list_events(store, limit=limit, trigger=trigger)
         for event in reversed(events):
             detail = history_queries.event_detail(store, event["id"])
+            if detail is None:  # pruned between the list and this read
+                continue
             if as_json:
                 click.echo(msgspec.json.encode(detail).decode())
             else:

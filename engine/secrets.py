@@ -108,7 +108,7 @@ class Secrets:
     def view(self, *, placeholders: bool) -> SecretsView:
         return SecretsView(self, placeholders)
 
-    def lookup(self, *, placeholders: bool):  # a plain callable
+    def lookup(self, *, placeholders: bool) -> Callable[[str], str]:
         def secret(name: str) -> str:
             if placeholders and name not in self._values:
                 return placeholder(name)
@@ -123,7 +123,8 @@ class Secrets:
     def masked_traceback(self, exc: BaseException) -> str:
         """`exc` with its traceback, as a log shows it, secrets masked (an exception's text
         may quote a rendered value)."""
-        return self.mask("".join(traceback.format_exception(exc)).rstrip())
+        masked: str = self.mask("".join(traceback.format_exception(exc)).rstrip())
+        return masked
 
     def replace_values(self, value: Any, replacement: Callable[[str], str]) -> Any:
         """`value` with each secret's text replaced by `replacement(name)`, in one pass (so

@@ -10,7 +10,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, time
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import re2
@@ -135,10 +135,11 @@ def _all_hold(tests: list[tuple[str, Any]], value: Any) -> bool:
 
 
 def _shown(operand: Any) -> str:
-    return _short(operand.pattern if isinstance(operand, LinearRegex) else operand)
+    return _short(cast(Any, operand).pattern if isinstance(operand, _RE2_TYPE) else operand)
 
 
-LinearRegex = re2._Regexp
+LinearRegex: TypeAlias = Any  # re2's compiled pattern (google-re2 ships no type hints)
+_RE2_TYPE: type = re2._Regexp
 _RE2_OPTIONS = re2.Options()
 _RE2_OPTIONS.log_errors = False  # the error is reported as a rule error, not on stderr
 
@@ -149,7 +150,8 @@ def compile_regex(pattern: str) -> LinearRegex:
     a pattern RE2 cannot run (backreferences, lookaround) raises ValueError saying so."""
     re.compile(pattern)  # raises re.error with the familiar message
     try:
-        return re2.compile(pattern, _RE2_OPTIONS)
+        compiled: LinearRegex = re2.compile(pattern, _RE2_OPTIONS)
+        return compiled
     except re2.error as exc:
         detail = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else exc
         raise ValueError(
@@ -372,7 +374,8 @@ def _compile_keywords(cond: Condition, path: Path, errors: CompileErrors) -> Pre
         message = f"keywords: an {errors.trigger} event carries no text"
         errors.error((*path, "keywords"), message, key=True)
         return None
-    phrases = [cond.keywords] if isinstance(cond.keywords, str) else list(cond.keywords)
+    keywords = cond.keywords
+    phrases = [keywords] if isinstance(keywords, str) else list(keywords) if keywords else []
     matcher = KeywordMatcher(phrases, fuzzy=bool(cond.fuzzy) if cond.fuzzy is not UNSET else False)
     if not matcher.phrases:
         errors.error((*path, "keywords"), "keywords: give at least one phrase with a word in it")

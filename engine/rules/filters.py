@@ -52,8 +52,8 @@ def _seconds(value: Any) -> float | None:
             return (end - start).total_seconds()
         return _seconds(value.get("transcript_segments") or value.get("segments"))
     if isinstance(value, list) and value and all(isinstance(s, Mapping) for s in value):
-        starts = [s.get("start") for s in value if isinstance(s.get("start"), int | float)]
-        ends = [s.get("end") for s in value if isinstance(s.get("end"), int | float)]
+        starts = [float(s["start"]) for s in value if isinstance(s.get("start"), int | float)]
+        ends = [float(s["end"]) for s in value if isinstance(s.get("end"), int | float)]
         if starts and ends:
             return max(ends) - min(starts)
     return None

@@ -6,7 +6,7 @@ from functools import lru_cache
 from typing import Any
 
 from jsonpath_ng import JSONPath
-from jsonpath_ng.ext import parse
+from jsonpath_ng.ext.parser import parse as parse_extended
 
 
 class JsonPathSyntax(ValueError):
@@ -19,7 +19,8 @@ def compile_jsonpath(expression: str) -> JSONPath:
     if not expression.strip():
         raise JsonPathSyntax("empty JSONPath")
     try:
-        return parse(expression)
+        compiled: JSONPath = parse_extended(expression)
+        return compiled
     except Exception as exc:  # ply raises bare Exception for parse errors
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise JsonPathSyntax(f"JSONPath {expression!r} does not parse: {message}") from None

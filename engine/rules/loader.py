@@ -36,7 +36,7 @@ from engine.rules.yaml_source import Path, SourceMap, YamlSyntaxError, load_with
 @dataclass
 class CompiledAction:
     index: int
-    connector: Connector
+    connector: Connector[Any, Any]
     options: msgspec.Struct
 
     @property

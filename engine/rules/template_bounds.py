@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Mapping, MappingView, Sized
+from collections.abc import Callable, Iterable, Mapping, MappingView, Sized
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, cast
 
-from jinja2.sandbox import SecurityError
+from jinja2.exceptions import SecurityError
 
 from engine.errors import TemplateError
 
@@ -87,7 +87,7 @@ def estimated_size(value: Any, limit: int = MAX_OUTPUT) -> int:
         elif isinstance(item, list | tuple | set | frozenset | MappingView):
             total += 2 + 2 * len(item)
             if total <= limit:
-                stack.extend(item)
+                stack.extend(cast(Iterable[Any], item))
         else:
             total += 32
         if total > limit:

@@ -18,11 +18,11 @@ from typing import Any
 import jinja2
 from jinja2 import meta, nodes
 from jinja2.compiler import CodeGenerator, Frame
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import (
     ImmutableSandboxedEnvironment,
     SandboxedEscapeFormatter,
     SandboxedFormatter,
-    SecurityError,
 )
 from markupsafe import Markup
 
@@ -315,12 +315,16 @@ def template_strings(value: Any) -> Iterable[tuple[str, str]]:
 
 
 def _secret_names(tree: nodes.Template) -> set[str]:
-    names = set()
+    names: set[str] = set()
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
-        target = node.node
-        if isinstance(target, nodes.Name) and target.name == "secrets":
-            if isinstance(node, nodes.Getattr):
+        if isinstance(node, nodes.Getattr):
+            if _is_secrets(node.node):
                 names.add(node.attr)
-            elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+        elif isinstance(node, nodes.Getitem) and _is_secrets(node.node):
+            if isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
                 names.add(node.arg.value)
     return names
+
+
+def _is_secrets(target: nodes.Node) -> bool:
+    return isinstance(target, nodes.Name) and target.name == "secrets"

@@ -77,7 +77,7 @@ def literal_hosts(value: Any) -> frozenset[str]:
 
 def hosts_in_values(values: Iterable[str]) -> frozenset[str]:
     """Hosts named by secret values: a URL's host, or a value that is a bare host."""
-    hosts = set()
+    hosts: set[str] = set()
     for value in values:
         value = value.strip()
         if "://" in value:

@@ -228,4 +228,5 @@ def decode_event(trigger: str, body: bytes, *, uid: str, **params: Any) -> Event
     definition = default_triggers().get(trigger)
     if definition is None:
         raise PayloadError(f"unknown trigger {trigger!r}")
-    return definition.decode(body, uid, params)
+    event: Event = definition.decode(body, uid, params)
+    return event

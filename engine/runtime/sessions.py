@@ -221,8 +221,11 @@ class SessionStore:
     def _is_new_conversation(self, session: Session, segments: list[Any], now: float) -> bool:
         if now - session.last_seen > self.idle_seconds:
             return True
-        starts = [s.get("start") for s in segments if isinstance(s, Mapping)]
-        starts = [s for s in starts if isinstance(s, int | float)]
+        starts = [
+            float(s["start"])
+            for s in segments
+            if isinstance(s, Mapping) and isinstance(s.get("start"), int | float)
+        ]
         return bool(starts) and min(starts) < session.last_end - RESTART_GAP_SECONDS
 
     def expire(self, now: float) -> int:

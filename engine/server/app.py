@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 from litestar import Litestar, Request, Response, get, post
 from litestar.exceptions import HTTPException, NotFoundException
@@ -42,7 +42,8 @@ def page_size(limit: int) -> int:
 
 
 def _receiver(request: Request[Any, Any, Any]) -> Receiver:
-    return request.app.state.receiver
+    receiver: Receiver = request.app.state.receiver
+    return receiver
 
 
 def query_of(request: Request[Any, Any, Any]) -> dict[str, str]:
@@ -244,7 +245,8 @@ def create_app(settings: Settings, receiver: Receiver | None = None) -> Litestar
             api_rules,
         ],
         lifespan=[lifespan],
-        middleware=[DefineMiddleware(AccessMiddleware, token=token, hosts=hosts)],
+        # a plain ASGI middleware; Litestar's type names its own protocol only
+        middleware=[DefineMiddleware(cast(Any, AccessMiddleware), token=token, hosts=hosts)],
         request_max_body_size=None,  # each webhook reads with its own limit (read_body)
         exception_handlers={HTTPException: _http_error, Exception: _unexpected},
         openapi_config=OpenAPIConfig(title="omi-rules", version="0.1.0", path="/schema"),

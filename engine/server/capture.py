@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import secrets as random
 import time
+from concurrent.futures import Future
 from typing import Any
 
 import msgspec
@@ -149,7 +150,7 @@ def write_event(
     response: dict[str, Any],
     secrets: Secrets,
     sealer: Sealer,
-):  # a Future
+) -> Future[Any]:
     """Queue the event and its actions as one write; returns the store's future."""
     row = event_row(
         event,
@@ -164,9 +165,9 @@ def write_event(
     actions = action_rows(event, outcome, secrets, sealer, now=event.received_at) if outcome else []
 
     def write(db: sqlite_utils.Database) -> None:
-        db["events"].insert(row)
+        db.table("events").insert(row)
         if actions:
-            db["actions"].insert_all(actions)
+            db.table("actions").insert_all(actions)
 
     return store.submit(write)
 
@@ -180,11 +181,11 @@ def record_rejection(
     uid: str | None,
     size: int,
     keep: int,
-):  # a Future
+) -> Future[Any]:
     now = time.time()
 
     def write(db: sqlite_utils.Database) -> None:
-        db["rejections"].insert(
+        db.table("rejections").insert(
             {
                 "received_at": now,
                 "endpoint": endpoint,

@@ -48,7 +48,8 @@ def list_events(
     trigger: str | None = None,
     uid: str | None = None,
 ) -> list[dict[str, Any]]:
-    where, params = ["1=1"], []
+    where: list[str] = ["1=1"]
+    params: list[Any] = []
     if since is not None:
         where.append("received_at >= ?")
         params.append(since)
@@ -122,7 +123,7 @@ def count_captured(store: Store, *, since: float | None = None) -> int:
         "SELECT COUNT(*) AS n FROM events WHERE status != ? AND received_at >= ?",
         (EventStatus.DUPLICATE, since or 0),
     )
-    return rows[0]["n"]
+    return int(rows[0]["n"])
 
 
 def captured_events(

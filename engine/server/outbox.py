@@ -55,9 +55,10 @@ def recover_in_flight(store: Store) -> int:
 
     def write(db: sqlite_utils.Database) -> int:
         cursor = db.execute("UPDATE actions SET status = ? WHERE status = ?", [PENDING, IN_FLIGHT])
-        return cursor.rowcount
+        return int(cursor.rowcount)
 
-    return store.write_now(write)
+    recovered: int = store.write_now(write)
+    return recovered
 
 
 # an old row (before the target column) counts as its connector's target
@@ -119,7 +120,8 @@ async def claim_due(
             )
         return [DueAction(**row) for row in rows]
 
-    return await store.write(write)
+    due: list[DueAction] = await store.write(write)
+    return due
 
 
 MAX_RETRY_AFTER = 24 * 3600.0  # a longer (or infinite) Retry-After is taken as a day
@@ -133,7 +135,7 @@ def backoff(policy: RetryPolicy, attempts: int, retry_after: float | None) -> fl
     delay *= 1 + random.uniform(-policy.jitter, policy.jitter)
     if retry_after is not None:
         delay = max(delay, min(retry_after, MAX_RETRY_AFTER))
-    return max(0.0, delay)
+    return max(0.0, float(delay))
 
 
 async def mark_delivered(

@@ -91,7 +91,7 @@ def _chain(source: Future[Any], target: Future[Any]) -> None:
         if done.cancelled():
             target.cancel()
         elif done.exception() is not None:
-            target.set_exception(done.exception())  # type: ignore[arg-type]
+            target.set_exception(done.exception())
         else:
             target.set_result(done.result())
 
@@ -193,7 +193,7 @@ class Receiver:
         rows = self.store.query("SELECT body FROM events WHERE id = ?", (event_id,))
         if not rows:
             raise LookupError(f"no stored event {event_id}")
-        return rows[0]["body"]
+        return bytes(rows[0]["body"])
 
     # -- receiving --------------------------------------------------------------------
     def body_limit(self, trigger: str) -> int:
