@@ -18,7 +18,8 @@ from engine.dryrun import dry_run_events, dry_run_files
 from engine.durations import parse_duration
 from engine.errors import OmiRulesError, PayloadError
 from engine.report_text import format_history_event, format_report
-from engine.rules.loader import RuleSet, load_rules
+from engine.rules.compiled import RuleSet
+from engine.rules.loader import load_rules
 from engine.rules.schema import rule_file_schema
 from engine.secrets import ENV_PREFIX, SecretRedactor, Secrets
 from engine.server import history as history_queries

@@ -16,7 +16,8 @@ import msgspec
 from msgspec import UNSET, Struct, UnsetType
 
 from engine.errors import PayloadError
-from engine.rules.loader import RuleSet, load_rules
+from engine.rules.compiled import RuleSet
+from engine.rules.loader import load_rules
 from engine.runtime.payloads import Event, decode_event
 from engine.runtime.pipeline import Outcome, Pipeline
 from engine.secrets import Secrets

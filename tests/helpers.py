@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import RuleError
-from engine.rules.loader import RuleSet, load_rules
+from engine.rules.compiled import RuleSet
+from engine.rules.loader import load_rules
 from engine.runtime.matcher import Decision
 from engine.runtime.payloads import Event, decode_event
 from engine.runtime.pipeline import Outcome, Pipeline

@@ -208,7 +208,7 @@ def test_a_phrase_split_across_calls_fires_once(tmp_path: Path) -> None:
 
 
 def test_idle_sessions_and_old_firings_are_forgotten() -> None:
-    from engine.rules.loader import RuleSet
+    from engine.rules.compiled import RuleSet
     from engine.runtime.payloads import decode_event
     from engine.runtime.pipeline import FIRING_MEMORY, SWEEP_SECONDS, Pipeline
     from engine.secrets import Secrets

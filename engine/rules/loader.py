@@ -7,19 +7,20 @@ keyword phrases and templates are all compiled here, never per event.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path as FsPath
 from typing import Any
 
 import msgspec
 from msgspec import UNSET
 
-from engine.connector import Connector, Registry, advice_of, default_registry
+from engine.connector import Registry, advice_of, default_registry
 from engine.durations import parse_duration
 from engine.errors import RuleError
-from engine.rules.conditions import AllOf, compile_conditions
+from engine.rules.compiled import CompiledAction, CompiledRule, RuleSet
+from engine.rules.conditions import compile_conditions
 from engine.rules.jsonpaths import JsonPathSyntax, compile_jsonpath
 from engine.rules.rule_decode import INVALID, DecodeContext, decode_actions, decode_struct
 from engine.rules.rule_model import Condition, Rule
@@ -32,66 +33,7 @@ from engine.rules.templates import (
 from engine.rules.trust import literal_hosts
 from engine.rules.yaml_source import Path, SourceMap, YamlSyntaxError, load_with_marks
 
-
-@dataclass
-class CompiledAction:
-    index: int
-    connector: Connector[Any, Any]
-    options: msgspec.Struct
-
-    @property
-    def name(self) -> str:
-        return self.connector.name
-
-
-@dataclass
-class CompiledRule:
-    id: str
-    spec: Rule
-    file: str
-    line: int
-    predicate: AllOf
-    actions: list[CompiledAction]
-    secrets: frozenset[str]
-    cooldown: float | None = None
-    uids: frozenset[str] | None = None
-    trusted_hosts: frozenset[str] = frozenset()  # hosts its actions name literally
-    warnings: list[RuleError] = field(default_factory=list)  # valid, but likely a mistake
-
-    @property
-    def trigger(self) -> str:
-        return self.spec.trigger
-
-    @property
-    def enabled(self) -> bool:
-        return self.spec.enabled
-
-    def context(self) -> dict[str, Any]:
-        return {"id": self.id, "description": self.spec.description, "trigger": self.trigger}
-
-
-@dataclass
-class RuleSet:
-    rules: list[CompiledRule] = field(default_factory=list)
-    errors: list[RuleError] = field(default_factory=list)
-    files: list[str] = field(default_factory=list)
-    broken_ids: dict[str, str] = field(default_factory=dict)  # rule id -> first error
-
-    def __post_init__(self) -> None:
-        self.by_trigger: dict[str, list[CompiledRule]] = {}
-        for rule in self.rules:
-            self.by_trigger.setdefault(rule.trigger, []).append(rule)
-        self.trusted_hosts = frozenset().union(*(rule.trusted_hosts for rule in self.rules))
-
-    @property
-    def warnings(self) -> list[RuleError]:
-        return [warning for rule in self.rules for warning in rule.warnings]
-
-    def for_trigger(self, trigger: str) -> list[CompiledRule]:
-        return self.by_trigger.get(trigger, [])
-
-    def get(self, rule_id: str) -> CompiledRule | None:
-        return next((rule for rule in self.rules if rule.id == rule_id), None)
+log = logging.getLogger("omi_rules.rules")
 
 
 def display_path(path: FsPath) -> str:
@@ -337,6 +279,45 @@ def merge_rules(
     return rules, errors, broken
 
 
+def compile_folder(
+    directory: FsPath,
+    registry: Registry,
+    templates: Templates,
+    last_good: dict[str, list[CompiledRule]],
+) -> RuleSet:
+    """Every rule file of `directory` compiled, at start and on each reload alike.
+
+    `last_good` (file -> the rules it last loaded cleanly) is updated in place: a file that
+    now has errors keeps its last good rules when it had any; a deleted file's rules go.
+    """
+    files = rule_files(directory)
+    errors: list[RuleError] = []
+    broken: dict[str, str] = {}
+    present = set()
+    for path in files:
+        name = display_path(path)
+        present.add(name)
+        rules, file_errors, file_broken = load_file(path, registry, templates)
+        errors.extend(file_errors)
+        broken.update(broken_reasons(file_errors, file_broken))
+        if file_errors and name in last_good:
+            kept = ", ".join(r.id for r in last_good[name]) or "none"
+            log.warning("%s has errors; keeping its last good rules (%s)", name, kept)
+            continue
+        if not file_errors or rules:
+            last_good[name] = rules
+    for gone in set(last_good) - present:
+        del last_good[gone]
+    merged, merge_errors, merge_broken = merge_rules(last_good[name] for name in sorted(last_good))
+    errors.extend(merge_errors)
+    broken.update(merge_broken)
+    if not directory.is_dir():
+        errors.append(RuleError(f"rules folder {display_path(directory)} does not exist"))
+    return RuleSet(
+        rules=merged, errors=errors, files=[display_path(p) for p in files], broken_ids=broken
+    )
+
+
 def load_rules(
     rules_dir: str | os.PathLike[str],
     *,
@@ -344,25 +325,6 @@ def load_rules(
     templates: Templates | None = None,
 ) -> RuleSet:
     """Every rule under `rules_dir` (*.yaml and *.yml), compiled; errors collected."""
-    registry = registry or default_registry()
-    templates = templates or Templates()
-    directory = FsPath(rules_dir)
-    if not directory.is_dir():
-        error = RuleError(f"rules folder {display_path(directory)} does not exist")
-        return RuleSet(errors=[error])
-    files = rule_files(directory)
-    groups: list[list[CompiledRule]] = []
-    errors: list[RuleError] = []
-    broken: dict[str, str] = {}
-    for path in files:
-        file_rules, file_errors, file_broken = load_file(path, registry, templates)
-        errors.extend(file_errors)
-        broken.update(broken_reasons(file_errors, file_broken))
-        groups.append(file_rules)
-    rules, merge_errors, merge_broken = merge_rules(groups)
-    return RuleSet(
-        rules=rules,
-        errors=errors + merge_errors,
-        files=[display_path(p) for p in files],
-        broken_ids={**broken, **merge_broken},
+    return compile_folder(
+        FsPath(rules_dir), registry or default_registry(), templates or Templates(), {}
     )

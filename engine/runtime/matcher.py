@@ -13,9 +13,9 @@ from typing import Any
 
 from engine.errors import TemplateError
 from engine.rules.budget import BudgetExceeded
+from engine.rules.compiled import CompiledRule
 from engine.rules.jsonpaths import select
 from engine.rules.keywords import KeywordHit
-from engine.rules.loader import CompiledRule
 from engine.runtime.event_view import EventView
 from engine.runtime.limits import Limits
 

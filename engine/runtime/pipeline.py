@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from engine.rules.budget import Budget, Clock
-from engine.rules.loader import CompiledRule, RuleSet
+from engine.rules.compiled import CompiledRule, RuleSet
 from engine.rules.templates import Templates
 from engine.rules.trust import HostTrust, hosts_in_values
 from engine.runtime.event_view import EventView

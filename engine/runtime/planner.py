@@ -17,7 +17,7 @@ import msgspec
 
 from engine.connector import RenderEnv, destination_of, inline_reply_of
 from engine.errors import DeliveryError, TemplateError
-from engine.rules.loader import CompiledAction
+from engine.rules.compiled import CompiledAction
 from engine.rules.trust import refusal
 from engine.runtime.destinations import host_of, target_key
 from engine.runtime.event_view import EventView

@@ -20,8 +20,8 @@ import msgspec
 
 from engine.config import Settings
 from engine.errors import PayloadError, SecretError
+from engine.rules.compiled import RuleSet
 from engine.rules.live_rules import LiveRules
-from engine.rules.loader import RuleSet
 from engine.runtime.limits import Limits
 from engine.runtime.payloads import Event, decode_event
 from engine.runtime.pipeline import Outcome, Pipeline

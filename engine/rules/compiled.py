@@ -1,0 +1,75 @@
+"""Compiled rules: what the loader produces and the runtime reads (one rule's predicate,
+actions, secrets and limits; the rule set by trigger)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from engine.connector import Connector
+from engine.errors import RuleError
+from engine.rules.predicates import AllOf
+from engine.rules.rule_model import Rule
+
+
+@dataclass
+class CompiledAction:
+    index: int
+    connector: Connector[Any, Any]
+    options: msgspec.Struct
+
+    @property
+    def name(self) -> str:
+        return self.connector.name
+
+
+@dataclass
+class CompiledRule:
+    id: str
+    spec: Rule
+    file: str
+    line: int
+    predicate: AllOf
+    actions: list[CompiledAction]
+    secrets: frozenset[str]
+    cooldown: float | None = None
+    uids: frozenset[str] | None = None
+    trusted_hosts: frozenset[str] = frozenset()  # hosts its actions name literally
+    warnings: list[RuleError] = field(default_factory=list)  # valid, but likely a mistake
+
+    @property
+    def trigger(self) -> str:
+        return self.spec.trigger
+
+    @property
+    def enabled(self) -> bool:
+        return self.spec.enabled
+
+    def context(self) -> dict[str, Any]:
+        return {"id": self.id, "description": self.spec.description, "trigger": self.trigger}
+
+
+@dataclass
+class RuleSet:
+    rules: list[CompiledRule] = field(default_factory=list)
+    errors: list[RuleError] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    broken_ids: dict[str, str] = field(default_factory=dict)  # rule id -> first error
+
+    def __post_init__(self) -> None:
+        self.by_trigger: dict[str, list[CompiledRule]] = {}
+        for rule in self.rules:
+            self.by_trigger.setdefault(rule.trigger, []).append(rule)
+        self.trusted_hosts = frozenset().union(*(rule.trusted_hosts for rule in self.rules))
+
+    @property
+    def warnings(self) -> list[RuleError]:
+        return [warning for rule in self.rules for warning in rule.warnings]
+
+    def for_trigger(self, trigger: str) -> list[CompiledRule]:
+        return self.by_trigger.get(trigger, [])
+
+    def get(self, rule_id: str) -> CompiledRule | None:
+        return next((rule for rule in self.rules if rule.id == rule_id), None)

@@ -1,0 +1,258 @@
+"""Compiled conditions: predicates that run cheaply per event (built by
+engine.rules.conditions when rules load).
+
+A predicate answers `check(view) -> Verdict`: whether it holds, and if not, a reason a person
+can read in dry-run and history ("$.structured.category is 'personal', not in [work]").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, time
+from typing import Any, Protocol, cast
+from zoneinfo import ZoneInfo
+
+from engine.rules.budget import Budget
+from engine.rules.keywords import KeywordHit, KeywordMatcher, SpokenText
+from engine.rules.linear_regex import is_linear_regex
+
+
+class EventView(Protocol):
+    """What a predicate may ask of an event (engine.runtime.event_view implements it)."""
+
+    now: float
+    budget: Budget
+
+    def select(self, expression: str) -> list[Any]: ...
+
+    def spoken(self, speaker: str) -> SpokenText: ...
+
+    def render(self, source: str, *, field: str) -> str: ...
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ok: bool
+    reason: str = ""
+    hit: KeywordHit | None = None
+
+
+HOLDS = Verdict(True)
+
+
+class Predicate(Protocol):
+    def check(self, view: EventView) -> Verdict: ...
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _is_empty(value: Any) -> bool:
+    return value is None or value == "" or value == [] or value == {}
+
+
+def _fold(value: Any) -> Any:
+    return value.casefold() if isinstance(value, str) else value
+
+
+def _same(value: Any, other: Any) -> bool:
+    """JSON equality: true and false are not the numbers 1 and 0 (Python says they are)."""
+    return isinstance(value, bool) == isinstance(other, bool) and value == other
+
+
+def _contains(value: Any, needle: Any) -> bool:
+    if isinstance(value, str) and isinstance(needle, str):
+        return needle.casefold() in value.casefold()
+    if isinstance(value, list | tuple):
+        return any(_same(_fold(item), _fold(needle)) for item in value)
+    if isinstance(value, dict):
+        return needle in value
+    return False
+
+
+def _compare(op: Callable[[Any, Any], bool]) -> Callable[[Any, Any], bool]:
+    def test(value: Any, bound: Any) -> bool:
+        if isinstance(value, bool):
+            return False
+        if isinstance(value, int | float) and isinstance(bound, int | float):
+            return op(value, bound)
+        if isinstance(value, str) and isinstance(bound, str):
+            return op(value, bound)
+        if isinstance(value, str) and isinstance(bound, int | float):
+            try:
+                return op(float(value), bound)
+            except ValueError:
+                return False
+        return False
+
+    return test
+
+
+# operator name -> (test on one selected value, phrase used when it fails)
+VALUE_TESTS: dict[str, tuple[Callable[[Any, Any], bool], str]] = {
+    "equals": (_same, "not equal to"),
+    "not_equals": (lambda v, x: not _same(v, x), "equal to"),
+    "in": (lambda v, x: any(_same(v, choice) for choice in x), "not in"),
+    "not_in": (lambda v, x: not any(_same(v, choice) for choice in x), "in"),
+    "contains": (_contains, "does not contain"),
+    "matches": (lambda v, rx: isinstance(v, str) and rx.search(v) is not None, "does not match"),
+    "gt": (_compare(lambda a, b: a > b), "not >"),
+    "gte": (_compare(lambda a, b: a >= b), "not >="),
+    "lt": (_compare(lambda a, b: a < b), "not <"),
+    "lte": (_compare(lambda a, b: a <= b), "not <="),
+}
+
+
+def _all_hold(tests: list[tuple[str, Any]], value: Any) -> bool:
+    return all(VALUE_TESTS[name][0](value, operand) for name, operand in tests)
+
+
+def _shown(operand: Any) -> str:
+    return _short(cast(Any, operand).pattern if is_linear_regex(operand) else operand)
+
+
+@dataclass
+class PathTest:
+    """`path:` with its operators: holds when ANY selected value satisfies every value
+    operator (so `gt: 1, lt: 5` is a range one value must fall in); `exists`, `empty` and
+    `not_empty` judge the selection as a whole."""
+
+    expression: str
+    operators: list[tuple[str, Any]]
+
+    def check(self, view: EventView) -> Verdict:
+        values = view.select(self.expression)
+        for name, operand in self.operators:
+            if name == "exists":
+                if bool(values) != operand:
+                    state = "selects nothing" if not values else f"is {_short(values[0])}"
+                    return Verdict(False, f"{self.expression} {state} (exists: {operand})")
+                continue
+            if name in ("empty", "not_empty"):
+                want_empty = operand if name == "empty" else not operand
+                any_empty = not values or any(_is_empty(v) for v in values)
+                any_full = any(not _is_empty(v) for v in values)
+                if (want_empty and not any_empty) or (not want_empty and not any_full):
+                    state = _short(values[0]) if values else "nothing"
+                    return Verdict(False, f"{self.expression} is {state} ({name}: {operand})")
+                continue
+        tests = [(name, operand) for name, operand in self.operators if name in VALUE_TESTS]
+        if not tests or any(_all_hold(tests, value) for value in values):
+            return HOLDS
+        # explain with the first value and the first operator it fails
+        if not values:
+            name, operand = tests[0]
+            return Verdict(False, f"{self.expression} selects nothing ({name}: {_shown(operand)})")
+        value = values[0]
+        name, operand = next((n, o) for n, o in tests if not VALUE_TESTS[n][0](value, o))
+        phrase = VALUE_TESTS[name][1]
+        return Verdict(False, f"{self.expression} is {_short(value)}, {phrase} {_shown(operand)}")
+
+
+@dataclass
+class KeywordTest:
+    matcher: KeywordMatcher
+    speaker: str
+
+    def check(self, view: EventView) -> Verdict:
+        spoken = view.spoken(self.speaker)
+        hit = self.matcher.find(spoken, tick=view.budget.check)
+        if hit is None:
+            phrases = ", ".join(repr(p.text) for p in self.matcher.phrases)
+            who = "" if self.speaker == "any" else f" by {self.speaker}"
+            unsearched = ""
+            if spoken.truncated:
+                unsearched = (
+                    f" (only the first {spoken.max_chars} characters of speech were searched;"
+                    " match_max_text)"
+                )
+            return Verdict(False, f"no new speech{who} says {phrases}{unsearched}")
+        return Verdict(True, hit=hit)
+
+
+_FALSY_TEXT = frozenset({"", "false", "0", "none", "null", "no", "off"})
+
+
+@dataclass
+class TemplateTest:
+    source: str
+
+    def check(self, view: EventView) -> Verdict:
+        text = view.render(self.source, field="when.template")
+        if text.strip().casefold() in _FALSY_TEXT:
+            return Verdict(False, f"template {self.source.strip()!r} rendered {text.strip()!r}")
+        return HOLDS
+
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@dataclass
+class TimeTest:
+    after: time | None
+    before: time | None
+    weekdays: frozenset[int] | None
+    zone: ZoneInfo | None
+
+    def check(self, view: EventView) -> Verdict:
+        now = (
+            datetime.fromtimestamp(view.now, self.zone)
+            if self.zone
+            else datetime.fromtimestamp(view.now).astimezone()
+        )
+        if self.weekdays is not None and now.weekday() not in self.weekdays:
+            return Verdict(False, f"{WEEKDAYS[now.weekday()]} is not one of the weekdays")
+        clock = now.time().replace(tzinfo=None)
+        after, before = self.after, self.before
+        if after and before and after > before:  # window wraps past midnight
+            inside = clock >= after or clock < before
+        else:
+            inside = (after is None or clock >= after) and (before is None or clock < before)
+        if not inside:
+            window = f"{after or '00:00'}-{before or '24:00'}"
+            return Verdict(False, f"time {clock:%H:%M} outside {window}")
+        return HOLDS
+
+
+@dataclass
+class AllOf:
+    items: list[tuple[str, Predicate]]
+
+    def check(self, view: EventView) -> Verdict:
+        hit = None
+        for label, predicate in self.items:
+            view.budget.check()
+            verdict = predicate.check(view)
+            if not verdict.ok:
+                return Verdict(False, f"{label}: {verdict.reason}" if label else verdict.reason)
+            hit = hit or verdict.hit
+        return Verdict(True, hit=hit)
+
+
+@dataclass
+class AnyOf:
+    items: list[tuple[str, Predicate]]
+
+    def check(self, view: EventView) -> Verdict:
+        reasons = []
+        for _label, predicate in self.items:
+            view.budget.check()
+            verdict = predicate.check(view)
+            if verdict.ok:
+                return verdict
+            reasons.append(verdict.reason)
+        return Verdict(False, "none of: " + "; ".join(reasons))
+
+
+@dataclass
+class NotOf:
+    inner: Predicate
+
+    def check(self, view: EventView) -> Verdict:
+        verdict = self.inner.check(view)
+        if verdict.ok:
+            return Verdict(False, "'not' condition holds")
+        return HOLDS
