@@ -9,9 +9,10 @@
                 planner, pipeline, sessions, limits,   the rules, actions planned (shared by
                 destinations                           dry-run and the server)
     rules/      yaml_source, rule_model, rule_decode,  rule files: loaded with file:line,
-                loader, live_rules, conditions,        compiled once (JSONPath, regexes,
-                keywords, templates, template_bounds,  keyword phrases, templates), reloaded
-                filters, jsonpaths, schema, trust,     live
+                loader, compiled, live_rules,          compiled once (JSONPath, RE2
+                conditions, predicates, linear_regex,  regexes, keyword phrases, templates)
+                keywords, templates, template_bounds,  into predicates; reloaded live
+                filters, jsonpaths, schema, trust,
                 budget
     base        connector (the connectors' SDK), triggers (the trigger registry), outbound,
                 secrets, config, errors, durations, paths, keyfiles, samples
