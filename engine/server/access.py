@@ -3,7 +3,7 @@ that is not one of Omi's webhooks, the setup pages or the health check.
 
 Omi's webhooks carry their own signature or token (engine.server.receiver); `/setup*` is opened by
 Omi for any user and `/health` says nothing private. Everything else (`/api/*`, `/schema`,
-and later `/ui` and `/metrics`) shows transcripts, rules and requests, so it needs the admin
+`/metrics`, and later `/ui`) shows transcripts, rules and requests, so it needs the admin
 token: `Authorization: Bearer <token>` or `X-Omi-Rules-Admin-Token: <token>`.
 
 The Host check stops DNS rebinding: a web page whose name resolves to 127.0.0.1 would

@@ -2,7 +2,7 @@
 health, the history API.
 
 Every request passes engine.server.access first: the Host check, and the admin token for all but
-the webhooks, `/setup*` and `/health`.
+the webhooks, `/setup*` and `/health` (so `/metrics` needs it).
 
 Handlers only translate HTTP to the Receiver and back; no connector runs in a request.
 OpenAPI docs are at /schema (Swagger UI at /schema/swagger).
@@ -27,9 +27,10 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from engine.config import Settings
 from engine.server import history
 from engine.server.access import AccessMiddleware, HostCheck, admin_token
+from engine.server.metrics import CONTENT_TYPE
 from engine.server.omi_query import recover_query
 from engine.server.outbox import retry_action
-from engine.server.receiver import Incoming, Receiver
+from engine.server.receiver import Answer, Incoming, Receiver
 from engine.server.statuses import ActionStatus
 from engine.triggers import default_triggers
 
@@ -68,6 +69,16 @@ async def read_body(request: Request[Any, Any, Any], limit: int) -> tuple[bytes 
 
 async def _webhook(request: Request[Any, Any, Any], trigger: str) -> Response[dict[str, Any]]:
     receiver = _receiver(request)
+    started = time.perf_counter()
+    try:
+        answer = await _answer(request, receiver, trigger)
+    finally:
+        latency = time.perf_counter() - started
+        receiver.metrics.request_seconds.labels(trigger).observe(latency)
+    return Response(answer.body, status_code=answer.status)
+
+
+async def _answer(request: Request[Any, Any, Any], receiver: Receiver, trigger: str) -> Answer:
     incoming = Incoming(
         trigger=trigger,
         body=b"",
@@ -81,7 +92,7 @@ async def _webhook(request: Request[Any, Any, Any], trigger: str) -> Response[di
     else:
         incoming.body = body
         answer = await receiver.receive(incoming)
-    return Response(answer.body, status_code=answer.status)
+    return answer
 
 
 def webhook_handler(trigger: str) -> Any:
@@ -113,6 +124,11 @@ async def setup_completed(request: Request[Any, Any, Any]) -> dict[str, bool]:
 @get("/health", summary="Liveness, rule and outbox counts")
 async def health(request: Request[Any, Any, Any]) -> dict[str, Any]:
     return await _receiver(request).health()
+
+
+@get("/metrics", summary="Prometheus metrics (admin token)", media_type=CONTENT_TYPE)
+async def metrics(request: Request[Any, Any, Any]) -> bytes:
+    return await _receiver(request).scrape_metrics()
 
 
 @get("/api/events", summary="Recent events with what each rule decided")
@@ -236,6 +252,7 @@ def create_app(settings: Settings, receiver: Receiver | None = None) -> Litestar
             *webhook_handlers(),
             setup_completed,
             health,
+            metrics,
             api_events,
             api_event,
             api_actions,

@@ -35,6 +35,7 @@ from engine.errors import DeliveryError, SecretError
 from engine.outbound import OutboundGuard, make_client
 from engine.secrets import Secrets
 from engine.server.breaker import Breakers
+from engine.server.metrics import Metrics
 from engine.server.outbox import DueAction, backoff, claim_due, mark_delivered, mark_failed
 from engine.server.sealed import Sealer
 from engine.server.store import Store
@@ -53,6 +54,7 @@ class Deliverer:
         sealer: Sealer,
         *,
         trusted: Callable[[str], bool] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.sealer = sealer
@@ -64,6 +66,7 @@ class Deliverer:
         self.guard = OutboundGuard(settings.outbound_allow, settings.outbound_deny, trusted=trusted)
         self.client: httpx.AsyncClient | None = None
         self.wake = asyncio.Event()
+        self.metrics = metrics or Metrics()
         self.breakers = Breakers(settings.breaker_failures, settings.breaker_cooloff)
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -121,8 +124,7 @@ class Deliverer:
         now = time.time()
         if connector is None:
             self.breakers.released(action.target)
-            await mark_failed(
-                self.store,
+            await self._mark_failed(
                 action,
                 now=now,
                 status=None,
@@ -138,9 +140,7 @@ class Deliverer:
             )
         except (SecretError, msgspec.ValidationError) as exc:
             self.breakers.released(action.target)
-            await mark_failed(
-                self.store, action, now=now, status=None, retry_at=None, error=str(exc)
-            )
+            await self._mark_failed(action, now=now, status=None, retry_at=None, error=str(exc))
             return
         env = SendEnv(
             client=self.client,  # type: ignore[arg-type]
@@ -190,6 +190,23 @@ class Deliverer:
             status=result.status,
             response=secrets.mask(result.response),
         )
+        self.metrics.actions.labels(action.connector, "delivered").inc()
+
+    async def _mark_failed(
+        self,
+        action: DueAction,
+        *,
+        now: float,
+        status: int | None,
+        retry_at: float | None,
+        error: str,
+    ) -> None:
+        """Write a failed attempt back (pending again at `retry_at`, else dead), then count it."""
+        await mark_failed(
+            self.store, action, now=now, status=status, retry_at=retry_at, error=error
+        )
+        outcome = "retry" if retry_at is not None else "dead"
+        self.metrics.actions.labels(action.connector, outcome).inc()
 
     def deadline(self, connector: Connector[Any, Any], request: msgspec.Struct) -> float:
         """Seconds the whole attempt may take: the connector's deadline when it names one."""
@@ -219,6 +236,6 @@ class Deliverer:
             message,
             "" if retry_at is not None else " -> dead letter",
         )
-        await mark_failed(
-            self.store, action, now=now, status=exc.status, retry_at=retry_at, error=message
+        await self._mark_failed(
+            action, now=now, status=exc.status, retry_at=retry_at, error=message
         )

@@ -61,6 +61,21 @@ def recover_in_flight(store: Store) -> int:
     return recovered
 
 
+def counts_by_status(store: Store, statuses: Sequence[str] | None = None) -> dict[str, int]:
+    """How many actions are in each status (only `statuses`, when given); blocking: code on
+    the event loop calls it through `Store.read`."""
+    if statuses is None:
+        rows = store.query("SELECT status, COUNT(*) AS n FROM actions GROUP BY status")
+    else:
+        marks = ",".join("?" * len(statuses))
+        rows = store.query(
+            # S608: only "?" marks are joined in; every value is a parameter
+            f"SELECT status, COUNT(*) AS n FROM actions WHERE status IN ({marks}) GROUP BY status",
+            tuple(statuses),
+        )
+    return {row["status"]: row["n"] for row in rows}
+
+
 # an old row (before the target column) counts as its connector's target
 _TARGET = "COALESCE(target, connector)"
 

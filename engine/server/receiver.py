@@ -37,7 +37,8 @@ from engine.server.capture import (
 )
 from engine.server.dedupe import DedupeKey, Deduper
 from engine.server.delivery import Deliverer
-from engine.server.outbox import recover_in_flight
+from engine.server.metrics import OUTBOX_STATES, Metrics
+from engine.server.outbox import counts_by_status, recover_in_flight
 from engine.server.retention import sweep_daily
 from engine.server.sealed import Sealer
 from engine.server.statuses import EventStatus
@@ -79,6 +80,7 @@ class Prepared:
     params: dict[str, Any]
     repeat_of: str | None = None
     outcome: Outcome | None = None
+    status: EventStatus = EventStatus.PROCESSED
     response: dict[str, Any] = field(default_factory=dict)
     store_write: Future[Any] | None = None  # the store's own future
     written: Future[Any] = field(default_factory=Future)  # resolves with store_write
@@ -129,6 +131,7 @@ class Receiver:
         )
         self.deduper = Deduper(settings.dedupe_window)
         self.counters = Counters()
+        self.metrics = Metrics()
         self.sealer = Sealer.for_data_dir(settings.data_dir)
         self.deliverer = Deliverer(
             self.store,
@@ -138,6 +141,7 @@ class Receiver:
             self.event_body,
             self.sealer,
             trusted=self.pipeline.trusts,
+            metrics=self.metrics,
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._recording: dict[str, Future[Any]] = {}  # event id -> its pending write
@@ -270,6 +274,7 @@ class Receiver:
         # a repeat arriving from now on waits for this write and shares its fate
         self._recording[event.id] = prepared.written
         try:
+            started = time.perf_counter()
             try:
                 outcome = self.pipeline.process(event, now)
                 status = EventStatus.PROCESSED
@@ -280,7 +285,10 @@ class Receiver:
                     self.secrets.masked_traceback(exc),
                 )
                 outcome, status = Outcome(event), EventStatus.ERROR
-            prepared.outcome = outcome
+            self.metrics.matching_seconds.labels(event.trigger).observe(
+                time.perf_counter() - started
+            )
+            prepared.outcome, prepared.status = outcome, status
             message = outcome.inline_reply()
             if message:
                 prepared.response["message"] = message
@@ -319,13 +327,21 @@ class Receiver:
         except Exception:
             self._rules_thread.submit(self.deduper.release, key)
             log.exception("could not record a %s event", event.trigger)
+            self.metrics.events.labels(event.trigger, "unrecorded").inc()
             return Answer(503, {"error": "could not record the event; retry"})
         finally:
             self._recording.pop(event.id, None)
         self.counters.accepted += 1
+        self.count_recorded(prepared)
         if prepared.outcome is not None and prepared.outcome.actions:
             self.deliverer.wake.set()
         return Answer(200, prepared.response)
+
+    def count_recorded(self, prepared: Prepared) -> None:
+        """Metrics for an event now on disk: its status, and each rule that fired."""
+        self.metrics.events.labels(prepared.event.trigger, prepared.status).inc()
+        for decision in prepared.outcome.matched if prepared.outcome else ():
+            self.metrics.rule_fires.labels(decision.rule.id).inc()
 
     async def _committed(self, prepared: Prepared) -> None:
         """Wait for the event's write; past `answer_deadline` (a locked database) give up
@@ -354,8 +370,10 @@ class Receiver:
             except (Exception, asyncio.CancelledError):
                 if not (first.done() and (first.cancelled() or first.exception())):
                     raise  # this request itself was cancelled
+                self.metrics.events.labels(event.trigger, "unrecorded").inc()
                 return Answer(503, {"error": "could not record the event; retry"})
         self.counters.duplicates += 1
+        self.metrics.events.labels(event.trigger, EventStatus.DUPLICATE).inc()
         rows = await self.store.read(
             lambda store: store.query("SELECT response FROM events WHERE id = ?", (repeat_of,))
         )
@@ -387,6 +405,8 @@ class Receiver:
 
     async def reject(self, incoming: Incoming, exc: PayloadError) -> Answer:
         self.counters.rejected[exc.status] += 1
+        self.metrics.events.labels(incoming.trigger, "rejected").inc()
+        self.metrics.rejections.labels(incoming.trigger, str(exc.status)).inc()
         reason = exc.reason.splitlines()[0] if exc.reason else "bad request"
         log.info("rejected %s webhook: %d %s", incoming.trigger, exc.status, reason)
         future = record_rejection(
@@ -415,9 +435,7 @@ class Receiver:
         return False
 
     async def health(self) -> dict[str, Any]:
-        pending = await self.store.read(
-            lambda store: store.query("SELECT status, COUNT(*) AS n FROM actions GROUP BY status")
-        )
+        actions = await self.store.read(counts_by_status)
         rules = self.pipeline.rules
         return {
             "status": "ok",
@@ -426,5 +444,14 @@ class Receiver:
             "accepted": self.counters.accepted,
             "duplicates": self.counters.duplicates,
             "rejected": sum(self.counters.rejected.values()),
-            "actions": {row["status"]: row["n"] for row in pending},
+            "actions": actions,
         }
+
+    async def scrape_metrics(self) -> bytes:
+        """The metrics text, with the outbox depth read now (on a reader thread)."""
+
+        def scrape(store: Store) -> bytes:
+            self.metrics.set_outbox(counts_by_status(store, OUTBOX_STATES))
+            return self.metrics.render()
+
+        return await self.store.read(scrape)
