@@ -3,8 +3,9 @@
     tools       cli, dryrun, report_text, soak        the command line over the layers
     server/     app, access, webhook_auth, omi_query,  HTTP, durable capture, the outbox
                 receiver, capture, dedupe, statuses,   and its delivery workers, history,
-                store, outbox, delivery, breaker,      retention
-                history, retention, sealed, signing
+                store, outbox, delivery, breaker,      retention, metrics
+                history, retention, sealed, signing,
+                metrics
     runtime/    payloads, event_view, matcher,         one event: decoded, matched against
                 planner, pipeline, sessions, limits,   the rules, actions planned (shared by
                 destinations                           dry-run and the server)
