@@ -9,8 +9,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import httpx
 
 from engine.bench_corpus import TOPICS, memory_body, write_rules
 from engine.soak import free_port, start_serve, stop_server, wait_for_health
@@ -49,7 +52,7 @@ def wrk_missing() -> str | None:
     return None
 
 
-def _lua_script() -> str:
+def lua_script() -> str:
     body = memory_body(0).decode()
     body = body.replace('"bench-m0"', '"BENCH_ID"').replace('topic-0"', 'topic-BENCH_TOPIC"')
     return _SCRIPT % (body, TOPICS)
@@ -87,7 +90,7 @@ def load_receiver(rules: int, seconds: float, connections: int) -> LoadResult:
     folder = Path(tempfile.mkdtemp(prefix="omi-rules-bench-"))
     try:
         write_rules(folder / "rules", rules)
-        (folder / "wrk.lua").write_text(_lua_script())
+        (folder / "wrk.lua").write_text(lua_script())
         server, url, log = start_serve(folder)
         try:
             wait_for_health(url, server)
@@ -107,7 +110,7 @@ def load_bare(seconds: float, connections: int) -> LoadResult:
     port = free_port()
     command = [sys.executable, "-m", "uvicorn", "engine.bench_bare:app", "--port", str(port)]
     try:
-        (folder / "wrk.lua").write_text(_lua_script())
+        (folder / "wrk.lua").write_text(lua_script())
         server = subprocess.Popen(
             [*command, "--no-access-log", "--log-level", "warning"],
             stdout=subprocess.DEVNULL,
@@ -124,10 +127,6 @@ def load_bare(seconds: float, connections: int) -> LoadResult:
 
 
 def _wait_for_port(url: str, server: subprocess.Popen[bytes]) -> None:
-    import time
-
-    import httpx
-
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if server.poll() is not None:

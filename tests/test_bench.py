@@ -3,19 +3,22 @@ generated rule mix and the decision bytes checked exactly. No timing assertions.
 
 from __future__ import annotations
 
+import sqlite3
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from engine.bench import QUICK_SIZES, decision_bytes, run_bench
 from engine.bench_corpus import RULE_KINDS, memory_body, write_rules
-from engine.bench_load import parse_wrk, wrk_missing
+from engine.bench_load import lua_script, parse_wrk, run_wrk, wrk_missing
 from engine.cli import main
 from engine.rules.loader import load_rules
 from engine.runtime.payloads import decode_event
 from engine.runtime.pipeline import Pipeline
 from engine.secrets import Secrets
+from engine.soak import start_serve, stop_server, wait_for_health
 from tests.helpers import NOW
 
 WRK_OUTPUT = """Running 1s test @ http://127.0.0.1:8000/webhook/memory?uid=bench
@@ -108,3 +111,25 @@ def test_the_cli_runs_the_quick_bench() -> None:
     result = CliRunner().invoke(main, ["bench", "--quick"])
     assert result.exit_code == 0, result.output
     assert "matching per event" in result.output
+
+
+def test_every_wrk_request_is_a_new_memory(tmp_path: Path) -> None:
+    if wrk_missing():
+        pytest.skip(wrk_missing() or "")
+    write_rules(tmp_path / "rules", 10)
+    (tmp_path / "wrk.lua").write_text(lua_script())
+    server, url, log = start_serve(tmp_path)
+    try:
+        wait_for_health(url, server)
+        result = run_wrk(f"{url}/webhook/memory?uid=bench", 1, 8, tmp_path / "wrk.lua")
+    finally:
+        stop_server(server)
+        log.close()
+    with sqlite3.connect(tmp_path / "omi.db") as conn:
+        rows = conn.execute(
+            "SELECT COUNT(*), COUNT(DISTINCT dedupe_key), MIN(status), MAX(status) FROM events"
+        ).fetchone()
+    assert result.errors == 0
+    assert rows[0] > 10
+    assert rows[1] == rows[0]  # no duplicates
+    assert (rows[2], rows[3]) == ("processed", "processed")
