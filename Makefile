@@ -31,7 +31,11 @@ format: $(STAMP)
 	$(BIN)/ruff format engine connectors triggers web tests
 	$(BIN)/ruff check --fix engine connectors triggers web tests
 
+# wrk drives the receiver in tests/test_bench.py; without it that section is skipped, loudly.
 test: $(STAMP) lint
+	command -v wrk >/dev/null || ([ "$$(id -u)" = 0 ] && (apt-get install -y -qq wrk >/dev/null 2>&1 \
+		|| (apt-get update -qq >/dev/null && apt-get install -y -qq wrk >/dev/null))) \
+		|| echo "wrk not installed; apt-get install wrk (the bench test skips its receiver figures)"
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -1,6 +1,8 @@
 """omi-rules' engine, in layers; each imports only the layers below it.
 
-    tools       cli, dryrun, report_text, soak        the command line over the layers
+    tools       cli, dryrun, report_text, soak,       the command line over the layers;
+                bench, bench_corpus, bench_load,      the performance harness
+                bench_bare
     server/     app, access, webhook_auth, omi_query,  HTTP, durable capture, the outbox
                 receiver, capture, dedupe, statuses,   and its delivery workers, history,
                 store, outbox, delivery, breaker,      retention, metrics

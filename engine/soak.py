@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import httpx
 
@@ -144,14 +144,14 @@ class _Target:
         self.httpd.server_close()
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
 
 
-def _rss_mb(pid: int) -> float:
+def rss_mb(pid: int) -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
@@ -245,21 +245,9 @@ def run_soak(
     target = _Target()
     (folder / "rules").mkdir()
     (folder / "rules" / "soak.yaml").write_text(RULES.format(target=target.url))
-    port = _free_port()
-    env = {
-        **os.environ,
-        "OMI_RULES_ADMIN_TOKEN": ADMIN_TOKEN,
-        "OMI_RULES_WATCH_RULES": "false",
-        "OMI_RULES_POLL_INTERVAL": "0.05",
-    }
-    command = [sys.executable, "-m", "engine.cli", "serve", "--rules", "rules", "--db", "omi.db"]
-    log = (folder / "serve.log").open("wb")
-    server = subprocess.Popen(
-        [*command, "--port", str(port)], cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    url = f"http://127.0.0.1:{port}"
+    server, url, log = start_serve(folder)
     try:
-        _wait_for_health(url, server)
+        wait_for_health(url, server)
         progress(f"probing capacity for {probe_seconds:g} s ...")
         probe = SoakReport()
         began = time.monotonic()
@@ -276,17 +264,35 @@ def run_soak(
         report.expected_deliveries = expected + 2 * probe.acknowledged
         _drain(url)
         report.rss_mb = sampling.stop()
-        _stop(server)
+        stop_server(server)
         _check_books(folder / "omi.db", target, report, report.acknowledged + probe.acknowledged)
     finally:
-        _stop(server)
+        stop_server(server)
         log.close()
         target.stop()
         shutil.rmtree(folder, ignore_errors=True)
     return report
 
 
-def _stop(server: subprocess.Popen[bytes]) -> None:
+def start_serve(folder: Path) -> tuple[subprocess.Popen[bytes], str, IO[bytes]]:
+    """`omi-rules serve` on a free loopback port over `folder`/rules, its database and log
+    (serve.log) in `folder`: (process, url, open log to close after stopping)."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "OMI_RULES_ADMIN_TOKEN": ADMIN_TOKEN,
+        "OMI_RULES_WATCH_RULES": "false",
+        "OMI_RULES_POLL_INTERVAL": "0.05",
+    }
+    command = [sys.executable, "-m", "engine.cli", "serve", "--rules", "rules", "--db", "omi.db"]
+    log = (folder / "serve.log").open("wb")
+    server = subprocess.Popen(
+        [*command, "--port", str(port)], cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    return server, f"http://127.0.0.1:{port}", log
+
+
+def stop_server(server: subprocess.Popen[bytes]) -> None:
     if server.poll() is None:
         server.terminate()
         try:
@@ -314,7 +320,7 @@ class _Sampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.samples.append(_rss_mb(self.pid))
+            self.samples.append(rss_mb(self.pid))
             self._stop.wait(0.25)
 
     def stop(self) -> list[float]:
@@ -323,7 +329,7 @@ class _Sampler:
         return self.samples
 
 
-def _wait_for_health(url: str, server: subprocess.Popen[bytes]) -> None:
+def wait_for_health(url: str, server: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if server.poll() is not None:

@@ -1,0 +1,241 @@
+"""`omi-rules bench`: what one event costs as the rule set grows, in one run.
+
+    matching    Pipeline.process (dry-run, the real loader and matcher) per event, median
+                and p99, at three rule counts (10, 1,000, 10,000; --quick: smaller)
+    naive       every rule's JSONPaths walked by jsonpath-ng for every event, at the middle
+                count: how much the compiled matcher saves
+    receiver    wrk against `omi-rules serve` with the middle count of rules and against a
+                bare Litestar endpoint (engine.bench_bare): req/s, p50, p99 (skipped, and
+                said so, when wrk is not installed)
+    decisions   bytes of decisions stored per event (the events table's `decisions` column)
+    memory      peak RSS of this process and of its children (the servers, wrk)
+
+Targets are printed beside the figures, PASS or FAIL; they do not change the exit status.
+The generated rules and payloads are in engine.bench_corpus.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import statistics
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jsonpath_ng.ext.parser import parse as parse_extended
+
+from engine.bench_corpus import memory_body, memory_payload, rule_paths, write_rules
+from engine.bench_load import LoadResult, load_bare, load_receiver, wrk_missing
+from engine.rules.loader import load_rules
+from engine.runtime.payloads import decode_event
+from engine.runtime.pipeline import Outcome, Pipeline
+from engine.secrets import Secrets
+from engine.server.capture import decisions_json
+
+FULL_SIZES = (10, 1_000, 10_000)
+QUICK_SIZES = (10, 50, 200)
+CONNECTIONS = 32
+
+
+@dataclass
+class Timing:
+    median_us: float
+    p99_us: float
+    events: int
+
+
+@dataclass
+class BenchReport:
+    sizes: tuple[int, ...]
+    cores: int = field(default_factory=lambda: os.cpu_count() or 1)
+    rule_mix: dict[int, Counter[str]] = field(default_factory=dict)
+    matching: dict[int, Timing] = field(default_factory=dict)
+    naive: Timing | None = None
+    decision_bytes: dict[int, float] = field(default_factory=dict)
+    receiver: LoadResult | None = None
+    bare: LoadResult | None = None
+    load_skipped: str | None = None
+    peak_rss_mb: float = 0.0
+    children_peak_rss_mb: float = 0.0
+    seconds: float = 0.0
+
+    @property
+    def middle(self) -> int:
+        return self.sizes[1]
+
+    def targets(self) -> list[tuple[str, bool | None]]:
+        """(target, met); met is None when its figures are missing."""
+        small, middle, large = self.sizes
+        found: list[tuple[str, bool | None]] = []
+        if self.receiver and self.bare:
+            kept = self.receiver.requests_per_s / self.bare.requests_per_s
+            found.append(
+                (
+                    f"receiver with {middle:,} rules keeps >= 80% of bare req/s at "
+                    f"{CONNECTIONS} connections with p99 < 50 ms",
+                    kept >= 0.8 and self.receiver.p99_ms < 50,
+                )
+            )
+        else:
+            found.append(("receiver keeps >= 80% of bare req/s, p99 < 50 ms", None))
+        ratio = self.matching[large].median_us / self.matching[small].median_us
+        found.append((f"matching at {large:,} rules within 3x of {small:,} rules", ratio <= 3))
+        if self.naive:
+            speedup = self.naive.median_us / self.matching[middle].median_us
+            found.append((f">= 20x faster than naive at {middle:,} rules", speedup >= 20))
+        sizes = [self.decision_bytes[n] for n in self.sizes]
+        found.append(
+            ("decision bytes per event independent of rule count", max(sizes) == min(sizes))
+        )
+        return found
+
+    def lines(self) -> list[str]:
+        small, middle, large = self.sizes
+        out = [f"omi-rules bench on {self.cores} core(s), {self.seconds:.0f} s", ""]
+        out.append(
+            "rule mix: " + ", ".join(f"{k} {v}" for k, v in sorted(self.rule_mix[large].items()))
+        )
+        out.append("")
+        out.append("matching per event (Pipeline.process, dry-run):")
+        for n in self.sizes:
+            t = self.matching[n]
+            out.append(
+                f"  {n:>6,} rules: median {t.median_us:9.1f} us  p99 {t.p99_us:9.1f} us"
+                f"  ({t.events} events)"
+            )
+        if self.naive:
+            speedup = self.naive.median_us / self.matching[middle].median_us
+            out.append(
+                f"naive per event at {middle:,} rules (jsonpath-ng, every rule's paths): "
+                f"median {self.naive.median_us:.1f} us  p99 {self.naive.p99_us:.1f} us; "
+                f"compiled is {speedup:.1f}x faster"
+            )
+        out.append("")
+        out.append(f"receiver under wrk ({CONNECTIONS} connections, memories with new ids):")
+        if self.receiver and self.bare:
+            for name, r in (
+                (f"omi-rules, {middle:,} rules", self.receiver),
+                ("bare Litestar", self.bare),
+            ):
+                out.append(
+                    f"  {name:<22} {r.requests_per_s:9.0f} req/s  p50 {r.p50_ms:7.2f} ms"
+                    f"  p99 {r.p99_ms:7.2f} ms  errors {r.errors}"
+                )
+            kept = self.receiver.requests_per_s / self.bare.requests_per_s
+            out.append(f"  receiver/bare: {kept:.0%} of the requests/s")
+        else:
+            out.append(f"  SKIPPED: {self.load_skipped}")
+        out.append("")
+        out.append("decision bytes stored per event:")
+        for n in self.sizes:
+            out.append(f"  {n:>6,} rules: {self.decision_bytes[n]:,.0f} bytes")
+        out.append("")
+        out.append(
+            f"peak memory: bench process {self.peak_rss_mb:.0f} MB, "
+            f"largest child (server, wrk) {self.children_peak_rss_mb:.0f} MB"
+        )
+        out.append("")
+        out.append("targets:")
+        for target, met in self.targets():
+            verdict = "n/a " if met is None else ("PASS" if met else "FAIL")
+            out.append(f"  {verdict}  {target}")
+        return out
+
+    def text(self) -> str:
+        return "\n".join(self.lines())
+
+
+def decision_bytes(outcome: Outcome) -> int:
+    """What the events table stores for one outcome's decisions, in bytes."""
+    return len(decisions_json(outcome).encode())
+
+
+def _timing(samples_ns: list[int]) -> Timing:
+    ordered = sorted(samples_ns)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    return Timing(statistics.median(ordered) / 1000, p99 / 1000, len(ordered))
+
+
+def _time_events(run: Callable[[int], Any], budget_s: float, least: int, most: int) -> list[int]:
+    """Run event 0, 1, ... until `budget_s` has passed (at least `least`, at most `most`)."""
+    for n in range(3):  # warm-up: caches, first-use imports
+        run(-1 - n)
+    samples: list[int] = []
+    deadline = time.perf_counter() + budget_s
+    while len(samples) < most and (len(samples) < least or time.perf_counter() < deadline):
+        began = time.perf_counter_ns()
+        run(len(samples))
+        samples.append(time.perf_counter_ns() - began)
+    return samples
+
+
+def time_matching(
+    folder: Path, count: int, budget_s: float, least: int
+) -> tuple[Timing, float, Counter[str]]:
+    """Median/p99 of Pipeline.process over `count` generated rules; decision bytes per event."""
+    mix = write_rules(folder, count)
+    ruleset = load_rules(folder)
+    if ruleset.errors:
+        raise RuntimeError(f"generated rules did not load: {ruleset.errors[0]}")
+    pipeline = Pipeline(ruleset, Secrets(), dry_run=True)
+    stored: list[int] = []
+
+    def run(n: int) -> None:
+        event = decode_event("memory", memory_body(n), uid="bench", session_id="")
+        began = time.perf_counter_ns()
+        outcome = pipeline.process(event)
+        spent.append(time.perf_counter_ns() - began)
+        stored.append(decision_bytes(outcome))
+
+    spent: list[int] = []
+    _time_events(run, budget_s, least, 5_000)
+    return _timing(spent[3:]), statistics.mean(stored), mix
+
+
+def time_naive(count: int, budget_s: float, least: int) -> Timing:
+    """Every rule's JSONPaths, parsed once, walked by jsonpath-ng for every event."""
+    paths = [parse_extended(p) for i in range(count) for p in rule_paths(i)]
+    docs = [memory_payload(n) for n in range(64)]
+
+    def run(n: int) -> None:
+        doc = docs[n % len(docs)]
+        for path in paths:
+            path.find(doc)
+
+    return _timing(_time_events(run, budget_s, least, 5_000))
+
+
+def run_bench(
+    quick: bool = False, *, progress: Callable[[str], None] = lambda line: None
+) -> BenchReport:
+    """The whole bench; `quick` is the test suite's short form (small sizes, 1 s loads)."""
+    began = time.monotonic()
+    report = BenchReport(QUICK_SIZES if quick else FULL_SIZES)
+    budget, least = (0.2, 10) if quick else (3.0, 20)
+    folder = Path(tempfile.mkdtemp(prefix="omi-rules-bench-"))
+    try:
+        for n in report.sizes:
+            progress(f"matching with {n:,} rules ...")
+            timing, stored, mix = time_matching(folder / f"rules-{n}", n, budget, least)
+            report.matching[n], report.decision_bytes[n], report.rule_mix[n] = timing, stored, mix
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    progress(f"naive matching with {report.middle:,} rules ...")
+    report.naive = time_naive(report.middle, budget, least)
+    report.load_skipped = wrk_missing()
+    if report.load_skipped is None:
+        seconds = 1.0 if quick else 10.0
+        progress(f"wrk against omi-rules serve with {report.middle:,} rules for {seconds:g} s ...")
+        report.receiver = load_receiver(report.middle, seconds, CONNECTIONS)
+        progress(f"wrk against the bare endpoint for {seconds:g} s ...")
+        report.bare = load_bare(seconds, CONNECTIONS)
+    report.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    report.children_peak_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    report.seconds = time.monotonic() - began
+    return report

@@ -1,0 +1,135 @@
+"""`omi-rules bench --quick`: every figure present and positive, every section printed; the
+generated rule mix and the decision bytes checked exactly. No timing assertions."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from engine.bench import QUICK_SIZES, decision_bytes, run_bench
+from engine.bench_corpus import RULE_KINDS, memory_body, write_rules
+from engine.bench_load import lua_script, parse_wrk, run_wrk, wrk_missing
+from engine.cli import main
+from engine.rules.loader import load_rules
+from engine.runtime.payloads import decode_event
+from engine.runtime.pipeline import Pipeline
+from engine.secrets import Secrets
+from engine.soak import start_serve, stop_server, wait_for_health
+from tests.helpers import NOW
+
+WRK_OUTPUT = """Running 1s test @ http://127.0.0.1:8000/webhook/memory?uid=bench
+  2 threads and 32 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     5.60ms    1.20ms  20.00ms   90.00%
+  Latency Distribution
+     50%  850.00us
+     75%    6.00ms
+     90%    7.00ms
+     99%    1.25s
+  5302 requests in 1.00s, 1.00MB read
+  Socket errors: connect 0, read 1, write 0, timeout 2
+  Non-2xx or 3xx responses: 4
+Requests/sec:   5302.50
+Transfer/sec:      1.00MB
+"""
+
+
+def test_the_rule_mix_is_every_kind_in_turn(tmp_path: Path) -> None:
+    mix = write_rules(tmp_path, 2 * len(RULE_KINDS) + 1)
+    assert mix == Counter({kind: 2 for kind in RULE_KINDS}) + Counter({"equals": 1})
+    ruleset = load_rules(tmp_path)
+    assert ruleset.errors == []
+    assert len(ruleset.rules) == 15
+
+
+def test_payload_0_matches_the_rules_of_topic_0_and_skips_the_others(tmp_path: Path) -> None:
+    write_rules(tmp_path, len(RULE_KINDS) * 2)
+    pipeline = Pipeline(load_rules(tmp_path), Secrets(), dry_run=True)
+    event = decode_event("memory", memory_body(0), uid="bench", session_id="")
+    outcome = pipeline.process(event, now=NOW)
+    # rule 0 (equals topic-0); the fuzzy rules 3 and 10 ("review topic 3", "review topic
+    # 10") also hear the payload's "review topic 1": one character off, as fuzzy allows
+    assert [d.rule.id for d in outcome.matched] == ["bench-0", "bench-3", "bench-10"]
+    assert len(outcome.skipped) == 11
+
+
+def test_decision_bytes_are_the_stored_json_length(tmp_path: Path) -> None:
+    write_rules(tmp_path, 1)
+    pipeline = Pipeline(load_rules(tmp_path), Secrets(), dry_run=True)
+    matched = pipeline.process(decode_event("memory", memory_body(0), uid="u"), now=NOW)
+    skipped = pipeline.process(decode_event("memory", memory_body(1), uid="u"), now=NOW)
+    assert decision_bytes(matched) == len('[{"rule":"bench-0","matched":true,"reason":""}]')
+    reason = "when[0]: $.structured.category is 'topic-1', not equal to 'topic-0'"
+    assert decision_bytes(skipped) == len(
+        '[{"rule":"bench-0","matched":false,"reason":"' + reason + '"}]'
+    )
+
+
+def test_wrk_output_is_parsed_with_units_and_errors() -> None:
+    result = parse_wrk(WRK_OUTPUT)
+    assert (result.requests_per_s, result.p50_ms, result.p99_ms) == (5302.5, 0.85, 1250.0)
+    assert result.errors == 7
+
+
+def test_quick_bench_prints_every_figure() -> None:
+    report = run_bench(quick=True)
+    assert report.sizes == QUICK_SIZES
+    for n in QUICK_SIZES:
+        assert report.matching[n].median_us > 0
+        assert report.matching[n].p99_us >= report.matching[n].median_us
+        assert report.decision_bytes[n] > 0
+    assert report.naive is not None and report.naive.median_us > 0
+    assert report.peak_rss_mb > 0
+    text = report.text()
+    for section in (
+        "core(s)",
+        "matching per event",
+        "naive per event",
+        "receiver under wrk",
+        "decision bytes stored per event",
+        "peak memory",
+        "targets:",
+    ):
+        assert section in text
+    assert text.count("PASS") + text.count("FAIL") + text.count("n/a") == 4
+    missing = wrk_missing()
+    if missing:
+        print(f"\n*** {missing} ***")
+        assert f"SKIPPED: {missing}" in text
+    else:
+        assert report.receiver is not None and report.bare is not None
+        assert report.receiver.requests_per_s > 0 and report.bare.requests_per_s > 0
+        assert report.receiver.p99_ms > 0 and report.bare.p50_ms > 0
+        assert report.receiver.errors == 0 and report.bare.errors == 0
+
+
+def test_the_cli_runs_the_quick_bench() -> None:
+    result = CliRunner().invoke(main, ["bench", "--quick"])
+    assert result.exit_code == 0, result.output
+    assert "matching per event" in result.output
+
+
+def test_every_wrk_request_is_a_new_memory(tmp_path: Path) -> None:
+    if wrk_missing():
+        pytest.skip(wrk_missing() or "")
+    write_rules(tmp_path / "rules", 10)
+    (tmp_path / "wrk.lua").write_text(lua_script())
+    server, url, log = start_serve(tmp_path)
+    try:
+        wait_for_health(url, server)
+        result = run_wrk(f"{url}/webhook/memory?uid=bench", 1, 8, tmp_path / "wrk.lua")
+    finally:
+        stop_server(server)
+        log.close()
+    with sqlite3.connect(tmp_path / "omi.db") as conn:
+        rows = conn.execute(
+            "SELECT COUNT(*), COUNT(DISTINCT dedupe_key), MIN(status), MAX(status) FROM events"
+        ).fetchone()
+    assert result.errors == 0
+    assert rows[0] > 10
+    assert rows[1] == rows[0]  # no duplicates
+    assert (rows[2], rows[3]) == ("processed", "processed")
