@@ -64,17 +64,7 @@ class RuleCompiler:
 
     def warn(self, path: Path, message: str) -> None:
         """A problem that does not stop the rule (shown by validate and at load)."""
-        mark = self.source.mark_of(path)
-        self.warnings.append(
-            RuleError(
-                message,
-                file=self.source.file,
-                line=mark.line,
-                column=mark.column,
-                rule_id=self.decoder.rule_id,
-                where=self.decoder.describe(path),
-            )
-        )
+        self.warnings.append(self.decoder.at(path, message))
 
     def template(self, source: str, path: Path) -> None:
         """Check one template string; record an error and re-raise TemplateSyntax if bad."""

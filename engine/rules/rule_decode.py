@@ -49,18 +49,20 @@ class DecodeContext:
             path = path[len(self.base) :]
         return describe_path(path)
 
-    def error(self, path: Path, message: str, *, key: bool = False) -> None:
+    def at(self, path: Path, message: str, *, key: bool = False) -> RuleError:
+        """`message` as a RuleError at `path`'s file:line:col in the rule being decoded."""
         mark = self.source.mark_of(path, key=key)
-        self.errors.append(
-            RuleError(
-                message,
-                file=self.source.file,
-                line=mark.line,
-                column=mark.column,
-                rule_id=self.rule_id,
-                where=self.describe(path),
-            )
+        return RuleError(
+            message,
+            file=self.source.file,
+            line=mark.line,
+            column=mark.column,
+            rule_id=self.rule_id,
+            where=self.describe(path),
         )
+
+    def error(self, path: Path, message: str, *, key: bool = False) -> None:
+        self.errors.append(self.at(path, message, key=key))
 
 
 def describe_path(path: Path) -> str:
