@@ -1,0 +1,134 @@
+"""Trying a rule before it is live: the live test (dry-run), the backtest over captured
+events, and "save as test case". Nothing here sends anything or touches the live rules.
+
+The work runs in a worker thread (matching and rendering are bounded by the same budgets as
+the webhooks), never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import msgspec
+from litestar import Request, post
+from litestar.exceptions import ClientException, NotFoundException
+from msgspec import UNSET, Struct, UnsetType
+
+from engine import backtest as backtesting
+from engine import rule_tests
+from engine.rules.compiled import RuleSet
+from engine.rules.templates import Templates
+from engine.server import history
+from engine.server.receiver import Receiver
+from engine.trial import TrialResult, compile_candidate, try_rule
+from web.payload_source import PayloadChoice, events_for
+
+BACKTEST_EVENTS = 500
+
+
+def _receiver(request: Request[Any, Any, Any]) -> Receiver:
+    receiver: Receiver = request.app.state.receiver
+    return receiver
+
+
+class DryRunBody(Struct, forbid_unknown_fields=True):
+    """The rule (`text`, as in the YAML tab) and the payload to try it on."""
+
+    text: str
+    source: PayloadChoice
+
+
+def _trigger_of(text: str, receiver: Receiver, asked: str | None) -> str:
+    if asked:
+        return asked
+    candidate = compile_candidate(text, receiver.live_rules.registry, Templates())
+    if candidate.rules:
+        return str(candidate.rules[0].trigger)
+    return "memory"
+
+
+@post("/api/dry-run", summary="Try a rule's text on a payload, a sample or captured events")
+async def api_dry_run(request: Request[Any, Any, Any], data: DryRunBody) -> TrialResult:
+    receiver = _receiver(request)
+    trigger = _trigger_of(data.text, receiver, data.source.trigger)
+    events = await events_for(data.source, receiver, trigger)
+    return await asyncio.to_thread(
+        try_rule,
+        data.text,
+        events,
+        registry=receiver.live_rules.registry,
+        secrets=receiver.secrets,
+        data_dir=receiver.settings.data_dir,
+        allow_hosts=receiver.settings.outbound_allow_hosts,
+    )
+
+
+class BacktestBody(Struct, forbid_unknown_fields=True):
+    """The edited rule's text; compared with the saved rule of the same id (or `rule_id`)."""
+
+    text: str
+    rule_id: str | None = None
+    limit: int = BACKTEST_EVENTS
+    since: float | None = None
+
+
+@post("/api/backtest", summary="What an edited rule changes over the last captured events")
+async def api_backtest(request: Request[Any, Any, Any], data: BacktestBody) -> Any:
+    receiver = _receiver(request)
+    candidate = compile_candidate(data.text, receiver.live_rules.registry, Templates())
+    if not candidate.rules:
+        raise ClientException("the rule has errors; fix them before a backtest")
+    edited = candidate.rules[0]
+    saved_id = data.rule_id or edited.id
+    saved = receiver.pipeline.rules.get(saved_id)
+    limit = max(1, min(data.limit, 5000))
+    since = data.since
+    trigger = edited.trigger
+    events = await receiver.store.read(
+        lambda s: history.recent_events(s, trigger=trigger, since=since, limit=limit)
+    )
+    report = await asyncio.to_thread(
+        backtesting.backtest,
+        events,
+        RuleSet(rules=[saved] if saved else []),
+        RuleSet(rules=[edited]),
+        secrets=receiver.secrets,
+    )
+    return msgspec.to_builtins(report)
+
+
+class CaseBody(Struct, forbid_unknown_fields=True):
+    """A test case for `rule_id`, as written to rules/<file>.test.yaml."""
+
+    rule_id: str
+    name: str
+    source: PayloadChoice
+    fires: bool
+    requests: list[dict[str, Any]] | UnsetType = UNSET
+
+
+@post("/api/rules/{rule_id:str}/cases", status_code=201, summary="Save a live test as a test case")
+async def api_add_case(request: Request[Any, Any, Any], rule_id: str, data: CaseBody) -> Any:
+    receiver = _receiver(request)
+    if receiver.pipeline.rules.get(rule_id) is None:
+        raise NotFoundException(f"no rule {rule_id}")
+    case: dict[str, Any] = {"name": data.name}
+    if data.source.payload is not UNSET:
+        case["payload"] = data.source.payload
+    elif data.source.sample:
+        case["sample"] = data.source.sample
+    elif data.source.event_id:
+        case["event"] = data.source.event_id
+    else:
+        raise ClientException("choose a payload: payload, sample or event_id")
+    if data.source.trigger:
+        case["trigger"] = data.source.trigger
+    case["expect"] = {"fires": data.fires}
+    if data.requests is not UNSET:
+        case["expect"]["requests"] = data.requests
+    path = await asyncio.to_thread(rule_tests.add_case, receiver.settings.rules, rule_id, case)
+    return {"file": path.name, "case": case}
+
+
+ROUTES = [api_dry_run, api_backtest, api_add_case]
