@@ -159,7 +159,7 @@ class EnabledBody(Struct, forbid_unknown_fields=True):
     etag: str | None = None
 
 
-@post("/api/rules/{rule_id:str}/enabled", summary="Turn a rule on or off (only that key changes)")
+@post("/api/rules/{rule_id:str}/enabled", status_code=200, summary="Turn a rule on or off (only that key changes)")
 async def api_enabled(request: Request[Any, Any, Any], rule_id: str, data: EnabledBody) -> Any:
     try:
         return await _edit(
@@ -179,7 +179,7 @@ async def api_duplicate(request: Request[Any, Any, Any], rule_id: str, data: New
     return await _edit(_receiver(request), lambda f: f.duplicate(rule_id, data.new_id))
 
 
-@post("/api/rules/{rule_id:str}/rename", summary="Give a rule a new id")
+@post("/api/rules/{rule_id:str}/rename", status_code=200, summary="Give a rule a new id")
 async def api_rename(request: Request[Any, Any, Any], rule_id: str, data: NewIdBody) -> Any:
     try:
         return await _edit(_receiver(request), lambda f: f.rename(rule_id, data.new_id, data.etag))
