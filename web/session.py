@@ -20,6 +20,7 @@ import math
 import secrets
 import time
 from collections import OrderedDict, deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -146,7 +147,7 @@ def _auth(request: Request[Any, Any, Any]) -> WebAuth:
 def current_session(request: Request[Any, Any, Any]) -> Session | None:
     """The session this request came with (set by engine.server.access), else None (the
     admin token header, or a public page)."""
-    session = request.scope.get(SCOPE_KEY)  # type: ignore[typeddict-item]
+    session = request.scope.get(SCOPE_KEY)
     return session if isinstance(session, Session) else None
 
 
@@ -156,7 +157,7 @@ def csrf_token(request: Request[Any, Any, Any]) -> str:
     return session.csrf if session else ""
 
 
-def template_csrf_token(context: dict[str, Any]) -> str:
+def template_csrf_token(context: Mapping[str, Any], /) -> str:
     """`{{ csrf_token() }}` in templates."""
     return csrf_token(context["request"])
 

@@ -9,7 +9,8 @@ from tests.browser.conftest import log_in
 from tests.server_helpers import ADMIN_TOKEN
 
 RETRY_ANY = """async (csrf) => {
-  const headers = csrf ? {"X-CSRF-Token": document.querySelector('meta[name="csrf-token"]').content} : {};
+  const token = document.querySelector('meta[name="csrf-token"]').content;
+  const headers = csrf ? {"X-CSRF-Token": token} : {};
   const answer = await fetch("/api/actions/1/retry", {method: "POST", headers});
   return {status: answer.status, body: await answer.text()};
 }"""
