@@ -237,3 +237,13 @@ def test_the_web_package_ships_its_templates_and_static_files() -> None:
     shipped = {p for g in globs for p in web.glob(g)}
     wanted = {*TEMPLATES.glob("*.html"), *STATIC.glob("*.css"), *STATIC.glob("*.js")}
     assert wanted and wanted <= shipped
+
+
+def test_a_form_csrf_field_outside_latin1_is_a_403_not_a_crash(client: TestClient[Any]) -> None:
+    log_in(client)
+    answer = client.post(
+        "/ui/logout",
+        content="_csrf=%E2%82%AC",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert answer.status_code == 403

@@ -212,7 +212,7 @@ async def _csrf_ok(scope: dict[str, Any], receive: Any, session: Session) -> tup
         receive = _replay(body)
         fields = parse_qs(body.decode("latin-1"), keep_blank_values=True)
         given = (fields.get(CSRF_FIELD) or [""])[0]
-    ok = bool(given) and hmac.compare_digest(given.encode("latin-1"), session.csrf.encode())
+    ok = bool(given) and hmac.compare_digest(given.encode(errors="replace"), session.csrf.encode())
     return ok, receive
 
 
