@@ -4,7 +4,7 @@ uvicorn serving the whole app on loopback, a fresh browser context per test.
 Fixtures:
 - `chromium_path`: CHROMIUM_PATH, else `chromium` / `chromium-browser` on PATH; missing, the
   test fails (never skips) naming the Debian package `chromium`.
-- `browser`: one headless Chromium for the run.
+- `browser`: one headless Chromium for the tests of this folder.
 - `live_settings` (override it in a test module for other rules or settings) and
   `live_server`: tests.server_helpers.LiveServer on those settings, admin token ADMIN_TOKEN.
 - `page`: a page in its own context (own cookies), `base_url` set to the live server, so
@@ -51,8 +51,10 @@ def chromium_path() -> str:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(chromium_path: str) -> Iterator[Any]:
+    """Package-scoped, not session-scoped: while Playwright's sync API runs, this thread
+    has a running event loop, and tests elsewhere calling asyncio.run() would fail."""
     from playwright.sync_api import sync_playwright
 
     args = ["--disable-dev-shm-usage", "--disable-gpu", "--no-first-run"]
