@@ -35,8 +35,8 @@ format: $(STAMP)
 # Chromium (Debian's `chromium`) runs tests/browser; without it those tests fail.
 test: $(STAMP) lint
 	command -v chromium >/dev/null || command -v chromium-browser >/dev/null \
-		|| ([ "$$(id -u)" = 0 ] && (apt-get install -y -qq chromium >/dev/null 2>&1 \
-		|| (apt-get update -qq >/dev/null && apt-get install -y -qq chromium >/dev/null))) \
+		|| ([ "$$(id -u)" = 0 ] && (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1 \
+		|| (apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null))) \
 		|| echo "chromium not installed; apt-get install chromium (tests/browser fail without it)"
 	command -v wrk >/dev/null || ([ "$$(id -u)" = 0 ] && (apt-get install -y -qq wrk >/dev/null 2>&1 \
 		|| (apt-get update -qq >/dev/null && apt-get install -y -qq wrk >/dev/null))) \
