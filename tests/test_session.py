@@ -184,6 +184,7 @@ def test_login_goes_to_a_local_next(client: TestClient[Any]) -> None:
         "/\\evil.example/ui",
         "\\\\evil.example",
         "/ui\r\nSet-Cookie: x=1",
+        "/ui/\u20ac",
         "javascript:alert(1)//ui",
         "/api/rules",
         "/uix",
@@ -247,3 +248,16 @@ def test_a_form_csrf_field_outside_latin1_is_a_403_not_a_crash(client: TestClien
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
     assert answer.status_code == 403
+
+
+def test_a_non_ascii_page_comes_back_after_login_percent_encoded(tmp_path: Path) -> None:
+    with LiveServer(server_settings(tmp_path)) as server:
+        with httpx.Client(base_url=server.url) as http:
+            asked = http.get("/ui/r%C3%A9gle?x=%E2%82%AC")
+            assert asked.status_code == 303
+            login = asked.headers["location"]
+            assert login == "/ui/login?next=%2Fui%2Fr%25C3%25A9gle%3Fx%3D%25E2%2582%25AC"
+            answer = http.post(
+                "/ui/login", data={"token": ADMIN_TOKEN, "next": "/ui/r%C3%A9gle?x=%E2%82%AC"}
+            )
+            assert answer.headers["location"] == "/ui/r%C3%A9gle?x=%E2%82%AC"

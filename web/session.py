@@ -164,8 +164,9 @@ def template_csrf_token(context: Mapping[str, Any], /) -> str:
 
 def safe_next(value: str | None) -> str:
     """Where to go after login: `value` if it is a local /ui path, else /ui. Nothing with a
-    scheme, a host, `//`, a backslash or a control character gets through."""
-    if not value or any(ord(c) < 0x21 or c == "\\" for c in value):
+    scheme, a host, `//`, a backslash, a space, a control or non-ASCII character gets
+    through (a browser sends paths percent-encoded)."""
+    if not value or any(not 0x21 <= ord(c) <= 0x7E or c == "\\" for c in value):
         return UI_HOME
     parts = urlsplit(value)
     if parts.scheme or parts.netloc or value.startswith("//"):

@@ -176,8 +176,10 @@ class AccessMiddleware:
 
     async def _unauthenticated(self, scope: dict[str, Any], send: Any, path: str) -> None:
         if is_ui(path) and scope.get("method") in ("GET", "HEAD"):
+            # raw_path stays %-encoded (some servers leave the query on it)
+            raw = bytes(scope.get("raw_path") or path.encode()).split(b"?")[0].decode("latin-1")
             query = bytes(scope.get("query_string", b"")).decode("latin-1")
-            wanted = path + ("?" + query if query else "")
+            wanted = raw + ("?" + query if query else "")
             await _redirect(send, "/ui/login?next=" + quote(wanted, safe=""))
             return
         await _refuse(send, 401, TOKEN_REQUIRED)
