@@ -253,10 +253,9 @@ def test_a_form_csrf_field_outside_latin1_is_a_403_not_a_crash(client: TestClien
 def test_a_non_ascii_page_comes_back_after_login_percent_encoded(tmp_path: Path) -> None:
     with LiveServer(server_settings(tmp_path)) as server:
         with httpx.Client(base_url=server.url) as http:
-            asked = http.get("/ui/r%C3%A9gle?x=%E2%82%AC")
+            asked = http.get("/ui?x=%E2%82%AC")
             assert asked.status_code == 303
-            login = asked.headers["location"]
-            assert login == "/ui/login?next=%2Fui%2Fr%25C3%25A9gle%3Fx%3D%25E2%2582%25AC"
+            assert asked.headers["location"] == "/ui/login?next=%2Fui%3Fx%3D%25E2%2582%25AC"
             answer = http.post(
                 "/ui/login", data={"token": ADMIN_TOKEN, "next": "/ui/r%C3%A9gle?x=%E2%82%AC"}
             )
