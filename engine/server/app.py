@@ -1,8 +1,9 @@
 """The HTTP surface (Litestar): a webhook per registered trigger (engine.triggers), setup and
-health, the history API.
+health, the history API, the web editor under `/ui` (package web).
 
-Every request passes engine.server.access first: the Host check, and the admin token for all but
-the webhooks, `/setup*` and `/health` (so `/metrics` needs it).
+Every request passes engine.server.access first: the Host check, and the admin token (or a
+browser's session cookie, with its CSRF token) for all but the webhooks, `/setup*`,
+`/health`, the login form and `/ui/static` (so `/metrics` needs it).
 
 Handlers only translate HTTP to the Receiver and back; no connector runs in a request.
 OpenAPI docs are at /schema (Swagger UI at /schema/swagger).
@@ -26,13 +27,15 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from engine.config import Settings
 from engine.server import history
-from engine.server.access import AccessMiddleware, HostCheck, admin_token
+from engine.server.access import AccessMiddleware, HostCheck, add_security_headers, admin_token
 from engine.server.metrics import CONTENT_TYPE
 from engine.server.omi_query import recover_query
 from engine.server.outbox import retry_action
 from engine.server.receiver import Answer, Incoming, Receiver
 from engine.server.statuses import ActionStatus
 from engine.triggers import default_triggers
+from web import template_config, ui_handlers
+from web.session import WebAuth
 
 log = logging.getLogger("omi_rules.app")
 
@@ -238,6 +241,7 @@ def create_app(settings: Settings, receiver: Receiver | None = None) -> Litestar
     receiver = receiver or Receiver(settings)
     token, _created = admin_token(settings)
     hosts = HostCheck([*settings.allowed_hosts, settings.host])
+    web_auth = WebAuth(token)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -260,14 +264,22 @@ def create_app(settings: Settings, receiver: Receiver | None = None) -> Litestar
             api_retry,
             api_rejections,
             api_rules,
+            *ui_handlers(),
         ],
         lifespan=[lifespan],
         # a plain ASGI middleware; Litestar's type names its own protocol only
-        middleware=[DefineMiddleware(cast(Any, AccessMiddleware), token=token, hosts=hosts)],
+        middleware=[
+            DefineMiddleware(
+                cast(Any, AccessMiddleware), token=token, hosts=hosts, web_auth=web_auth
+            )
+        ],
+        before_send=[add_security_headers],
         request_max_body_size=None,  # each webhook reads with its own limit (read_body)
         exception_handlers={HTTPException: _http_error, Exception: _unexpected},
         openapi_config=OpenAPIConfig(title="omi-rules", version="0.1.0", path="/schema"),
+        template_config=template_config(),
         logging_config=None,
     )
     app.state.receiver = receiver
+    app.state.web_auth = web_auth
     return app
