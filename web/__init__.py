@@ -12,12 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from litestar import get
 from litestar.plugins.jinja import JinjaTemplateEngine
-from litestar.response import Template
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
+from web import api_data, api_rules, api_trial, pages
 from web.session import HANDLERS as SESSION_HANDLERS
 from web.session import template_csrf_token
 
@@ -25,13 +24,7 @@ WEB_DIR = Path(__file__).resolve().parent
 TEMPLATES = WEB_DIR / "templates"
 STATIC = WEB_DIR / "static"
 
-__all__ = ["STATIC", "TEMPLATES", "template_config", "ui_handlers"]
-
-
-@get("/ui", name="ui-home", include_in_schema=False)
-async def ui_home() -> Template:
-    """Placeholder home page (the rules list replaces it)."""
-    return Template(template_name="home.html", context={"title": "Rules", "nav": "rules"})
+__all__ = ["STATIC", "TEMPLATES", "api_handlers", "template_config", "ui_handlers"]
 
 
 def _engine_setup(engine: JinjaTemplateEngine) -> None:
@@ -50,6 +43,12 @@ def ui_handlers() -> list[Any]:
     """Every `/ui` route: login/logout, the pages, the static files."""
     return [
         *SESSION_HANDLERS,
-        ui_home,
+        *pages.ROUTES,
         create_static_files_router(path="/ui/static", directories=[STATIC], name="ui-static"),
     ]
+
+
+def api_handlers() -> list[Any]:
+    """The editor's JSON API (`/api/rules`, `/api/dry-run`, `/api/backtest`, ...): the pages
+    use it, and so can scripts (admin token header)."""
+    return [*api_rules.ROUTES, *api_trial.ROUTES, *api_data.ROUTES]

@@ -37,9 +37,9 @@ def _receiver(request: Request[Any, Any, Any]) -> Receiver:
     return receiver
 
 
-def page(name: str, request: Request[Any, Any, Any], **context: Any) -> Template:
-    """A template with what every page needs (the CSRF token for its forms and scripts)."""
-    return Template(template_name=name, context={"request": request, **context})
+def page(name: str, request: Request[Any, Any, Any], nav: str = "", **context: Any) -> Template:
+    """A page or fragment; `nav` names the menu entry it belongs to (base.html marks it)."""
+    return Template(template_name=name, context={"request": request, "nav": nav, **context})
 
 
 def ago(timestamp: float | None, now: float | None = None) -> str:
@@ -153,7 +153,7 @@ def with_id(text: str, rule_id: str) -> str:
 
 @get("/ui/rules/{rule_id:str}", include_in_schema=False)
 async def editor_page(request: Request[Any, Any, Any], rule_id: str) -> Template:
-    return page("editor.html", request, rule_id=rule_id, triggers=sorted(default_triggers().keys()))
+    return page("editor.html", request, nav="rules", rule_id=rule_id, triggers=sorted(default_triggers().keys()))
 
 
 # ---- history -------------------------------------------------------------------------------
@@ -201,7 +201,7 @@ async def history_page(
     status: FromQuery[str] = "",
 ) -> Template:
     context = await history_context(request, trigger, rule, status)
-    return page("history.html", request, **context)
+    return page("history.html", request, nav="history", **context)
 
 
 @get("/ui/history/rows", include_in_schema=False)
@@ -238,7 +238,7 @@ async def dead_context(request: Request[Any, Any, Any], notice: str = "") -> dic
 
 @get("/ui/dead-letters", include_in_schema=False)
 async def dead_page(request: Request[Any, Any, Any]) -> Template:
-    return page("dead_letters.html", request, **await dead_context(request))
+    return page("dead_letters.html", request, nav="dead-letters", **await dead_context(request))
 
 
 @post("/ui/dead-letters/{action_id:int}/retry", include_in_schema=False)

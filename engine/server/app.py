@@ -34,7 +34,7 @@ from engine.server.outbox import retry_action
 from engine.server.receiver import Answer, Incoming, Receiver
 from engine.server.statuses import ActionStatus
 from engine.triggers import default_triggers
-from web import template_config, ui_handlers
+from web import api_handlers, template_config, ui_handlers
 from web.session import WebAuth
 
 log = logging.getLogger("omi_rules.app")
@@ -198,28 +198,6 @@ async def api_rejections(
     )
 
 
-@get("/api/rules", summary="Loaded rules and rule errors")
-async def api_rules(request: Request[Any, Any, Any]) -> dict[str, Any]:
-    receiver = _receiver(request)
-    rules = receiver.pipeline.rules
-    return {
-        "rules": [
-            {
-                "id": r.id,
-                "trigger": r.trigger,
-                "file": r.file,
-                "line": r.line,
-                "enabled": r.enabled,
-                "description": r.spec.description,
-                "missing_secrets": receiver.secrets.missing(r.secrets),
-            }
-            for r in rules.rules
-        ],
-        "errors": [str(e) for e in rules.errors],
-        "warnings": [str(w) for w in rules.warnings],
-    }
-
-
 def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
     detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
     if exc.status_code == 413:
@@ -263,7 +241,7 @@ def create_app(settings: Settings, receiver: Receiver | None = None) -> Litestar
             api_dead_letters,
             api_retry,
             api_rejections,
-            api_rules,
+            *api_handlers(),
             *ui_handlers(),
         ],
         lifespan=[lifespan],
