@@ -127,30 +127,45 @@ def count_captured(store: Store, *, since: float | None = None) -> int:
 
 
 def captured_events(
-    store: Store, *, since: float | None = None, limit: int | None = None
+    store: Store, *, since: float | None = None, limit: int | None = None, offset: int = 0
 ) -> Iterator[Event]:
     """Stored events (not repeats; those that failed to process too), oldest first,
-    decoded again as they were received."""
+    decoded again as they were received; `offset` skips that many of the oldest."""
     sql = (
         "SELECT id, trigger, uid, session_id, received_at, params, body FROM events "
         "WHERE status != ? AND received_at >= ? ORDER BY received_at, id"
     )
     params: tuple[Any, ...] = (EventStatus.DUPLICATE, since or 0)
-    if limit is not None:
-        sql += " LIMIT ?"
-        params += (limit,)
+    if limit is not None or offset:
+        sql += " LIMIT ? OFFSET ?"
+        params += (-1 if limit is None else limit, offset)
     for row in store.rows(sql, params):
-        extra = _json(row["params"], {})
-        try:
-            event = decode_event(
-                row["trigger"],
-                row["body"],
-                uid=row["uid"],
-                session_id=row["session_id"] or extra.get("session_id", ""),
-                sample_rate=extra.get("sample_rate"),
-            )
-        except PayloadError:
-            continue  # stored before a stricter decoder; nothing to replay
-        event.id = row["id"]
-        event.received_at = row["received_at"]
-        yield event
+        event = _decoded(row)
+        if event is not None:
+            yield event
+
+
+def captured_event(store: Store, event_id: str) -> Event | None:
+    """One stored event by id, decoded again as it was received (None when absent)."""
+    rows = store.query(
+        "SELECT id, trigger, uid, session_id, received_at, params, body FROM events WHERE id = ?",
+        (event_id,),
+    )
+    return _decoded(rows[0]) if rows else None
+
+
+def _decoded(row: dict[str, Any]) -> Event | None:
+    extra = _json(row["params"], {})
+    try:
+        event = decode_event(
+            row["trigger"],
+            row["body"],
+            uid=row["uid"],
+            session_id=row["session_id"] or extra.get("session_id", ""),
+            sample_rate=extra.get("sample_rate"),
+        )
+    except PayloadError:
+        return None  # stored before a stricter decoder; nothing to replay
+    event.id = row["id"]
+    event.received_at = row["received_at"]
+    return event
