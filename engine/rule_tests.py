@@ -500,6 +500,43 @@ def add_case(rules_dir: str | os.PathLike[str], rule_id: str, case: dict[str, An
     return target
 
 
+def suggest_case(
+    rules_dir: str | os.PathLike[str],
+    rule_id: str,
+    name: str,
+    source: dict[str, Any],
+    *,
+    store: Store | None = None,
+    rules: RuleSet | None = None,
+) -> dict[str, Any]:
+    """A case pinning what `rule_id` does now with `source` ({"sample": ...}, {"payload":
+    ...}, {"payloads": [...]} or {"event": ...}): whether it fires, and each action's
+    connector (or why it does not fire). Rendered fields are left for the user to pick:
+    some change from run to run (a log line's time). For "save as test case": pass the
+    result to add_case."""
+    rules = rules if rules is not None else load_rules(rules_dir)
+    case: dict[str, Any] = {"name": name, **source, "rule": rule_id}
+    probe = msgspec.convert({**case, "expect": {"fires": False}}, Case)
+    test_file = Path(rules_dir) / "suggested.test.yaml"
+    try:
+        trigger, bodies = _sources(probe, store)
+        rule = _rule_of(probe, test_file, rules, trigger)
+        if isinstance(rule, str):
+            raise RuleTestError(rule)
+        events = list(_events(probe, trigger or rule.trigger, bodies))
+    except _CaseError as exc:
+        raise RuleTestError(exc.message) from None
+    report = list(dry_run_events(events, RuleSet(rules=[rule]), Secrets()))[-1]
+    matched = next((m for m in report.matched if m.rule == rule_id), None)
+    if matched is None:
+        reason = next((s.reason for s in report.skipped if s.rule == rule_id), "")
+        case["expect"] = {"fires": False, "reason": reason}
+    else:
+        requests = [{"connector": action.connector} for action in matched.actions]
+        case["expect"] = {"fires": True, "requests": requests}
+    return case
+
+
 def _parsed(text: str) -> Any:
     try:
         return yaml.safe_load(text)

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from engine import rule_tests
 from engine.cli import main
-from engine.rule_tests import RuleTestError, add_case, match_value, run_rule_tests
+from engine.rule_tests import RuleTestError, add_case, match_value, run_rule_tests, suggest_case
 from engine.rules.loader import load_rules
 from engine.server.store import Store
 from tests.conftest import RULES_DIR
@@ -319,3 +319,26 @@ def test_no_test_files_is_zero_passed(tmp_path: Path) -> None:
     run = rule_tests.run_rule_tests(folder)
     assert run.results == [] and run.exit_code == 0
     assert run.summary().startswith("0 passed in ")
+
+
+def test_suggest_case_then_add_case_is_save_as_test_case(tmp_path: Path) -> None:
+    folder = rules_copy(tmp_path, "reminders.yaml")
+    fired = suggest_case(folder, "personal-to-webhook", "extra", {"sample": "memory-extra-fields"})
+    assert fired == {
+        "name": "extra",
+        "sample": "memory-extra-fields",
+        "rule": "personal-to-webhook",
+        "expect": {"fires": True, "requests": [{"connector": "http"}]},
+    }
+    quiet = suggest_case(folder, "personal-to-webhook", "work", {"payload": {"discarded": True}})
+    assert quiet["expect"] == {
+        "fires": False,
+        "reason": "when[0]: $.structured.category selects nothing "
+        "(in: ['personal', 'health', 'family'])",
+    }
+    add_case(folder, "personal-to-webhook", fired)
+    add_case(folder, "personal-to-webhook", quiet)
+    run = run_rule_tests(folder)
+    assert [r.passed for r in run.results] == [True, True] and not run.errors
+    with pytest.raises(RuleTestError, match="no sample 'nope'"):
+        suggest_case(folder, "personal-to-webhook", "x", {"sample": "nope"})
