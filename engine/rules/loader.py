@@ -226,10 +226,15 @@ def load_file(
 
 
 def rule_files(directory: FsPath) -> list[FsPath]:
-    """The rule files of a folder (*.yaml and *.yml), in name order."""
+    """The rule files of a folder (*.yaml and *.yml, not the rule tests *.test.yaml), in
+    name order."""
     if not directory.is_dir():
         return []
-    return sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+    return sorted(
+        p
+        for p in directory.iterdir()
+        if p.suffix in (".yaml", ".yml") and not p.stem.endswith(".test") and p.is_file()
+    )
 
 
 def broken_reasons(errors: list[RuleError], broken: list[str]) -> dict[str, str]:

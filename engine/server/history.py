@@ -127,22 +127,28 @@ def count_captured(store: Store, *, since: float | None = None) -> int:
 
 
 def captured_events(
-    store: Store, *, since: float | None = None, limit: int | None = None
+    store: Store, *, since: float | None = None, limit: int | None = None, offset: int = 0
 ) -> Iterator[Event]:
     """Stored events (not repeats; those that failed to process too), oldest first,
-    decoded again as they were received."""
+    decoded again as they were received; `offset` skips that many of the oldest."""
     sql = (
         "SELECT id, trigger, uid, session_id, received_at, params, body FROM events "
         "WHERE status != ? AND received_at >= ? ORDER BY received_at, id"
     )
     params: tuple[Any, ...] = (EventStatus.DUPLICATE, since or 0)
-    if limit is not None:
-        sql += " LIMIT ?"
-        params += (limit,)
+    if limit is not None or offset:
+        sql += " LIMIT ? OFFSET ?"
+        params += (-1 if limit is None else limit, offset)
     for row in store.rows(sql, params):
         event = stored_event(row)
         if event is not None:
             yield event
+
+
+def captured_event(store: Store, event_id: str) -> Event | None:
+    """One stored event by id, decoded again as it was received (None when absent)."""
+    rows = store.query(f"SELECT {STORED_COLUMNS} FROM events WHERE id = ?", (event_id,))
+    return stored_event(rows[0]) if rows else None
 
 
 def stored_event(row: dict[str, Any]) -> Event | None:
@@ -157,7 +163,7 @@ def stored_event(row: dict[str, Any]) -> Event | None:
             sample_rate=extra.get("sample_rate"),
         )
     except PayloadError:
-        return None
+        return None  # stored before a stricter decoder; nothing to replay
     event.id = row["id"]
     event.received_at = row["received_at"]
     return event
