@@ -403,6 +403,48 @@ def test_writes_leave_no_temporary_files(folder: RuleFolder) -> None:
     ]
 
 
+# ---- whole files
+
+
+def test_a_file_with_broken_yaml_is_repaired_as_a_whole(folder: RuleFolder) -> None:
+    broken = "# half typed\nid: half\ntrigger: [memory\n"
+    (folder.rules_dir / "half.yaml").write_text(broken)
+    with pytest.raises(RuleNotFound):
+        folder.read("half")
+    source = folder.read_file("half.yaml")
+    assert (source.rule_id, source.text, source.index) == ("half", broken, None)
+    still = folder.save_file("half.yaml", broken.replace("[memory", "[memory,"), source.etag)
+    assert (still.status, still.rule_id) == ("draft", "half")
+    assert still.errors[0]["message"].startswith("YAML syntax")
+    assert live(folder, "half.yaml") == broken
+    fixed = broken.replace("[memory", "memory") + "do: [{log: {message: x}}]\n"
+    result = folder.save_file("half.yaml", fixed, source.etag)
+    assert (result.status, result.rule_id, result.errors) == ("saved", "half", [])
+    assert live(folder, "half.yaml") == fixed
+    assert folder.draft("half") is None
+    assert "half" in loads_cleanly(folder)
+
+
+def test_save_file_checks_ids_across_and_inside_files(folder: RuleFolder) -> None:
+    source = folder.read_file("many.yaml")
+    assert (source.rule_id, source.index) == ("many", None)
+    text = source.text.replace("id: third", "id: work")
+    result = folder.save_file("many.yaml", text, source.etag)
+    assert result.errors == [
+        {"line": 14, "column": 1, "message": "duplicate rule id 'work' (also in work.yaml)"}
+    ]
+    text = source.text.replace("id: third", "id: first")
+    assert (
+        "duplicate rule id 'first'"
+        in folder.save_file("many.yaml", text, source.etag).errors[0]["message"]
+    )
+    assert live(folder, "many.yaml") == LIST_FILE
+    with pytest.raises(RuleConflict):
+        folder.save_file("many.yaml", LIST_FILE, "0" * 64)
+    with pytest.raises(BadRuleName):
+        folder.read_file("../many.yaml")
+
+
 # ---- parse_rule, merge_model, starters
 
 
@@ -486,7 +528,12 @@ def test_a_starter_creates_a_rule(folder: RuleFolder) -> None:
 SCALARS = st.one_of(
     st.booleans(),
     st.integers(-1000, 1000),
-    st.text(st.characters(codec="ascii", categories=["L", "N", "P", "Zs"]), max_size=12),
+    st.text(
+        st.characters(
+            codec="utf-8", categories=["L", "N", "P", "S", "Zs"], include_characters="\n\t"
+        ),
+        max_size=12,
+    ),
 )
 KEYS = st.text("abcdefgh_", min_size=1, max_size=6)
 VALUES = st.recursive(
@@ -497,7 +544,7 @@ VALUES = st.recursive(
 MODELS = st.dictionaries(KEYS, VALUES, min_size=1, max_size=4)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(MODELS, MODELS, st.booleans())
 def test_merge_model_round_trips(first: dict, second: dict, flow: bool) -> None:
     text = "# a comment kept\n" + yaml.safe_dump(first, default_flow_style=flow, sort_keys=False)

@@ -11,13 +11,15 @@ bytes, differs) raises RuleConflict and is never overwritten. A rule that does n
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import msgspec
 from ruamel.yaml.comments import CommentedMap
@@ -35,6 +37,7 @@ from engine.rules.rule_yaml import (
     remove_item,
     splice,
 )
+from engine.rules.starters import Starter, starters
 from engine.rules.templates import Templates
 from engine.rules.yaml_source import YamlSyntaxError, load_with_marks
 
@@ -49,7 +52,6 @@ __all__ = [
 ]
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-STARTERS_DIR = Path(__file__).parent / "starters"
 
 
 class RuleSource(msgspec.Struct):
@@ -69,12 +71,6 @@ class SaveResult(msgspec.Struct):
     file: str
     etag: str  # of the file after the write; "" for a draft
     errors: list[dict[str, Any]]  # {"line", "column", "message"} at lines of the text saved
-
-
-class Starter(msgspec.Struct):
-    name: str
-    title: str
-    text: str
 
 
 def etag_of(data: bytes) -> str:
@@ -153,6 +149,21 @@ class _Located(msgspec.Struct):
     enabled: bool
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _locked(
+    method: Callable[Concatenate[RuleFolder, _P], _R],
+) -> Callable[Concatenate[RuleFolder, _P], _R]:
+    def locked(self: RuleFolder, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    functools.update_wrapper(locked, method)
+    return locked
+
+
 class RuleFolder:
     """The rule files of `rules_dir`, edited one rule at a time; drafts in `data_dir`."""
 
@@ -162,6 +173,8 @@ class RuleFolder:
         self.rules_dir = Path(rules_dir)
         self.drafts_dir = Path(data_dir) / "drafts"
         self.registry = registry or default_registry()
+        # one edit at a time: the etag check and the write it guards are not interleaved
+        self._lock = threading.RLock()
 
     # ---- reading
 
@@ -241,6 +254,7 @@ class RuleFolder:
 
     # ---- writing
 
+    @_locked
     def save(self, rule_id: str, text: str, etag: str) -> SaveResult:
         """Replace the rule `rule_id` with `text` (one rule), the rest of its file untouched.
 
@@ -252,11 +266,11 @@ class RuleFolder:
         current = self._current(found, etag)
         return self._write_rule(found, current, text)
 
-    def _current(self, found: _Located, etag: str | None) -> str:
+    def _current(self, found: _Located, etag: str | None, *, whole: bool = False) -> str:
         text, now = self._read_file(found.file)
         if etag is not None and etag != now:
             try:
-                own = self._own_text(text, found)
+                own = text if whole else self._own_text(text, found)
             except RuleConflict:
                 own = ""
             raise RuleConflict(
@@ -324,6 +338,7 @@ class RuleFolder:
             raise BadRuleName(f"{file} already exists", file=file, rule_id=rule_id) from None
         return etag_of(text.encode("utf-8"))
 
+    @_locked
     def create(self, text: str, file: str | None = None) -> SaveResult:
         """A new rule in a new file (`file`, or `<id>.yaml`); invalid text -> a draft."""
         if file is not None:
@@ -346,6 +361,7 @@ class RuleFolder:
         self.discard_draft(new_id)
         return SaveResult("saved", new_id, file, etag, [])
 
+    @_locked
     def set_enabled(self, rule_id: str, enabled: bool, etag: str | None = None) -> SaveResult:
         """Flip the rule's `enabled:` key, nothing else of the file changed."""
         found = self._locate(rule_id)
@@ -353,6 +369,7 @@ class RuleFolder:
         own = self._own_text(current, found)
         return self._write_rule(found, current, _edited(own, found, _set_enabled(enabled)))
 
+    @_locked
     def duplicate(self, rule_id: str, new_id: str) -> SaveResult:
         """A copy of the rule (comments kept) with id `new_id`, in a new file `<new_id>.yaml`."""
         check_rule_id(new_id)
@@ -360,6 +377,7 @@ class RuleFolder:
         own = self._own_text(self._read_file(found.file)[0], found)
         return self.create(_edited(own, found, _set_id(new_id)), f"{new_id}.yaml")
 
+    @_locked
     def rename(self, rule_id: str, new_id: str, etag: str | None = None) -> SaveResult:
         """Give the rule id `new_id`; a one-rule file named after the old id is renamed too."""
         check_rule_id(new_id)
@@ -380,6 +398,7 @@ class RuleFolder:
         self.discard_draft(rule_id)
         return SaveResult("saved", new_id, new_file, etag_after, [])
 
+    @_locked
     def delete(self, rule_id: str, etag: str | None = None) -> None:
         """Remove the rule: its file, or its item of a list file (others untouched)."""
         found = self._locate(rule_id)
@@ -395,6 +414,45 @@ class RuleFolder:
             else:
                 _atomic_write(path, remaining)
         self.discard_draft(rule_id)
+
+    # ---- whole files (a file whose YAML is broken has no rule to find by id)
+
+    def read_file(self, file: str) -> RuleSource:
+        """A rule file as a whole: `rule_id` is its rule's id (a list file's: its stem)."""
+        check_file_name(file)
+        try:
+            text, etag = self._read_file(file)
+        except FileNotFoundError:
+            raise RuleNotFound(f"no rule file {file!r}", file=file) from None
+        rules = self._rules_of(file, text)
+        rule_id = rules[0].rule_id if len(rules) == 1 and rules[0].index is None else ""
+        enabled = all(rule.enabled for rule in rules)
+        return RuleSource(rule_id or Path(file).stem, file, None, text, etag, enabled)
+
+    @_locked
+    def save_file(self, file: str, text: str, etag: str) -> SaveResult:
+        """Replace a whole rule file (one rule or a list); errors at lines of the file's text.
+        Invalid text is kept as the draft `<stem>`; a stale etag raises RuleConflict."""
+        source = self.read_file(file)
+        found = _Located(source.rule_id, file, None, source.enabled)
+        self._current(found, etag, whole=True)
+        rules, errors, _ = load_text(text, file, self.registry, Templates())
+        problems = [_rule_error(error) for error in errors]
+        ids = [rule.id for rule in rules]
+        if not problems:
+            taken = {r.rule_id: r.file for r in self._all_rules() if r.file != file}
+            for rule in rules:
+                if rule.id in taken or ids.count(rule.id) > 1:
+                    where = taken.get(rule.id, file)
+                    message = f"duplicate rule id '{rule.id}' (also in {where})"
+                    problems.append(_error(rule.line, 1, message))
+        stem = Path(file).stem
+        if problems:
+            return self._keep_draft(stem, file, text, problems)
+        etag_after = self._replace(file, text)
+        self.discard_draft(stem)
+        rule_id = ids[0] if len(ids) == 1 and not text.lstrip().startswith("-") else stem
+        return SaveResult("saved", rule_id, file, etag_after, [])
 
     # ---- drafts
 
@@ -500,20 +558,3 @@ def _fsync_dir(directory: Path) -> None:
         pass  # some filesystems refuse fsync on a directory; the rename itself is done
     finally:
         os.close(fd)
-
-
-STARTERS = (
-    ("blank", "Blank rule"),
-    ("work-to-slack", "Work memories to Slack"),
-    ("action-items-to-notion", "Action items to Notion"),
-    ("voice-to-home-assistant", "Voice command to Home Assistant"),
-    ("daily-summary-email", "Daily summary by email"),
-)
-
-
-def starters() -> list[Starter]:
-    """The templates a new rule starts from (engine/rules/starters/<name>.yaml)."""
-    return [
-        Starter(name, title, (STARTERS_DIR / f"{name}.yaml").read_text(encoding="utf-8"))
-        for name, title in STARTERS
-    ]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,11 +26,21 @@ import yaml
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
-from ruamel.yaml.scalarstring import SingleQuotedScalarString
+from ruamel.yaml.nodes import ScalarNode
+from ruamel.yaml.resolver import VersionedResolver
+from ruamel.yaml.scalarstring import DoubleQuotedScalarString
+from ruamel.yaml.tag import Tag
 from ruamel.yaml.util import load_yaml_guess_indent
+
+from engine.rules.yaml_source import YamlSyntaxError, load_with_marks
 
 _PYYAML_RESOLVER = yaml.resolver.Resolver()
 _STR_TAG = "tag:yaml.org,2002:str"
+
+
+# written plain only when both YAML 1.1 (the engine) and 1.2 (ruamel.yaml) surely read it back
+# the same, in block and flow context alike; anything else a new value holds is quoted
+_SAFE_PLAIN = re.compile(r"^[A-Za-z0-9_$/][A-Za-z0-9_$./@-]*( [A-Za-z0-9_$./@-]+)*$")
 
 
 def _plain_scalar_is_text(value: str) -> bool:
@@ -42,10 +53,26 @@ class EditError(Exception):
     """The text cannot be edited: not YAML ruamel.yaml reads, or not one rule (a mapping)."""
 
 
+class _EngineResolver(VersionedResolver):
+    """Plain scalars typed by PyYAML's rules, the engine's: ruamel.yaml's own YAML 1.1 rules
+    differ (`N` a boolean, `1E5` a float), and a value ruamel.yaml reads differently could
+    not be told apart from the one the builder sets."""
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        if kind is ScalarNode:
+            tag = _PYYAML_RESOLVER.resolve(yaml.ScalarNode, value, implicit)  # type: ignore[no-untyped-call]
+            return Tag(suffix=tag)
+        return super().resolve(kind, value, implicit)
+
+
 def _round_trip(text: str) -> tuple[Any, YAML]:
     rt = YAML(typ="rt")
+    rt.Resolver = _EngineResolver
     rt.preserve_quotes = True
     rt.width = 4096  # never fold a long line the user wrote on one
+    # read scalars as the engine (PyYAML) does: `yes`, `on` are booleans, `08` a string. The
+    # dump then starts with a `%YAML 1.1` directive, which patch_lines leaves out again.
+    rt.version = (1, 1)
     try:
         data, indent, block_seq_indent = load_yaml_guess_indent(text, yaml=rt)
     except YAMLError as exc:
@@ -123,64 +150,56 @@ def merge_model(text: str, model: dict[str, Any]) -> str:
     """The builder's plain-JSON model of one rule applied onto its YAML `text`, minimally.
 
     Mappings are merged key by key and lists item by item; a value equal to the one in the
-    text is left alone (its comments and quoting stay), a changed string keeps the quoting
-    style it had, removed keys go and new keys are appended.
+    text (as the engine reads it) is left alone, its comments and quoting kept; a changed
+    string keeps the quoting style it had; removed keys go and new keys are appended.
     """
     if not isinstance(model, dict):
         raise EditError("the model of a rule is a mapping")
     if not text.strip():
         text = "{}\n"
-    return edit_rule_text(text, lambda data: _merge_mapping(data, model))
+    try:
+        # what the engine reads: the values the model is compared with
+        reference, _ = load_with_marks(text, "rule.yaml")
+    except YamlSyntaxError as exc:
+        raise EditError(exc.message) from None
+    return edit_rule_text(text, lambda data: _merge_mapping(data, reference, model))
 
 
-def plain(value: Any) -> Any:
-    """ruamel.yaml data as plain JSON-able Python, scalars read the way the engine (PyYAML)
-    reads them."""
-    if isinstance(value, dict):
-        return {str(key): plain(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [plain(item) for item in value]
-    if isinstance(value, bool) or value is None:
-        return value
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return float(value)
-    if type(value) is str:  # written plain: `yes`, `on`, `1_000` differ between YAML 1.1 and 1.2
-        if not _plain_scalar_is_text(value):
-            return yaml.safe_load(value)
-        return value
-    if isinstance(value, str):
-        return str(value)
-    return str(value)  # dates and the like: as their text
+def _same(reference: Any, new: Any) -> bool:
+    def dump(value: Any) -> str:
+        return json.dumps(value, sort_keys=True, default=str)
+
+    return dump(reference) == dump(new)
 
 
-def _same(old: Any, new: Any) -> bool:
-    dump = json.dumps
-    return bool(dump(plain(old), sort_keys=True, default=str) == dump(new, sort_keys=True))
-
-
-def _merge_mapping(old: CommentedMap, new: dict[str, Any]) -> None:
-    for key in [key for key in old if str(key) not in new]:
+def _merge_mapping(old: CommentedMap, reference: Any, new: dict[str, Any]) -> None:
+    if isinstance(reference, dict) and len(reference) == len(old):
+        names = {key: str(name) for key, name in zip(old, reference, strict=True)}
+    else:  # `<<:` merge keys: ruamel.yaml and PyYAML count the keys differently
+        names = {key: str(key) for key in old}
+    reference = reference if isinstance(reference, dict) else {}
+    for key in [key for key in old if names[key] not in new]:
         del old[key]
-    keys = {str(key): key for key in old}
+    keys = {names[key]: key for key in old}
     for name, value in new.items():
         if name in keys:
             key = keys[name]
-            old[key] = _merged(old[key], value)
+            old[key] = _merged(old[key], reference.get(name), value)
         else:
             old[name] = _fresh(value)
 
 
-def _merged(old: Any, new: Any) -> Any:
-    if _same(old, new):
+def _merged(old: Any, reference: Any, new: Any) -> Any:
+    if _same(reference, new):
         return old
     if isinstance(old, CommentedMap) and isinstance(new, dict):
-        _merge_mapping(old, new)
+        _merge_mapping(old, reference, new)
         return old
     if isinstance(old, CommentedSeq) and isinstance(new, list):
+        items = reference if isinstance(reference, list) else []
         for index, value in enumerate(new[: len(old)]):
-            old[index] = _merged(old[index], value)
+            at = items[index] if index < len(items) else None
+            old[index] = _merged(old[index], at, value)
         del old[len(new) :]
         for value in new[len(old) :]:
             old.append(_fresh(value))
@@ -200,9 +219,9 @@ def _fresh(value: Any) -> Any:
         return mapping
     if isinstance(value, list):
         return CommentedSeq(_fresh(item) for item in value)
-    if isinstance(value, str):
-        if not _plain_scalar_is_text(value):
-            return SingleQuotedScalarString(value)
+    if isinstance(value, str) and type(value) is str:
+        if not (_SAFE_PLAIN.match(value) and _plain_scalar_is_text(value)):
+            return DoubleQuotedScalarString(value)
     return value
 
 
