@@ -94,40 +94,45 @@ async def api_backtest(request: Request[Any, Any, Any], data: BacktestBody) -> A
         RuleSet(rules=[saved] if saved else []),
         RuleSet(rules=[edited]),
         secrets=receiver.secrets,
+        only_rule=edited.id,
+        data_dir=receiver.settings.data_dir,
+        allow_hosts=receiver.settings.outbound_allow_hosts,
     )
     return msgspec.to_builtins(report)
 
 
 class CaseBody(Struct, forbid_unknown_fields=True):
-    """A test case for `rule_id`, as written to rules/<file>.test.yaml."""
+    """A test case for `rule_id`, pinned to what the saved rule does now on the source."""
 
-    rule_id: str
     name: str
     source: PayloadChoice
-    fires: bool
-    requests: list[dict[str, Any]] | UnsetType = UNSET
+
+
+def case_source(choice: PayloadChoice) -> dict[str, Any]:
+    """The payload choice as a test case names it (rules/<name>.test.yaml)."""
+    if choice.payload is not UNSET:
+        return {"payload": choice.payload}
+    if choice.sample:
+        return {"sample": choice.sample}
+    if choice.event_id:
+        return {"event": choice.event_id}
+    raise ClientException("choose a payload: payload, sample or event_id")
 
 
 @post("/api/rules/{rule_id:str}/cases", status_code=201, summary="Save a live test as a test case")
 async def api_add_case(request: Request[Any, Any, Any], rule_id: str, data: CaseBody) -> Any:
     receiver = _receiver(request)
-    if receiver.pipeline.rules.get(rule_id) is None:
-        raise NotFoundException(f"no rule {rule_id}")
-    case: dict[str, Any] = {"name": data.name}
-    if data.source.payload is not UNSET:
-        case["payload"] = data.source.payload
-    elif data.source.sample:
-        case["sample"] = data.source.sample
-    elif data.source.event_id:
-        case["event"] = data.source.event_id
-    else:
-        raise ClientException("choose a payload: payload, sample or event_id")
-    if data.source.trigger:
-        case["trigger"] = data.source.trigger
-    case["expect"] = {"fires": data.fires}
-    if data.requests is not UNSET:
-        case["expect"]["requests"] = data.requests
-    path = await asyncio.to_thread(rule_tests.add_case, receiver.settings.rules, rule_id, case)
+    rules_dir = receiver.settings.rules
+    source = case_source(data.source)
+
+    def suggest(store: Any) -> dict[str, Any]:
+        return rule_tests.suggest_case(rules_dir, rule_id, data.name, source, store=store)
+
+    try:
+        case = await receiver.store.read(suggest)
+        path = await asyncio.to_thread(rule_tests.add_case, rules_dir, rule_id, case)
+    except rule_tests.RuleTestError as exc:
+        raise ClientException(str(exc)) from None
     return {"file": path.name, "case": case}
 
 

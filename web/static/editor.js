@@ -707,7 +707,7 @@
     if (!source || !state.lastReport) { status("choose a payload and let the live test run first", "pending"); return; }
     const name = window.prompt("Name of the test case", state.lastReport.fires ? "fires" : "does not fire");
     if (!name) return;
-    const body = { rule_id: state.ruleId, name, source, fires: state.lastReport.fires };
+    const body = { name, source };
     const result = await api("POST", `/api/rules/${encodeURIComponent(state.ruleId)}/cases`, body);
     status(result.ok ? `test case saved in ${result.data.file}` : ((result.data && result.data.error) || `HTTP ${result.status}`), result.ok ? "good" : "bad");
   });
