@@ -13,6 +13,7 @@ import pytest
 from engine.server.app import create_app
 from tests.conftest import fixture_path
 from tests.server_helpers import admin_client, server_settings, write_rules
+from tests.wait import wait_until
 
 COMMENTED = """
 # Work conversations, posted to a log (a comment the editor must keep).
@@ -151,7 +152,9 @@ def test_live_test_renders_requests_and_says_why_not(client: Any) -> None:
     ).json()
     (report,) = fired["reports"]
     assert report["matched"][0]["rule"] == "work-log"
-    assert report["matched"][0]["actions"][0]["request"]["message"].startswith("work: ")
+    assert '"message":"work: Onboarding Guide Review"' in report["matched"][0]["actions"][0][
+        "request"
+    ]["line"]
     assert "memory.structured.title" in fired["variables"]
     assert fired["milliseconds"] > 0
     skipped = client.post(
@@ -161,7 +164,10 @@ def test_live_test_renders_requests_and_says_why_not(client: Any) -> None:
     assert skipped["reports"][0]["skipped"][0]["rule"] == "work-log"
     broken = client.post(
         "/api/dry-run",
-        json={"text": text.replace("{{ memory", "{{ memory |"), "source": {"sample": "memory"}},
+        json={
+            "text": text.replace("{{ memory", "{{ memory |"),
+            "source": {"sample": "memory-work.json"},
+        },
     ).json()
     assert broken["problems"] and broken["problems"][0]["line"] > 1
 
@@ -221,8 +227,11 @@ def test_menus_show_connectors_fields_and_secret_names_only(client: Any) -> None
 def test_purge_forgets_only_dead_letters(client: Any, tmp_path: Path) -> None:
     post_memory(client)
     receiver = client.app.state.receiver
+    wait_until(
+        lambda: {a["status"] for a in client.get("/api/actions").json()} == {"delivered"},
+        what="the actions to be delivered",
+    )
     ids = [a["id"] for a in client.get("/api/actions").json()]
-    assert ids
     receiver.store.submit(
         lambda db: db.execute("UPDATE actions SET status = 'dead' WHERE id = ?", [ids[0]])
     ).result()

@@ -12,6 +12,7 @@ import pytest
 
 from engine.server.app import create_app
 from tests.server_helpers import admin_client, server_settings, write_rules
+from tests.wait import wait_until
 
 RULE = """
 # kept comment
@@ -89,6 +90,10 @@ def test_history_filters_by_rule(client: Any) -> None:
 def test_dead_letter_retry_and_purge_from_the_page(client: Any) -> None:
     post_xss_memory(client)
     receiver = client.app.state.receiver
+    wait_until(
+        lambda: {a["status"] for a in client.get("/api/actions").json()} == {"delivered"},
+        what="the actions to be delivered",
+    )
     action_id = client.get("/api/actions").json()[0]["id"]
     receiver.store.submit(
         lambda db: db.execute(

@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 from litestar import Request, get, post
 from litestar.exceptions import NotFoundException
+from litestar.params import FromPath, JSONBody
 from msgspec import Struct
 
 from engine import samples
@@ -94,7 +95,7 @@ async def api_samples() -> list[dict[str, str]]:
 
 
 @get("/api/samples/{name:str}", summary="One sample payload (JSON samples only)")
-async def api_sample(name: str) -> Any:
+async def api_sample(name: FromPath[str]) -> Any:
     if name not in samples.SAMPLES or samples.is_binary(name):
         raise NotFoundException(f"no JSON sample {name!r}")
     return msgspec.json.decode(samples.sample_bytes(name))
@@ -107,7 +108,7 @@ class PurgeBody(Struct, forbid_unknown_fields=True):
 
 
 @post("/api/dead-letters/purge", status_code=200, summary="Forget dead letters (some or all)")
-async def api_purge(request: Request[Any, Any, Any], data: PurgeBody) -> dict[str, int]:
+async def api_purge(request: Request[Any, Any, Any], data: JSONBody[PurgeBody]) -> dict[str, int]:
     ids = [i for i in data.ids if 0 < i < 2**63] if data.ids is not None else None
     purged = await asyncio.wrap_future(purge_dead(_receiver(request).store, ids))
     return {"purged": purged}

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import msgspec
 from litestar import Request, Response, delete, get, post, put
 from litestar.exceptions import ClientException, NotFoundException
+from litestar.params import FromPath, JSONBody
 from msgspec import Struct
 
 from engine.errors import BadRuleName, RuleConflict, RuleNotFound
@@ -114,7 +115,7 @@ async def api_rules(request: Request[Any, Any, Any]) -> dict[str, Any]:
 
 
 @get("/api/rules/{rule_id:str}", summary="One rule's YAML text, its builder model and problems")
-async def api_rule(request: Request[Any, Any, Any], rule_id: str) -> dict[str, Any]:
+async def api_rule(request: Request[Any, Any, Any], rule_id: FromPath[str]) -> dict[str, Any]:
     source = await _edit(_receiver(request), lambda folder: folder.read(rule_id))
     model, problems = parse_rule(source.text)
     return {**msgspec.to_builtins(source), "model": model, "problems": problems}
@@ -126,7 +127,9 @@ class SaveBody(Struct, forbid_unknown_fields=True):
 
 
 @put("/api/rules/{rule_id:str}", summary="Save a rule's text (409 when its file changed)")
-async def api_save(request: Request[Any, Any, Any], rule_id: str, data: SaveBody) -> Any:
+async def api_save(
+    request: Request[Any, Any, Any], rule_id: FromPath[str], data: JSONBody[SaveBody]
+) -> Any:
     try:
         return await _edit(_receiver(request), lambda f: f.save(rule_id, data.text, data.etag))
     except RuleConflict as exc:
@@ -141,7 +144,7 @@ class CreateBody(Struct, forbid_unknown_fields=True):
     file: str | None = None
 
 
-def starter_text(name: str) -> str:
+def starter_text(name: FromPath[str]) -> str:
     for starter in starters():
         if starter.name == name:
             return starter.text
@@ -149,7 +152,7 @@ def starter_text(name: str) -> str:
 
 
 @post("/api/rules", status_code=201, summary="Create a rule (new file) from text or a starter")
-async def api_create(request: Request[Any, Any, Any], data: CreateBody) -> SaveResult:
+async def api_create(request: Request[Any, Any, Any], data: JSONBody[CreateBody]) -> SaveResult:
     text = data.text if data.text is not None else starter_text(data.starter or "blank")
     return await _edit(_receiver(request), lambda f: f.create(text, data.file))
 
@@ -159,8 +162,14 @@ class EnabledBody(Struct, forbid_unknown_fields=True):
     etag: str | None = None
 
 
-@post("/api/rules/{rule_id:str}/enabled", status_code=200, summary="Turn a rule on or off (only that key changes)")
-async def api_enabled(request: Request[Any, Any, Any], rule_id: str, data: EnabledBody) -> Any:
+@post(
+    "/api/rules/{rule_id:str}/enabled",
+    status_code=200,
+    summary="Turn a rule on or off (only that key changes)",
+)
+async def api_enabled(
+    request: Request[Any, Any, Any], rule_id: FromPath[str], data: JSONBody[EnabledBody]
+) -> Any:
     try:
         return await _edit(
             _receiver(request), lambda f: f.set_enabled(rule_id, data.enabled, data.etag)
@@ -175,12 +184,16 @@ class NewIdBody(Struct, forbid_unknown_fields=True):
 
 
 @post("/api/rules/{rule_id:str}/duplicate", status_code=201, summary="Copy a rule to a new file")
-async def api_duplicate(request: Request[Any, Any, Any], rule_id: str, data: NewIdBody) -> Any:
+async def api_duplicate(
+    request: Request[Any, Any, Any], rule_id: FromPath[str], data: JSONBody[NewIdBody]
+) -> Any:
     return await _edit(_receiver(request), lambda f: f.duplicate(rule_id, data.new_id))
 
 
 @post("/api/rules/{rule_id:str}/rename", status_code=200, summary="Give a rule a new id")
-async def api_rename(request: Request[Any, Any, Any], rule_id: str, data: NewIdBody) -> Any:
+async def api_rename(
+    request: Request[Any, Any, Any], rule_id: FromPath[str], data: JSONBody[NewIdBody]
+) -> Any:
     try:
         return await _edit(_receiver(request), lambda f: f.rename(rule_id, data.new_id, data.etag))
     except RuleConflict as exc:
@@ -188,7 +201,7 @@ async def api_rename(request: Request[Any, Any, Any], rule_id: str, data: NewIdB
 
 
 @delete("/api/rules/{rule_id:str}", status_code=200, summary="Delete a rule")
-async def api_delete(request: Request[Any, Any, Any], rule_id: str) -> dict[str, str]:
+async def api_delete(request: Request[Any, Any, Any], rule_id: FromPath[str]) -> dict[str, str]:
     await _edit(_receiver(request), lambda f: f.delete(rule_id))
     return {"deleted": rule_id}
 
@@ -199,7 +212,7 @@ class MergeBody(Struct, forbid_unknown_fields=True):
 
 
 @post("/api/yaml/merge", status_code=200, summary="Apply the builder's model to the YAML text")
-async def api_merge(data: MergeBody) -> dict[str, Any]:
+async def api_merge(data: JSONBody[MergeBody]) -> dict[str, Any]:
     text = await asyncio.to_thread(merge_model, data.text, data.model)
     model, problems = parse_rule(text)
     return {"text": text, "model": model, "problems": problems}
@@ -210,7 +223,7 @@ class ParseBody(Struct, forbid_unknown_fields=True):
 
 
 @post("/api/yaml/parse", status_code=200, summary="The builder's model of a YAML text")
-async def api_parse(data: ParseBody) -> dict[str, Any]:
+async def api_parse(data: JSONBody[ParseBody]) -> dict[str, Any]:
     model, problems = await asyncio.to_thread(parse_rule, data.text)
     return {"model": model, "problems": problems}
 

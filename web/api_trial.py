@@ -12,8 +12,9 @@ from typing import Any
 
 import msgspec
 from litestar import Request, post
-from litestar.exceptions import ClientException, NotFoundException
-from msgspec import UNSET, Struct, UnsetType
+from litestar.exceptions import ClientException
+from litestar.params import FromPath, JSONBody
+from msgspec import UNSET, Struct
 
 from engine import backtest as backtesting
 from engine import rule_tests
@@ -49,7 +50,7 @@ def _trigger_of(text: str, receiver: Receiver, asked: str | None) -> str:
 
 
 @post("/api/dry-run", summary="Try a rule's text on a payload, a sample or captured events")
-async def api_dry_run(request: Request[Any, Any, Any], data: DryRunBody) -> TrialResult:
+async def api_dry_run(request: Request[Any, Any, Any], data: JSONBody[DryRunBody]) -> TrialResult:
     receiver = _receiver(request)
     trigger = _trigger_of(data.text, receiver, data.source.trigger)
     events = await events_for(data.source, receiver, trigger)
@@ -74,7 +75,7 @@ class BacktestBody(Struct, forbid_unknown_fields=True):
 
 
 @post("/api/backtest", summary="What an edited rule changes over the last captured events")
-async def api_backtest(request: Request[Any, Any, Any], data: BacktestBody) -> Any:
+async def api_backtest(request: Request[Any, Any, Any], data: JSONBody[BacktestBody]) -> Any:
     receiver = _receiver(request)
     candidate = compile_candidate(data.text, receiver.live_rules.registry, Templates())
     if not candidate.rules:
@@ -120,7 +121,9 @@ def case_source(choice: PayloadChoice) -> dict[str, Any]:
 
 
 @post("/api/rules/{rule_id:str}/cases", status_code=201, summary="Save a live test as a test case")
-async def api_add_case(request: Request[Any, Any, Any], rule_id: str, data: CaseBody) -> Any:
+async def api_add_case(
+    request: Request[Any, Any, Any], rule_id: FromPath[str], data: JSONBody[CaseBody]
+) -> Any:
     receiver = _receiver(request)
     rules_dir = receiver.settings.rules
     source = case_source(data.source)

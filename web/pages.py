@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from litestar import Request, get, post
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import NotFoundException
-from litestar.params import Body, FromQuery
+from litestar.params import Body, FromPath, FromQuery
 from litestar.response import Redirect, Template
 from msgspec import Struct
 
@@ -37,7 +37,9 @@ def _receiver(request: Request[Any, Any, Any]) -> Receiver:
     return receiver
 
 
-def page(name: str, request: Request[Any, Any, Any], nav: str = "", **context: Any) -> Template:
+def page(
+    name: FromPath[str], request: Request[Any, Any, Any], nav: str = "", **context: Any
+) -> Template:
     """A page or fragment; `nav` names the menu entry it belongs to (base.html marks it)."""
     return Template(template_name=name, context={"request": request, "nav": nav, **context})
 
@@ -81,7 +83,7 @@ async def rules_table(request: Request[Any, Any, Any], notice: str = "") -> Temp
 
 
 @post("/ui/rules/{rule_id:str}/toggle", include_in_schema=False)
-async def toggle_rule(request: Request[Any, Any, Any], rule_id: str) -> Template:
+async def toggle_rule(request: Request[Any, Any, Any], rule_id: FromPath[str]) -> Template:
     receiver = _receiver(request)
     rule = receiver.pipeline.rules.get(rule_id)
     if rule is None:
@@ -95,14 +97,14 @@ async def toggle_rule(request: Request[Any, Any, Any], rule_id: str) -> Template
 
 
 @post("/ui/rules/{rule_id:str}/duplicate", include_in_schema=False)
-async def duplicate_rule(request: Request[Any, Any, Any], rule_id: str) -> Template:
+async def duplicate_rule(request: Request[Any, Any, Any], rule_id: FromPath[str]) -> Template:
     new_id = request.headers.get("hx-prompt", "").strip() or f"{rule_id}-copy"
     await _edit(_receiver(request), lambda f: f.duplicate(rule_id, new_id))
     return await rules_table(request, notice=f"duplicated {rule_id} as {new_id}")
 
 
 @post("/ui/rules/{rule_id:str}/rename", include_in_schema=False)
-async def rename_rule(request: Request[Any, Any, Any], rule_id: str) -> Template:
+async def rename_rule(request: Request[Any, Any, Any], rule_id: FromPath[str]) -> Template:
     new_id = request.headers.get("hx-prompt", "").strip()
     if not new_id or new_id == rule_id:
         return await rules_table(request)
@@ -114,7 +116,7 @@ async def rename_rule(request: Request[Any, Any, Any], rule_id: str) -> Template
 
 
 @post("/ui/rules/{rule_id:str}/delete", include_in_schema=False)
-async def delete_rule(request: Request[Any, Any, Any], rule_id: str) -> Template:
+async def delete_rule(request: Request[Any, Any, Any], rule_id: FromPath[str]) -> Template:
     await _edit(_receiver(request), lambda f: f.delete(rule_id))
     return await rules_table(request, notice=f"deleted {rule_id}")
 
@@ -137,7 +139,7 @@ async def new_rule(
     return Redirect(f"/ui/rules/{result.rule_id}", status_code=303)
 
 
-def with_id(text: str, rule_id: str) -> str:
+def with_id(text: str, rule_id: FromPath[str]) -> str:
     """A starter's text with its `id:` line set to the chosen id (the starter's own
     comments kept)."""
     lines = text.splitlines(keepends=True)
@@ -152,8 +154,14 @@ def with_id(text: str, rule_id: str) -> str:
 
 
 @get("/ui/rules/{rule_id:str}", include_in_schema=False)
-async def editor_page(request: Request[Any, Any, Any], rule_id: str) -> Template:
-    return page("editor.html", request, nav="rules", rule_id=rule_id, triggers=sorted(default_triggers().keys()))
+async def editor_page(request: Request[Any, Any, Any], rule_id: FromPath[str]) -> Template:
+    return page(
+        "editor.html",
+        request,
+        nav="rules",
+        rule_id=rule_id,
+        triggers=sorted(default_triggers().keys()),
+    )
 
 
 # ---- history -------------------------------------------------------------------------------
@@ -216,7 +224,7 @@ async def history_fragment(
 
 
 @get("/ui/events/{event_id:str}", include_in_schema=False)
-async def event_page(request: Request[Any, Any, Any], event_id: str) -> Template:
+async def event_page(request: Request[Any, Any, Any], event_id: FromPath[str]) -> Template:
     event = await _receiver(request).store.read(lambda s: history.event_detail(s, event_id))
     if event is None:
         raise NotFoundException(f"no event {event_id}")
@@ -242,7 +250,7 @@ async def dead_page(request: Request[Any, Any, Any]) -> Template:
 
 
 @post("/ui/dead-letters/{action_id:int}/retry", include_in_schema=False)
-async def dead_retry(request: Request[Any, Any, Any], action_id: int) -> Template:
+async def dead_retry(request: Request[Any, Any, Any], action_id: FromPath[int]) -> Template:
     receiver = _receiver(request)
     retried = 0 < action_id < 2**63 and await asyncio.wrap_future(
         retry_action(receiver.store, action_id, time.time())

@@ -107,7 +107,7 @@ def test_build_try_comment_flip_break_backtest_save_and_watch(
     # the live test fires on that memory and shows the exact request
     wait_until(lambda: "Work: " in page.inner_text("#live-result"), what="the live test")
     text = live_verdict(page)
-    assert "fires" in text and '"message": "Work: ' in text
+    assert "fires" in text and "Work: Onboarding Guide Review" in text
     milliseconds = float(page.get_attribute("#live-result", "data-ms") or 0)
     report_live_test_time(milliseconds)
     shot(page, "editor-builder")
