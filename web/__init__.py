@@ -9,6 +9,7 @@ Add a page: a Litestar handler under `/ui` returning `Template("x.html", context
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +28,16 @@ STATIC = WEB_DIR / "static"
 __all__ = ["STATIC", "TEMPLATES", "api_handlers", "template_config", "ui_handlers"]
 
 
+def pretty_json(value: Any) -> str:
+    """JSON for people: indented, characters as they are (autoescape makes it safe HTML,
+    unlike `tojson`, which shows `<` as \\u003c)."""
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+
+
 def _engine_setup(engine: JinjaTemplateEngine) -> None:
     # Litestar's own csrf_token() reads its CSRFConfig; ours is the session's
     engine.register_template_callable("csrf_token", template_csrf_token)
+    engine.engine.filters["pretty_json"] = pretty_json
 
 
 def template_config() -> TemplateConfig[JinjaTemplateEngine]:

@@ -36,13 +36,15 @@ def field_kind(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
         kinds = [field_kind(o, defs) for o in options if o.get("type") != "null"]
         if len(kinds) == 1:
             return kinds[0]
-        if all(k["kind"] in ("text", "number") for k in kinds):
-            return {"kind": "text"}
+        if any(k["kind"] == "text" for k in kinds):
+            return {"kind": "text"}  # a template, or JSON typed as [..] / {..}
         return {"kind": "json"}
     if "enum" in schema:
         return {"kind": "choice", "choices": list(schema["enum"])}
+    if "type" not in schema:
+        return {"kind": "text"}  # any value: a template, or JSON typed as [..] / {..}
     kind = {"string": "text", "integer": "number", "number": "number", "boolean": "boolean"}
-    return {"kind": kind.get(str(schema.get("type")), "json")}
+    return {"kind": kind.get(str(schema["type"]), "json")}
 
 
 def connector_forms(registry: Registry) -> list[dict[str, Any]]:

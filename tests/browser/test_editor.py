@@ -22,7 +22,7 @@ from tests.server_helpers import LiveServer, server_settings, write_rules
 from tests.servers import Reply, TargetServer
 from tests.wait import wait_until
 
-XSS = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>'
+XSS = "<img src=x onerror=window.__xss=1><script>window.__xss=2</script>"
 
 
 @pytest.fixture
@@ -78,8 +78,8 @@ def test_build_try_comment_flip_break_backtest_save_and_watch(
 ) -> None:
     page = logged_in_page
     rules_dir = Path(live_settings.rules)
-    post_memory(live_server, fixture_path("memory-work.json").read_bytes())
     post_memory(live_server, fixture_path("memory-personal-discarded.json").read_bytes())
+    post_memory(live_server, fixture_path("memory-work.json").read_bytes())  # the newest
 
     # a new rule from the blank starter
     page.goto("/ui")

@@ -313,7 +313,10 @@
       input.value = options[name] === undefined ? "" : JSON.stringify(options[name]);
       input.addEventListener("input", () => { set(input.value.trim() ? typed(input.value) : undefined); changed(); });
     } else {
-      input = templateInput(options[name], (t) => set(t), { "aria-label": name, "data-option": name }, name === "text" || name === "body" || name === "message");
+      // a template; text that looks like JSON ([..] or {..}) is kept as that value
+      const structured = (t) => /^\s*[\[{]/.test(t) ? typed(t) : t;
+      input = templateInput(shown(options[name]), (t) => set(structured(t)), { "aria-label": name, "data-option": name },
+        ["text", "body", "message", "html", "subject"].includes(name));
     }
     return el("div", { class: spec.required ? "option required" : "option", "data-option-row": name },
       field(label, input), spec.description ? el("small", { text: spec.description }) : null);
