@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from pathlib import PurePath
 from typing import Any, TypeVar
 
 import msgspec
@@ -69,6 +70,7 @@ def rule_rows(receiver: Receiver, stats: dict[str, dict[str, Any]]) -> list[dict
                 "id": rule.id,
                 "trigger": rule.trigger,
                 "file": rule.file,
+                "file_name": PurePath(rule.file).name,
                 "line": rule.line,
                 "enabled": rule.enabled,
                 "description": rule.spec.description,

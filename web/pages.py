@@ -72,6 +72,7 @@ async def rules_page(request: Request[Any, Any, Any]) -> Template:
     return page(
         "rules.html",
         request,
+        nav="rules",
         starters=[{"name": s.name, "title": s.title} for s in starters()],
         **context,
     )
