@@ -486,6 +486,12 @@ def test_merge_model_removes_keys_and_quotes_yaml11_words() -> None:
     assert "# Post work talk to Slack." in merged
 
 
+def test_merge_model_deleting_a_key_keeps_the_comment_above_the_next() -> None:
+    text = "# head\na: 1  # about a\n# about b\nb: 2\nc:\n  x: 1\n  # about y\n  y: 2\n"
+    merged = merge_model(text, {"b": 2, "c": {"y": 2}})
+    assert merged == "# head\n# about b\nb: 2\nc:\n  # about y\n  y: 2\n"
+
+
 def test_merge_model_onto_empty_text() -> None:
     model = {"id": "n", "trigger": "memory", "do": [{"log": {"message": "x"}}]}
     assert yaml.safe_load(merge_model("", model)) == model
