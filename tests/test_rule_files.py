@@ -176,6 +176,36 @@ def test_set_enabled_on_every_example_rule_changes_one_line(tmp_path: Path) -> N
     assert all(rule.enabled is False for rule in ruleset.rules)
 
 
+ODD_LIST = """\
+  - id: a
+    trigger: memory
+    do:
+    - log:
+        message: x
+  # between
+  -
+    id: b   # the dash on a line of its own
+    trigger: memory
+    do: [{log: {message: y}}]
+"""
+
+
+def test_odd_list_layouts_are_edited_in_place(folder: RuleFolder) -> None:
+    (folder.rules_dir / "odd.yaml").write_text(ODD_LIST)
+    assert folder.read("a").text == "id: a\ntrigger: memory\ndo:\n- log:\n    message: x\n"
+    assert folder.read("b").text.startswith("id: b   # the dash on a line of its own\n")
+    folder.set_enabled("b", False)
+    folder.set_enabled("a", False)
+    assert live(folder, "odd.yaml") == ODD_LIST.replace(
+        "  - id: a\n", "  - id: a\n    enabled: false\n"
+    ).replace("own\n", "own\n    enabled: false\n")
+    folder.delete("a")
+    assert live(folder, "odd.yaml") == ODD_LIST[ODD_LIST.index("  # between") :].replace(
+        "own\n", "own\n    enabled: false\n"
+    )
+    assert "b" in loads_cleanly(folder)
+
+
 # ---- save
 
 
@@ -301,6 +331,17 @@ def test_create_writes_a_new_file_named_after_the_id(folder: RuleFolder) -> None
     assert live(folder, "fresh.yaml") == text
 
 
+def test_create_without_an_id_is_an_untitled_draft(folder: RuleFolder) -> None:
+    result = folder.create("trigger: memory\n")
+    assert (result.status, result.rule_id, result.file) == ("draft", "untitled", "")
+    assert result.errors == [
+        {"line": 1, "column": 1, "message": "a new rule needs an id (id: my-rule)"}
+    ]
+    assert [d.text for d in folder.drafts()] == ["trigger: memory\n"]
+    folder.discard_draft("untitled")
+    assert folder.drafts() == []
+
+
 def test_create_with_a_taken_id_is_a_draft(folder: RuleFolder) -> None:
     result = folder.create("id: first\ntrigger: memory\ndo: [{log: {message: x}}]\n")
     assert result.status == "draft"
@@ -403,6 +444,23 @@ def test_writes_leave_no_temporary_files(folder: RuleFolder) -> None:
     ]
 
 
+def test_public_names() -> None:
+    import engine.rules.rule_files as rule_files
+
+    assert sorted(rule_files.__all__) == sorted(
+        [
+            "RuleFolder",
+            "RuleSource",
+            "SaveResult",
+            "Starter",
+            "merge_model",
+            "parse_rule",
+            "starters",
+        ]
+    )
+    assert all(hasattr(rule_files, name) for name in rule_files.__all__)
+
+
 # ---- whole files
 
 
@@ -484,6 +542,12 @@ def test_merge_model_removes_keys_and_quotes_yaml11_words() -> None:
     assert 'message: "yes"' in merged or "message: 'yes'" in merged
     assert yaml.safe_load(merged)["do"][0]["log"]["message"] == "yes"
     assert "# Post work talk to Slack." in merged
+
+
+def test_merge_model_deleting_a_key_keeps_the_comment_above_the_next() -> None:
+    text = "# head\na: 1  # about a\n# about b\nb: 2\nc:\n  x: 1\n  # about y\n  y: 2\n"
+    merged = merge_model(text, {"b": 2, "c": {"y": 2}})
+    assert merged == "# head\n# about b\nb: 2\nc:\n  # about y\n  y: 2\n"
 
 
 def test_merge_model_onto_empty_text() -> None:

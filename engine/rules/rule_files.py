@@ -12,10 +12,7 @@ bytes, differs) raises RuleConflict and is never overwritten. A rule that does n
 from __future__ import annotations
 
 import functools
-import hashlib
-import os
 import re
-import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +23,7 @@ from ruamel.yaml.comments import CommentedMap
 
 from engine.connector import Registry, default_registry
 from engine.errors import BadRuleName, RuleConflict, RuleError, RuleNotFound
+from engine.rules.folder_io import atomic_write, check_file_name, check_rule_id, etag_of
 from engine.rules.loader import load_text
 from engine.rules.rule_yaml import (
     EditError,
@@ -51,8 +49,6 @@ __all__ = [
     "starters",
 ]
 
-SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-
 
 class RuleSource(msgspec.Struct):
     """One rule as the editor sees it."""
@@ -61,7 +57,7 @@ class RuleSource(msgspec.Struct):
     file: str  # file name inside the rules folder, e.g. "work-to-slack.yaml"
     index: int | None  # position in a list file; None for a one-rule file
     text: str  # the rule's own YAML, comments kept (a one-rule file: the whole file)
-    etag: str  # sha256 hex of the file's bytes when read ("" for a new rule's draft)
+    etag: str  # sha256 hex of the file's bytes when read (a draft: of the draft's bytes)
     enabled: bool
 
 
@@ -71,40 +67,6 @@ class SaveResult(msgspec.Struct):
     file: str
     etag: str  # of the file after the write; "" for a draft
     errors: list[dict[str, Any]]  # {"line", "column", "message"} at lines of the text saved
-
-
-def etag_of(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def check_file_name(file: str, rule_id: str = "") -> str:
-    """`file` when it may name a rule file of the folder, else BadRuleName."""
-    if (
-        not SAFE_NAME.match(file)
-        or ".." in file
-        or not file.endswith((".yaml", ".yml"))
-        or file.endswith((".test.yaml", ".test.yml"))
-        or file.startswith(".")
-    ):
-        raise BadRuleName(
-            f"bad rule file name {file!r}: use letters, digits, '.', '_' and '-', "
-            "ending in .yaml (not .test.yaml)",
-            file=file,
-            rule_id=rule_id,
-        )
-    return file
-
-
-def check_rule_id(rule_id: str, file: str = "") -> str:
-    """`rule_id` when it may name a new rule (and its file `<id>.yaml`), else BadRuleName."""
-    if not SAFE_NAME.match(rule_id) or ".." in rule_id or rule_id.endswith(".test"):
-        raise BadRuleName(
-            f"bad rule id {rule_id!r}: start with a letter or digit, then letters, digits, "
-            "'.', '_' and '-'",
-            file=file,
-            rule_id=rule_id,
-        )
-    return rule_id
 
 
 def _error(line: int, column: int, message: str) -> dict[str, Any]:
@@ -317,7 +279,7 @@ class RuleFolder:
         self, rule_id: str, file: str, text: str, errors: list[dict[str, Any]]
     ) -> SaveResult:
         self.drafts_dir.mkdir(parents=True, exist_ok=True)
-        _atomic_write(self._draft_path(rule_id), text)
+        atomic_write(self._draft_path(rule_id), text)
         return SaveResult("draft", rule_id, file, "", errors)
 
     def _draft_path(self, rule_id: str) -> Path:
@@ -326,14 +288,14 @@ class RuleFolder:
 
     def _replace(self, file: str, text: str) -> str:
         path = self.rules_dir / check_file_name(file)
-        _atomic_write(path, text)
+        atomic_write(path, text)
         return etag_of(text.encode("utf-8"))
 
     def _create_file(self, file: str, text: str, rule_id: str) -> str:
         """Write a new file; BadRuleName when one of that name exists (never overwritten)."""
         path = self.rules_dir / check_file_name(file, rule_id)
         try:
-            _atomic_write(path, text, overwrite=False)
+            atomic_write(path, text, overwrite=False)
         except FileExistsError:
             raise BadRuleName(f"{file} already exists", file=file, rule_id=rule_id) from None
         return etag_of(text.encode("utf-8"))
@@ -412,7 +374,7 @@ class RuleFolder:
             if len(spans) <= 1:
                 path.unlink()
             else:
-                _atomic_write(path, remaining)
+                atomic_write(path, remaining)
         self.discard_draft(rule_id)
 
     # ---- whole files (a file whose YAML is broken has no rule to find by id)
@@ -525,36 +487,3 @@ def _located_id_line(text: str) -> int:
     except YamlSyntaxError:
         return 1
     return source.keys[("id",)].line if isinstance(raw, dict) and "id" in raw else 1
-
-
-def _atomic_write(path: Path, text: str, *, overwrite: bool = True) -> None:
-    """Write `text` to a temporary file beside `path`, fsync it, then move it into place
-    (os.replace; with overwrite=False a hard link that fails when `path` exists)."""
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        if overwrite:
-            os.replace(temp, path)
-        else:
-            os.link(temp, path)
-            os.unlink(temp)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some filesystems refuse fsync on a directory; the rename itself is done
-    finally:
-        os.close(fd)

@@ -90,21 +90,27 @@ def _dump(data: Any, rt: YAML) -> str:
     return out.getvalue()
 
 
-def edit_rule_text(text: str, change: Callable[[CommentedMap], None]) -> str:
-    """`text` (one rule, a mapping) after `change` edited its data in place, all else kept."""
+def edit_rule_text(
+    text: str, change: Callable[[CommentedMap], None], *, keep_comments: bool = False
+) -> str:
+    """`text` (one rule, a mapping) after `change` edited its data in place, all else kept.
+    `keep_comments`: see patch_lines."""
     data, rt = _round_trip(text)
     if not isinstance(data, CommentedMap):
         raise EditError("the text is not one rule (a YAML mapping)")
     baseline = _dump(data, rt)
     change(data)
-    return patch_lines(text, baseline, _dump(data, rt))
+    return patch_lines(text, baseline, _dump(data, rt), keep_comments=keep_comments)
 
 
-def patch_lines(original: str, baseline: str, modified: str) -> str:
+def patch_lines(original: str, baseline: str, modified: str, *, keep_comments: bool = False) -> str:
     """`modified`, with the lines it shares with `baseline` taken from `original`.
 
     `baseline` is ruamel.yaml's dump of `original` unchanged, `modified` its dump after the
     edit: lines of `original` in regions the edit did not touch come back as written.
+    `keep_comments`: comment lines just above a line the edit kept stay, although the edit
+    removed what stood above them (ruamel.yaml files the comment above a key under the key
+    before it, so deleting that key would take the next key's comment along).
     """
     if modified == baseline:
         return original
@@ -120,10 +126,20 @@ def patch_lines(original: str, baseline: str, modified: str) -> str:
         if tag == "insert":
             inserted[i1] += mod[j1:j2]
         elif tag != "equal":
-            for i in range(i1, i2):
+            added, end = mod[j1:j2], i2
+            if keep_comments and i2 < len(base):
+                while end > i1 and base[end - 1].lstrip().startswith("#"):
+                    end -= 1
+                kept = base[end:i2]
+                if kept and added[len(added) - len(kept) :] == kept:
+                    added = added[: len(added) - len(kept)]
+            for i in range(i1, end):
                 changed[i] = True
                 replaced[i] = []
-            replaced[i1] = mod[j1:j2]
+            if end > i1:
+                replaced[i1] = added
+            else:
+                inserted[i1] += added
     out: list[str] = []
     for tag, i1, i2, j1, j2 in SequenceMatcher(None, base, orig, autojunk=False).get_opcodes():
         if tag == "equal" or (tag == "replace" and i2 - i1 == j2 - j1):
@@ -162,7 +178,9 @@ def merge_model(text: str, model: dict[str, Any]) -> str:
         reference, _ = load_with_marks(text, "rule.yaml")
     except YamlSyntaxError as exc:
         raise EditError(exc.message) from None
-    return edit_rule_text(text, lambda data: _merge_mapping(data, reference, model))
+    return edit_rule_text(
+        text, lambda data: _merge_mapping(data, reference, model), keep_comments=True
+    )
 
 
 def _same(reference: Any, new: Any) -> bool:
