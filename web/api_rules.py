@@ -21,7 +21,14 @@ from litestar.params import FromPath, JSONBody
 from msgspec import Struct
 
 from engine.errors import BadRuleName, RuleConflict, RuleNotFound
-from engine.rules.rule_files import RuleFolder, SaveResult, merge_model, parse_rule, starters
+from engine.rules.rule_files import (
+    RuleFolder,
+    RuleSource,
+    SaveResult,
+    merge_model,
+    parse_rule,
+    starters,
+)
 from engine.server import history
 from engine.server.receiver import Receiver
 
@@ -34,24 +41,33 @@ def _receiver(request: Request[Any, Any, Any]) -> Receiver:
     return receiver
 
 
-def rule_folder(receiver: Receiver) -> RuleFolder:
-    return RuleFolder(
-        receiver.settings.rules, receiver.settings.data_dir, registry=receiver.live_rules.registry
-    )
+def rule_folder(request: Request[Any, Any, Any]) -> RuleFolder:
+    """The server's one RuleFolder (engine.server.app makes it): its lock puts the editor's
+    writes in a row."""
+    folder: RuleFolder = request.app.state.rule_folder
+    return folder
 
 
-async def _edit(receiver: Receiver, change: Callable[[RuleFolder], T]) -> T:
-    """Run one file change in a worker thread, then reload the live rules at once (not
-    waiting for the folder watcher); library errors become 4xx answers."""
-    folder = rule_folder(receiver)
+async def _in_folder(
+    request: Request[Any, Any, Any], call: Callable[[RuleFolder], T], *, reload: bool
+) -> T:
+    """Run `call` on the rules folder in a worker thread (library errors become 4xx
+    answers); after a write, reload the live rules at once, not waiting for the watcher."""
+    folder, receiver = rule_folder(request), _receiver(request)
     try:
-        result = await asyncio.to_thread(change, folder)
+        result = await asyncio.to_thread(call, folder)
     except RuleNotFound as exc:
         raise NotFoundException(str(exc)) from None
     except BadRuleName as exc:
         raise ClientException(str(exc)) from None
-    await asyncio.to_thread(receiver.live_rules.reload)
+    if reload:
+        await asyncio.to_thread(receiver.live_rules.reload)
     return result
+
+
+async def _edit(request: Request[Any, Any, Any], change: Callable[[RuleFolder], T]) -> T:
+    """A write to the rules folder, then the live rules follow."""
+    return await _in_folder(request, change, reload=True)
 
 
 def _conflict(exc: RuleConflict) -> Response[dict[str, Any]]:
@@ -97,15 +113,16 @@ def error_rows(receiver: Receiver) -> list[dict[str, Any]]:
     ]
 
 
-async def rules_overview(receiver: Receiver) -> dict[str, Any]:
+async def rules_overview(request: Request[Any, Any, Any]) -> dict[str, Any]:
     """What the rules list shows: each loaded rule with its 24 h counts, the errors of the
     files that failed, the drafts waiting to be fixed."""
-    since = time.time() - DAY
+    receiver, since = _receiver(request), time.time() - DAY
     stats = await receiver.store.read(lambda s: history.rule_stats(s, since))
-    drafts = await asyncio.to_thread(rule_folder(receiver).drafts)
+    drafts = await asyncio.to_thread(rule_folder(request).drafts)
     return {
         "rules": rule_rows(receiver, stats),
-        "errors": error_rows(receiver),
+        "errors": [str(e) for e in receiver.pipeline.rules.errors],  # as `validate` prints
+        "problems": error_rows(receiver),  # the same, in parts
         "warnings": [str(w) for w in receiver.pipeline.rules.warnings],
         "drafts": [{"id": d.rule_id, "file": d.file} for d in drafts],
     }
@@ -113,14 +130,33 @@ async def rules_overview(receiver: Receiver) -> dict[str, Any]:
 
 @get("/api/rules", summary="Rules with 24 h counts, rule errors (file:line) and drafts")
 async def api_rules(request: Request[Any, Any, Any]) -> dict[str, Any]:
-    return await rules_overview(_receiver(request))
+    return await rules_overview(request)
 
 
 @get("/api/rules/{rule_id:str}", summary="One rule's YAML text, its builder model and problems")
 async def api_rule(request: Request[Any, Any, Any], rule_id: FromPath[str]) -> dict[str, Any]:
-    source = await _edit(_receiver(request), lambda folder: folder.read(rule_id))
+    """The live rule (with its draft's text, when a save was kept as a draft); a rule that
+    only exists as a draft comes back as that draft, `is_draft` true."""
+    folder = rule_folder(request)
+
+    def read() -> tuple[RuleSource, str | None, bool]:
+        draft = folder.draft(rule_id)
+        try:
+            return folder.read(rule_id), draft.text if draft else None, False
+        except RuleNotFound:
+            if draft is None:
+                raise
+            return draft, None, True
+
+    source, draft_text, is_draft = await _in_folder(request, lambda _f: read(), reload=False)
     model, problems = parse_rule(source.text)
-    return {**msgspec.to_builtins(source), "model": model, "problems": problems}
+    return {
+        **msgspec.to_builtins(source),
+        "model": model,
+        "problems": problems,
+        "is_draft": is_draft,
+        "draft": draft_text,
+    }
 
 
 class SaveBody(Struct, forbid_unknown_fields=True):
@@ -133,7 +169,7 @@ async def api_save(
     request: Request[Any, Any, Any], rule_id: FromPath[str], data: JSONBody[SaveBody]
 ) -> Any:
     try:
-        return await _edit(_receiver(request), lambda f: f.save(rule_id, data.text, data.etag))
+        return await _edit(request, lambda f: f.save(rule_id, data.text, data.etag))
     except RuleConflict as exc:
         return _conflict(exc)
 
@@ -156,7 +192,7 @@ def starter_text(name: FromPath[str]) -> str:
 @post("/api/rules", status_code=201, summary="Create a rule (new file) from text or a starter")
 async def api_create(request: Request[Any, Any, Any], data: JSONBody[CreateBody]) -> SaveResult:
     text = data.text if data.text is not None else starter_text(data.starter or "blank")
-    return await _edit(_receiver(request), lambda f: f.create(text, data.file))
+    return await _edit(request, lambda f: f.create(text, data.file))
 
 
 class EnabledBody(Struct, forbid_unknown_fields=True):
@@ -173,9 +209,7 @@ async def api_enabled(
     request: Request[Any, Any, Any], rule_id: FromPath[str], data: JSONBody[EnabledBody]
 ) -> Any:
     try:
-        return await _edit(
-            _receiver(request), lambda f: f.set_enabled(rule_id, data.enabled, data.etag)
-        )
+        return await _edit(request, lambda f: f.set_enabled(rule_id, data.enabled, data.etag))
     except RuleConflict as exc:
         return _conflict(exc)
 
@@ -189,7 +223,7 @@ class NewIdBody(Struct, forbid_unknown_fields=True):
 async def api_duplicate(
     request: Request[Any, Any, Any], rule_id: FromPath[str], data: JSONBody[NewIdBody]
 ) -> Any:
-    return await _edit(_receiver(request), lambda f: f.duplicate(rule_id, data.new_id))
+    return await _edit(request, lambda f: f.duplicate(rule_id, data.new_id))
 
 
 @post("/api/rules/{rule_id:str}/rename", status_code=200, summary="Give a rule a new id")
@@ -197,14 +231,14 @@ async def api_rename(
     request: Request[Any, Any, Any], rule_id: FromPath[str], data: JSONBody[NewIdBody]
 ) -> Any:
     try:
-        return await _edit(_receiver(request), lambda f: f.rename(rule_id, data.new_id, data.etag))
+        return await _edit(request, lambda f: f.rename(rule_id, data.new_id, data.etag))
     except RuleConflict as exc:
         return _conflict(exc)
 
 
 @delete("/api/rules/{rule_id:str}", status_code=200, summary="Delete a rule")
 async def api_delete(request: Request[Any, Any, Any], rule_id: FromPath[str]) -> dict[str, str]:
-    await _edit(_receiver(request), lambda f: f.delete(rule_id))
+    await _edit(request, lambda f: f.delete(rule_id))
     return {"deleted": rule_id}
 
 

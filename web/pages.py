@@ -58,8 +58,8 @@ def ago(timestamp: float | None, now: float | None = None) -> str:
 # ---- rules list ----------------------------------------------------------------------------
 
 
-async def rules_context(receiver: Receiver) -> dict[str, Any]:
-    overview = await rules_overview(receiver)
+async def rules_context(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    overview = await rules_overview(request)
     now = time.time()
     for rule in overview["rules"]:
         rule["last_fired_text"] = ago(rule["last_fired"], now)
@@ -68,7 +68,7 @@ async def rules_context(receiver: Receiver) -> dict[str, Any]:
 
 @get("/ui", summary="The rules list", include_in_schema=False)
 async def rules_page(request: Request[Any, Any, Any]) -> Template:
-    context = await rules_context(_receiver(request))
+    context = await rules_context(request)
     return page(
         "rules.html",
         request,
@@ -79,7 +79,7 @@ async def rules_page(request: Request[Any, Any, Any]) -> Template:
 
 
 async def rules_table(request: Request[Any, Any, Any], notice: str = "") -> Template:
-    context = await rules_context(_receiver(request))
+    context = await rules_context(request)
     return page("rules_table.html", request, notice=notice, **context)
 
 
@@ -91,7 +91,7 @@ async def toggle_rule(request: Request[Any, Any, Any], rule_id: FromPath[str]) -
         raise NotFoundException(f"no rule {rule_id}")
     enabled = not rule.enabled
     try:
-        await _edit(receiver, lambda f: f.set_enabled(rule_id, enabled))
+        await _edit(request, lambda f: f.set_enabled(rule_id, enabled))
     except RuleConflict as exc:
         return await rules_table(request, notice=str(exc))
     return await rules_table(request)
@@ -100,7 +100,7 @@ async def toggle_rule(request: Request[Any, Any, Any], rule_id: FromPath[str]) -
 @post("/ui/rules/{rule_id:str}/duplicate", include_in_schema=False)
 async def duplicate_rule(request: Request[Any, Any, Any], rule_id: FromPath[str]) -> Template:
     new_id = request.headers.get("hx-prompt", "").strip() or f"{rule_id}-copy"
-    await _edit(_receiver(request), lambda f: f.duplicate(rule_id, new_id))
+    await _edit(request, lambda f: f.duplicate(rule_id, new_id))
     return await rules_table(request, notice=f"duplicated {rule_id} as {new_id}")
 
 
@@ -110,7 +110,7 @@ async def rename_rule(request: Request[Any, Any, Any], rule_id: FromPath[str]) -
     if not new_id or new_id == rule_id:
         return await rules_table(request)
     try:
-        await _edit(_receiver(request), lambda f: f.rename(rule_id, new_id))
+        await _edit(request, lambda f: f.rename(rule_id, new_id))
     except RuleConflict as exc:
         return await rules_table(request, notice=str(exc))
     return await rules_table(request, notice=f"renamed {rule_id} to {new_id}")
@@ -118,7 +118,7 @@ async def rename_rule(request: Request[Any, Any, Any], rule_id: FromPath[str]) -
 
 @post("/ui/rules/{rule_id:str}/delete", include_in_schema=False)
 async def delete_rule(request: Request[Any, Any, Any], rule_id: FromPath[str]) -> Template:
-    await _edit(_receiver(request), lambda f: f.delete(rule_id))
+    await _edit(request, lambda f: f.delete(rule_id))
     return await rules_table(request, notice=f"deleted {rule_id}")
 
 
@@ -136,7 +136,7 @@ async def new_rule(
     text = starter_text(data.starter)
     if data.id.strip():
         text = with_id(text, data.id.strip())
-    result = await _edit(_receiver(request), lambda f: f.create(text))
+    result = await _edit(request, lambda f: f.create(text))
     return Redirect(f"/ui/rules/{result.rule_id}", status_code=303)
 
 

@@ -26,6 +26,7 @@ from litestar.params import FromPath, FromQuery
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from engine.config import Settings
+from engine.rules.rule_files import RuleFolder
 from engine.server import history
 from engine.server.access import AccessMiddleware, HostCheck, add_security_headers, admin_token
 from engine.server.metrics import CONTENT_TYPE
@@ -259,5 +260,9 @@ def create_app(settings: Settings, receiver: Receiver | None = None) -> Litestar
         logging_config=None,
     )
     app.state.receiver = receiver
+    # the editor's writes to rules/*.yaml, one at a time (web.api_rules)
+    app.state.rule_folder = RuleFolder(
+        settings.rules, settings.data_dir, registry=receiver.live_rules.registry
+    )
     app.state.web_auth = web_auth
     return app

@@ -177,7 +177,9 @@ def events_by_id(store: Store, event_ids: list[str]) -> list[Event]:
     if not event_ids:
         return []
     marks = ",".join("?" * len(event_ids))
-    rows = store.query(f"SELECT {STORED_COLUMNS} FROM events WHERE id IN ({marks})", event_ids)
+    rows = store.query(
+        f"SELECT {STORED_COLUMNS} FROM events WHERE id IN ({marks})", tuple(event_ids)
+    )
     by_id = {row["id"]: stored_event(row) for row in rows}
     return [e for e in (by_id.get(i) for i in event_ids) if e is not None]
 

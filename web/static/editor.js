@@ -641,7 +641,9 @@
   // ---- save, conflicts, backtest, test cases ----------------------------------------------
   async function save(etag) {
     status("saving…", "pending");
-    const result = await api("PUT", `/api/rules/${encodeURIComponent(state.ruleId)}`, { text: state.text, etag: etag || state.etag });
+    const result = state.isDraft
+      ? await api("POST", "/api/rules", { text: state.text })
+      : await api("PUT", `/api/rules/${encodeURIComponent(state.ruleId)}`, { text: state.text, etag: etag || state.etag });
     if (result.status === 409) {
       const box = document.getElementById("conflict");
       document.getElementById("conflict-text").textContent = `${state.file} changed on disk since you opened it. Nothing was overwritten.`;
@@ -663,7 +665,7 @@
     }
     state.etag = saved.etag;
     status("saved", "good");
-    if (saved.rule_id !== state.ruleId) window.location.assign(`/ui/rules/${encodeURIComponent(saved.rule_id)}`);
+    if (saved.rule_id !== state.ruleId || state.isDraft) window.location.assign(`/ui/rules/${encodeURIComponent(saved.rule_id)}`);
   }
 
   document.getElementById("save-button").addEventListener("click", () => save());
@@ -746,7 +748,19 @@
     state.etag = rule.data.etag;
     state.text = rule.data.text;
     state.model = rule.data.model;
-    document.getElementById("file-name").textContent = `rules/${rule.data.file}`;
+    state.isDraft = rule.data.is_draft;
+    document.getElementById("file-name").textContent = state.isDraft ? "draft: not live until it validates" : `rules/${rule.data.file}`;
+    if (rule.data.draft) {
+      const notice = document.getElementById("draft-notice");
+      document.getElementById("draft-text").textContent = "A save of this rule was kept as a draft (it has errors); the live version is shown.";
+      notice.hidden = false;
+      document.getElementById("open-draft").addEventListener("click", () => {
+        setText(rule.data.draft);
+        notice.hidden = true;
+        parseSoon();
+        status("draft loaded: fix it and save", "pending");
+      });
+    }
     setupYaml(schema.ok ? schema.data : null);
     showProblems(rule.data.problems);
     renderBuilder();
