@@ -32,7 +32,12 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix engine connectors triggers web tests
 
 # wrk drives the receiver in tests/test_bench.py; without it that section is skipped, loudly.
+# Chromium (Debian's `chromium`) runs tests/browser; without it those tests fail.
 test: $(STAMP) lint
+	command -v chromium >/dev/null || command -v chromium-browser >/dev/null \
+		|| ([ "$$(id -u)" = 0 ] && (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1 \
+		|| (apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null))) \
+		|| echo "chromium not installed; apt-get install chromium (tests/browser fail without it)"
 	command -v wrk >/dev/null || ([ "$$(id -u)" = 0 ] && (apt-get install -y -qq wrk >/dev/null 2>&1 \
 		|| (apt-get update -qq >/dev/null && apt-get install -y -qq wrk >/dev/null))) \
 		|| echo "wrk not installed; apt-get install wrk (the bench test skips its receiver figures)"

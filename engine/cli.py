@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -13,12 +14,14 @@ import click
 import msgspec
 
 from engine import samples
+from engine.backtest import backtest_captured
 from engine.bench import run_bench
 from engine.config import load_settings
 from engine.dryrun import dry_run_events, dry_run_files
 from engine.durations import parse_duration
 from engine.errors import OmiRulesError, PayloadError
 from engine.report_text import format_history_event, format_report
+from engine.rule_tests import run_rule_tests
 from engine.rules.compiled import RuleSet
 from engine.rules.loader import load_rules
 from engine.rules.schema import rule_file_schema
@@ -337,6 +340,104 @@ def example(trigger: str | None, name: str | None, as_list: bool) -> None:
     sys.stdout.flush()
     sys.stdout.buffer.write(samples.sample_bytes(chosen))
     sys.stdout.buffer.flush()
+
+
+@main.command("test")
+@rules_option
+@click.option("--db", default=None, help="SQLite file, for cases that name a captured event.")
+def test_rules(rules_dir: str, db: str | None) -> None:
+    """Run the rule tests (rules/*.test.yaml): one line per case, exit 1 on a failure,
+    2 on a broken test file."""
+    store = open_store(db) if db else None
+    try:
+        run = run_rule_tests(rules_dir, store=store)
+    finally:
+        if store is not None:
+            store.close()
+    for result in run.results:
+        click.echo(f"{result.nodeid} {'PASSED' if result.passed else 'FAILED'}")
+    failures = [result for result in run.results if not result.passed]
+    if failures:
+        click.echo("\n=== failures ===")
+    for result in failures:
+        click.echo(f"\n{result.file}:{result.line}: {result.name} (rule {result.rule_id})")
+        for line in result.message.splitlines():
+            click.echo(f"    {line}")
+    for error in run.errors:
+        click.echo(f"error: {error}", err=True)
+    click.echo(run.summary())
+    sys.exit(run.exit_code)
+
+
+@main.command("backtest")
+@rules_option
+@click.option(
+    "--against",
+    "against_dir",
+    default=None,
+    type=click.Path(file_okay=False, exists=True),
+    help="Compare with the rules of this folder (default: --saved).",
+)
+@click.option(
+    "--saved",
+    is_flag=True,
+    help="Compare with what the server recorded when each event arrived (the default).",
+)
+@click.option("--since", default=None, help="Only events from a time (ISO) or ago (7d).")
+@click.option("--limit", default=500, show_default=True, help="The last this many events.")
+@click.option("--db", default=None, help="SQLite file (default from config: data/omi-rules.db).")
+@secrets_option
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def backtest_rules(
+    rules_dir: str,
+    against_dir: str | None,
+    saved: bool,
+    since: str | None,
+    limit: int,
+    db: str | None,
+    secrets_file: str | None,
+    as_json: bool,
+) -> None:
+    """Over the last captured events: which events the rules in --rules decide differently
+    from --against DIR or from what was recorded (--saved)."""
+    if against_dir and saved:
+        raise click.UsageError("give --against DIR or --saved, not both")
+    after = load_rules(rules_dir)
+    report_rule_errors(after)
+    before = load_rules(against_dir) if against_dir else None
+    if before is not None:
+        report_rule_errors(before)
+    settings = load_settings(db=db)
+    store = open_store(db)
+    try:
+        report = backtest_captured(
+            store,
+            after,
+            before=before,
+            secrets=Secrets.load(secrets_file),
+            since=parse_since(since),
+            limit=limit,
+            data_dir=settings.data_dir,
+            allow_hosts=settings.outbound_allow_hosts,
+            progress=show_progress("backtested"),
+        )
+    finally:
+        store.close()
+    if as_json:
+        click.echo(msgspec.json.encode(report).decode())
+    else:
+        label = f"the rules in {against_dir}" if against_dir else "the saved version"
+        click.echo(report.text(label))
+
+
+def show_progress(label: str, every: int = 100) -> Callable[[int, int], None]:
+    """A progress(done, total) that writes `label done/total` on stderr now and then."""
+
+    def progress(done: int, total: int) -> None:
+        if total > PROGRESS_THRESHOLD and (done % every == 0 or done == total):
+            click.echo(f"{label} {done}/{total} event(s)", err=True)
+
+    return progress
 
 
 def open_store(db: str | None) -> Store:

@@ -8,6 +8,12 @@
     ├── TemplateError      a template failed while rendering: carries rule id and field
     │   └── SecretError    a template asked for a secret that is not set
     ├── ConfigError        (engine.config) the config file or an OMI_RULES_* variable is wrong
+    ├── RuleEditError      (engine.rules.rule_files) an edit of the rules folder was refused:
+    │   │                  carries file and rule id
+    │   ├── RuleNotFound   no rule file of the folder defines that rule id
+    │   ├── RuleConflict   the file changed on disk since it was read: carries its etag and text
+    │   └── BadRuleName    a file name or rule id that may not be written (path traversal,
+    │                      not a .yaml name, a *.test.yaml name, or already taken)
     └── DeliveryError      a connector's send failed: carries connector, status, url, retryable
 
 Messages name the file, line, rule and value so the reader never has to guess where.
@@ -100,3 +106,37 @@ class DeliveryError(OmiRulesError):
         if url:
             parts.append(url)
         super().__init__(f"{' '.join(parts)}: {message}")
+
+
+class RuleEditError(OmiRulesError):
+    """An edit of the rules folder (engine.rules.rule_files) was refused."""
+
+    def __init__(self, message: str, *, file: str = "", rule_id: str = "") -> None:
+        self.message = message
+        self.file = file
+        self.rule_id = rule_id
+        super().__init__(message)
+
+
+class RuleNotFound(RuleEditError):
+    """No rule file of the folder defines the rule id asked for."""
+
+
+class RuleConflict(RuleEditError):
+    """The rule's file changed on disk since it was read (its etag differs): not overwritten.
+
+    `etag` and `text` are the file's current ones (`text`: the rule's own text, as read()
+    gives it, or "" when the rule is no longer in the file) so the editor can show them.
+    """
+
+    def __init__(
+        self, message: str, *, file: str = "", rule_id: str = "", etag: str = "", text: str = ""
+    ) -> None:
+        self.etag = etag
+        self.text = text
+        super().__init__(message, file=file, rule_id=rule_id)
+
+
+class BadRuleName(RuleEditError):
+    """A file name or rule id that may not be written: outside the rules folder, not
+    `[A-Za-z0-9._-]+.yaml`, a `*.test.yaml` case file, or already taken."""

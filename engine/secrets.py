@@ -102,6 +102,10 @@ class Secrets:
         trusted destinations); never for showing."""
         return list(self._values.values())
 
+    def names(self) -> list[str]:
+        """The names of the secrets that are set (for choosing one in the editor)."""
+        return sorted(self._values)
+
     def missing(self, names: set[str] | frozenset[str]) -> list[str]:
         return sorted(name for name in names if name not in self._values)
 

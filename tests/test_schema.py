@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from engine.connector import default_registry
+from engine.rules.loader import rule_files
 from engine.rules.schema import SCHEMA_ID, rule_file_schema
 from tests.conftest import RULES_DIR
 
@@ -35,7 +36,7 @@ def test_defs_hold_rule_condition_and_every_connectors_options() -> None:
     )
 
 
-@pytest.mark.parametrize("path", sorted(RULES_DIR.glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", rule_files(RULES_DIR), ids=lambda p: p.name)
 def test_each_shipped_rule_file_conforms(path: Any) -> None:
     document = yaml.safe_load(path.read_text(encoding="utf-8"))
     errors = [error.message for error in VALIDATOR.iter_errors(document)]

@@ -181,15 +181,19 @@ def _has_keywords(conditions: Iterable[Condition]) -> bool:
     return False
 
 
-def load_file(
-    path: FsPath, registry: Registry, templates: Templates
+def load_text(
+    text: str,
+    file: str,
+    registry: Registry,
+    templates: Templates,
+    *,
+    default_id: str | None = None,
 ) -> tuple[list[CompiledRule], list[RuleError], list[str]]:
-    """Compile one rule file: (rules, errors, ids of broken rules)."""
-    file = display_path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        return [], [RuleError(f"cannot read: {exc}", file=file, line=1, column=1)], []
+    """Compile the text of one rule file named `file`: (rules, errors, ids of broken rules).
+
+    Ids default from the file's stem: a one-rule file's rule is `stem` (or `default_id`),
+    the rules of a list file are `stem-1`, `stem-2`, ...
+    """
     try:
         raw, source = load_with_marks(text, file)
     except YamlSyntaxError as exc:
@@ -201,9 +205,9 @@ def load_file(
     if raw is None:
         return [], [], []
     compiler = RuleCompiler(source, registry, templates)
-    stem = path.stem
+    stem = FsPath(file).stem
     if isinstance(raw, dict):
-        entries: list[tuple[Path, Any, str]] = [((), raw, stem)]
+        entries: list[tuple[Path, Any, str]] = [((), raw, default_id or stem)]
     elif isinstance(raw, list):
         entries = [((i,), item, f"{stem}-{i + 1}") for i, item in enumerate(raw)]
     else:
@@ -215,21 +219,38 @@ def load_file(
         )
         return [], [error], []
     rules, broken = [], []
-    for path_in_file, item, default_id in entries:
-        rule = compiler.compile(item, path_in_file, default_id)
+    for path_in_file, item, rule_default_id in entries:
+        rule = compiler.compile(item, path_in_file, rule_default_id)
         if rule is None:
-            broken.append(compiler.decoder.rule_id or default_id)
+            broken.append(compiler.decoder.rule_id or rule_default_id)
         else:
             rules.append(rule)
     errors = sorted(compiler.errors, key=lambda error: (error.line, error.column))
     return rules, errors, broken
 
 
+def load_file(
+    path: FsPath, registry: Registry, templates: Templates
+) -> tuple[list[CompiledRule], list[RuleError], list[str]]:
+    """Compile one rule file: (rules, errors, ids of broken rules)."""
+    file = display_path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return [], [RuleError(f"cannot read: {exc}", file=file, line=1, column=1)], []
+    return load_text(text, file, registry, templates)
+
+
 def rule_files(directory: FsPath) -> list[FsPath]:
-    """The rule files of a folder (*.yaml and *.yml), in name order."""
+    """The rule files of a folder (*.yaml and *.yml, not the rule tests *.test.yaml), in
+    name order."""
     if not directory.is_dir():
         return []
-    return sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+    return sorted(
+        p
+        for p in directory.iterdir()
+        if p.suffix in (".yaml", ".yml") and not p.stem.endswith(".test") and p.is_file()
+    )
 
 
 def broken_reasons(errors: list[RuleError], broken: list[str]) -> dict[str, str]:

@@ -1,8 +1,9 @@
 """The HTTP surface (Litestar): a webhook per registered trigger (engine.triggers), setup and
-health, the history API.
+health, the history API, the web editor under `/ui` (package web).
 
-Every request passes engine.server.access first: the Host check, and the admin token for all but
-the webhooks, `/setup*` and `/health` (so `/metrics` needs it).
+Every request passes engine.server.access first: the Host check, and the admin token (or a
+browser's session cookie, with its CSRF token) for all but the webhooks, `/setup*`,
+`/health`, the login form and `/ui/static` (so `/metrics` needs it).
 
 Handlers only translate HTTP to the Receiver and back; no connector runs in a request.
 OpenAPI docs are at /schema (Swagger UI at /schema/swagger).
@@ -25,14 +26,17 @@ from litestar.params import FromPath, FromQuery
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from engine.config import Settings
+from engine.rules.rule_files import RuleFolder
 from engine.server import history
-from engine.server.access import AccessMiddleware, HostCheck, admin_token
+from engine.server.access import AccessMiddleware, HostCheck, add_security_headers, admin_token
 from engine.server.metrics import CONTENT_TYPE
 from engine.server.omi_query import recover_query
 from engine.server.outbox import retry_action
 from engine.server.receiver import Answer, Incoming, Receiver
 from engine.server.statuses import ActionStatus
 from engine.triggers import default_triggers
+from web import api_handlers, template_config, ui_handlers
+from web.session import WebAuth
 
 log = logging.getLogger("omi_rules.app")
 
@@ -195,28 +199,6 @@ async def api_rejections(
     )
 
 
-@get("/api/rules", summary="Loaded rules and rule errors")
-async def api_rules(request: Request[Any, Any, Any]) -> dict[str, Any]:
-    receiver = _receiver(request)
-    rules = receiver.pipeline.rules
-    return {
-        "rules": [
-            {
-                "id": r.id,
-                "trigger": r.trigger,
-                "file": r.file,
-                "line": r.line,
-                "enabled": r.enabled,
-                "description": r.spec.description,
-                "missing_secrets": receiver.secrets.missing(r.secrets),
-            }
-            for r in rules.rules
-        ],
-        "errors": [str(e) for e in rules.errors],
-        "warnings": [str(w) for w in rules.warnings],
-    }
-
-
 def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
     detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
     if exc.status_code == 413:
@@ -238,6 +220,7 @@ def create_app(settings: Settings, receiver: Receiver | None = None) -> Litestar
     receiver = receiver or Receiver(settings)
     token, _created = admin_token(settings)
     hosts = HostCheck([*settings.allowed_hosts, settings.host])
+    web_auth = WebAuth(token)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -259,15 +242,27 @@ def create_app(settings: Settings, receiver: Receiver | None = None) -> Litestar
             api_dead_letters,
             api_retry,
             api_rejections,
-            api_rules,
+            *api_handlers(),
+            *ui_handlers(),
         ],
         lifespan=[lifespan],
         # a plain ASGI middleware; Litestar's type names its own protocol only
-        middleware=[DefineMiddleware(cast(Any, AccessMiddleware), token=token, hosts=hosts)],
+        middleware=[
+            DefineMiddleware(
+                cast(Any, AccessMiddleware), token=token, hosts=hosts, web_auth=web_auth
+            )
+        ],
+        before_send=[add_security_headers],
         request_max_body_size=None,  # each webhook reads with its own limit (read_body)
         exception_handlers={HTTPException: _http_error, Exception: _unexpected},
         openapi_config=OpenAPIConfig(title="omi-rules", version="0.1.0", path="/schema"),
+        template_config=template_config(),
         logging_config=None,
     )
     app.state.receiver = receiver
+    # the editor's writes to rules/*.yaml, one at a time (web.api_rules)
+    app.state.rule_folder = RuleFolder(
+        settings.rules, settings.data_dir, registry=receiver.live_rules.registry
+    )
+    app.state.web_auth = web_auth
     return app

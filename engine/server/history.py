@@ -127,30 +127,118 @@ def count_captured(store: Store, *, since: float | None = None) -> int:
 
 
 def captured_events(
-    store: Store, *, since: float | None = None, limit: int | None = None
+    store: Store, *, since: float | None = None, limit: int | None = None, offset: int = 0
 ) -> Iterator[Event]:
     """Stored events (not repeats; those that failed to process too), oldest first,
-    decoded again as they were received."""
+    decoded again as they were received; `offset` skips that many of the oldest."""
     sql = (
         "SELECT id, trigger, uid, session_id, received_at, params, body FROM events "
         "WHERE status != ? AND received_at >= ? ORDER BY received_at, id"
     )
     params: tuple[Any, ...] = (EventStatus.DUPLICATE, since or 0)
-    if limit is not None:
-        sql += " LIMIT ?"
-        params += (limit,)
+    if limit is not None or offset:
+        sql += " LIMIT ? OFFSET ?"
+        params += (-1 if limit is None else limit, offset)
     for row in store.rows(sql, params):
-        extra = _json(row["params"], {})
-        try:
-            event = decode_event(
-                row["trigger"],
-                row["body"],
-                uid=row["uid"],
-                session_id=row["session_id"] or extra.get("session_id", ""),
-                sample_rate=extra.get("sample_rate"),
-            )
-        except PayloadError:
-            continue  # stored before a stricter decoder; nothing to replay
-        event.id = row["id"]
-        event.received_at = row["received_at"]
-        yield event
+        event = stored_event(row)
+        if event is not None:
+            yield event
+
+
+def captured_event(store: Store, event_id: str) -> Event | None:
+    """One stored event by id, decoded again as it was received (None when absent)."""
+    rows = store.query(f"SELECT {STORED_COLUMNS} FROM events WHERE id = ?", (event_id,))
+    return stored_event(rows[0]) if rows else None
+
+
+def stored_event(row: dict[str, Any]) -> Event | None:
+    """A stored row decoded again as it was received (None: a stricter decoder refuses it)."""
+    extra = _json(row["params"], {})
+    try:
+        event = decode_event(
+            row["trigger"],
+            row["body"],
+            uid=row["uid"],
+            session_id=row["session_id"] or extra.get("session_id", ""),
+            sample_rate=extra.get("sample_rate"),
+        )
+    except PayloadError:
+        return None  # stored before a stricter decoder; nothing to replay
+    event.id = row["id"]
+    event.received_at = row["received_at"]
+    return event
+
+
+STORED_COLUMNS = "id, trigger, uid, session_id, received_at, params, body"
+
+
+def events_by_id(store: Store, event_ids: list[str]) -> list[Event]:
+    """The events with these ids, in the order asked (unknown ids are left out)."""
+    if not event_ids:
+        return []
+    marks = ",".join("?" * len(event_ids))
+    rows = store.query(
+        f"SELECT {STORED_COLUMNS} FROM events WHERE id IN ({marks})", tuple(event_ids)
+    )
+    by_id = {row["id"]: stored_event(row) for row in rows}
+    return [e for e in (by_id.get(i) for i in event_ids) if e is not None]
+
+
+def session_events(store: Store, event_id: str, *, limit: int = 500) -> list[Event]:
+    """The calls of the live session an event belongs to (same trigger, uid and session),
+    oldest first, up to and including that event: what a transcript rule saw."""
+    rows = store.query(
+        "SELECT trigger, uid, session_id, received_at FROM events WHERE id = ?", (event_id,)
+    )
+    if not rows:
+        return []
+    first = rows[0]
+    picked = store.query(
+        f"SELECT {STORED_COLUMNS} FROM events WHERE trigger = ? AND uid = ? "
+        "AND COALESCE(session_id, '') = COALESCE(?, '') AND received_at <= ? AND status != ? "
+        "ORDER BY received_at DESC, id DESC LIMIT ?",
+        (
+            first["trigger"],
+            first["uid"],
+            first["session_id"],
+            first["received_at"],
+            EventStatus.DUPLICATE,
+            limit,
+        ),
+    )
+    events = [stored_event(row) for row in reversed(picked)]
+    return [e for e in events if e is not None]
+
+
+def rule_stats(store: Store, since: float) -> dict[str, dict[str, Any]]:
+    """Per rule since `since`: times fired, the last time, actions that failed or gave up."""
+    stats: dict[str, dict[str, Any]] = {}
+    for row in store.query(
+        "SELECT json_extract(d.value, '$.rule') AS rule, COUNT(*) AS fired, "
+        "MAX(e.received_at) AS last_fired FROM events e, json_each(e.decisions) d "
+        "WHERE e.received_at >= ? AND json_extract(d.value, '$.matched') = 1 GROUP BY rule",
+        (since,),
+    ):
+        stats[row["rule"]] = {"fired": row["fired"], "last_fired": row["last_fired"], "failed": 0}
+    for row in store.query(
+        "SELECT rule_id, COUNT(*) AS failed FROM actions WHERE created_at >= ? "
+        "AND status IN (?, ?) GROUP BY rule_id",
+        (since, ActionStatus.DEAD, ActionStatus.ERROR),
+    ):
+        entry = stats.setdefault(row["rule_id"], {"fired": 0, "last_fired": None, "failed": 0})
+        entry["failed"] = row["failed"]
+    return stats
+
+
+def recent_events(
+    store: Store, *, trigger: str | None = None, since: float | None = None, limit: int = 500
+) -> list[Event]:
+    """The last `limit` captured events (of one trigger, when given), oldest first."""
+    sql = f"SELECT {STORED_COLUMNS} FROM events WHERE status != ? AND received_at >= ?"
+    params: list[Any] = [EventStatus.DUPLICATE, since or 0]
+    if trigger:
+        sql += " AND trigger = ?"
+        params.append(trigger)
+    rows = store.query(sql + " ORDER BY received_at DESC, id DESC LIMIT ?", (*params, limit))
+    events = [stored_event(row) for row in reversed(rows)]
+    return [e for e in events if e is not None]

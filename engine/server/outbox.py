@@ -207,3 +207,20 @@ def retry_action(store: Store, action_id: int, now: float) -> Future[bool]:
         return cursor.rowcount == 1
 
     return store.submit(write)
+
+
+def purge_dead(store: Store, action_ids: list[int] | None = None) -> Future[int]:
+    """Forget dead letters: these ids, or every one when None. Resolves to how many went;
+    an action that is not dead (delivered, pending) is never touched."""
+
+    def write(db: sqlite_utils.Database) -> int:
+        if action_ids is None:
+            cursor = db.execute("DELETE FROM actions WHERE status = ?", [DEAD])
+        else:
+            marks = ",".join("?" * len(action_ids))
+            cursor = db.execute(
+                f"DELETE FROM actions WHERE status = ? AND id IN ({marks})", [DEAD, *action_ids]
+            )
+        return int(cursor.rowcount)
+
+    return store.submit(write)
