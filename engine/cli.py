@@ -215,7 +215,7 @@ def serve(
     )
     if created:  # shown once; after this it is only in the file
         click.echo(
-            f"omi-rules: admin token for /api and /schema (kept in "
+            f"omi-rules: admin token for the editor at /ui, /api and /schema (kept in "
             f"{Path(settings.data_dir) / TOKEN_FILE}): {token}",
             err=True,
         )

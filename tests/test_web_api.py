@@ -80,9 +80,7 @@ def test_save_keeps_comments_and_reloads_the_live_rules(client: Any, tmp_path: P
     assert "work-log" in [r["id"] for r in overview["rules"]]
 
 
-def test_a_stale_etag_is_a_conflict_and_nothing_is_overwritten(
-    client: Any, tmp_path: Path
-) -> None:
+def test_a_stale_etag_is_a_conflict_and_nothing_is_overwritten(client: Any, tmp_path: Path) -> None:
     rule = client.get("/api/rules/work-log").json()
     path = tmp_path / "rules" / "work-log.yaml"
     path.write_text(path.read_text() + "# someone else's edit\n")
@@ -152,9 +150,10 @@ def test_live_test_renders_requests_and_says_why_not(client: Any) -> None:
     ).json()
     (report,) = fired["reports"]
     assert report["matched"][0]["rule"] == "work-log"
-    assert '"message":"work: Onboarding Guide Review"' in report["matched"][0]["actions"][0][
-        "request"
-    ]["line"]
+    assert (
+        '"message":"work: Onboarding Guide Review"'
+        in report["matched"][0]["actions"][0]["request"]["line"]
+    )
     assert "memory.structured.title" in fired["variables"]
     assert fired["milliseconds"] > 0
     skipped = client.post(
