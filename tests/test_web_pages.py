@@ -119,3 +119,12 @@ def test_new_rule_from_a_starter_opens_the_editor(client: Any, tmp_path: Path) -
     editor = client.get("/ui/rules/fresh-rule").text
     assert 'data-rule="fresh-rule"' in editor
     assert "<script>" not in editor.replace('<script src="', "")  # no inline script
+
+
+def test_a_refused_list_action_shows_why_in_the_table(client: Any, tmp_path: Path) -> None:
+    answer = client.post("/ui/rules/echo/rename", headers={"HX-Prompt": "../escape"})
+    assert answer.status_code == 200  # htmx swaps it in: the reason is in the table
+    assert 'class="notice"' in answer.text and "escape" in answer.text
+    assert (tmp_path / "rules" / "echo.yaml").exists()
+    gone = client.post("/ui/rules/nope/delete")
+    assert "nope" in gone.text and 'class="notice"' in gone.text

@@ -15,8 +15,8 @@ from pathlib import PurePath
 from typing import Any, TypeVar
 
 import msgspec
-from litestar import Request, Response, delete, get, post, put
-from litestar.exceptions import ClientException, NotFoundException
+from litestar import Request, delete, get, post, put
+from litestar.exceptions import ClientException, HTTPException, NotFoundException
 from litestar.params import FromPath, JSONBody
 from msgspec import Struct
 
@@ -60,6 +60,10 @@ async def _in_folder(
         raise NotFoundException(str(exc)) from None
     except BadRuleName as exc:
         raise ClientException(str(exc)) from None
+    except RuleConflict as exc:  # the page offers the file as it is now
+        raise HTTPException(
+            str(exc), status_code=409, extra={"etag": exc.etag, "text": exc.text}
+        ) from None
     if reload:
         await asyncio.to_thread(receiver.live_rules.reload)
     return result
@@ -68,13 +72,6 @@ async def _in_folder(
 async def _edit(request: Request[Any, Any, Any], change: Callable[[RuleFolder], T]) -> T:
     """A write to the rules folder, then the live rules follow."""
     return await _in_folder(request, change, reload=True)
-
-
-def _conflict(exc: RuleConflict) -> Response[dict[str, Any]]:
-    return Response(
-        {"error": str(exc), "etag": exc.etag, "text": exc.text},
-        status_code=409,
-    )
 
 
 def rule_rows(receiver: Receiver, stats: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -168,10 +165,7 @@ class SaveBody(Struct, forbid_unknown_fields=True):
 async def api_save(
     request: Request[Any, Any, Any], rule_id: FromPath[str], data: JSONBody[SaveBody]
 ) -> Any:
-    try:
-        return await _edit(request, lambda f: f.save(rule_id, data.text, data.etag))
-    except RuleConflict as exc:
-        return _conflict(exc)
+    return await _edit(request, lambda f: f.save(rule_id, data.text, data.etag))
 
 
 class CreateBody(Struct, forbid_unknown_fields=True):
@@ -182,7 +176,7 @@ class CreateBody(Struct, forbid_unknown_fields=True):
     file: str | None = None
 
 
-def starter_text(name: FromPath[str]) -> str:
+def starter_text(name: str) -> str:
     for starter in starters():
         if starter.name == name:
             return starter.text
@@ -208,10 +202,7 @@ class EnabledBody(Struct, forbid_unknown_fields=True):
 async def api_enabled(
     request: Request[Any, Any, Any], rule_id: FromPath[str], data: JSONBody[EnabledBody]
 ) -> Any:
-    try:
-        return await _edit(request, lambda f: f.set_enabled(rule_id, data.enabled, data.etag))
-    except RuleConflict as exc:
-        return _conflict(exc)
+    return await _edit(request, lambda f: f.set_enabled(rule_id, data.enabled, data.etag))
 
 
 class NewIdBody(Struct, forbid_unknown_fields=True):
@@ -230,10 +221,7 @@ async def api_duplicate(
 async def api_rename(
     request: Request[Any, Any, Any], rule_id: FromPath[str], data: JSONBody[NewIdBody]
 ) -> Any:
-    try:
-        return await _edit(request, lambda f: f.rename(rule_id, data.new_id, data.etag))
-    except RuleConflict as exc:
-        return _conflict(exc)
+    return await _edit(request, lambda f: f.rename(rule_id, data.new_id, data.etag))
 
 
 @delete("/api/rules/{rule_id:str}", status_code=200, summary="Delete a rule")

@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from litestar import Request, get, post
 from litestar.enums import RequestEncodingType
-from litestar.exceptions import NotFoundException
+from litestar.exceptions import HTTPException, NotFoundException
 from litestar.params import Body, FromPath, FromQuery
 from litestar.response import Redirect, Template
 from msgspec import Struct
 
-from engine.errors import RuleConflict
-from engine.rules.rule_files import starters
+from engine.rules.rule_files import RuleFolder, starters
 from engine.server import history
 from engine.server.outbox import purge_dead, retry_action
 from engine.server.receiver import Receiver
@@ -83,43 +83,48 @@ async def rules_table(request: Request[Any, Any, Any], notice: str = "") -> Temp
     return page("rules_table.html", request, notice=notice, **context)
 
 
-@post("/ui/rules/{rule_id:str}/toggle", include_in_schema=False)
-async def toggle_rule(request: Request[Any, Any, Any], rule_id: FromPath[str]) -> Template:
-    receiver = _receiver(request)
-    rule = receiver.pipeline.rules.get(rule_id)
-    if rule is None:
-        raise NotFoundException(f"no rule {rule_id}")
-    enabled = not rule.enabled
+async def list_action(
+    request: Request[Any, Any, Any], change: Callable[[RuleFolder], Any], done: str = ""
+) -> Template:
+    """Run one change from the rules list and answer the table again, with what happened
+    (htmx swaps only 2xx answers, so a refusal is shown in the table, not as an error)."""
     try:
-        await _edit(request, lambda f: f.set_enabled(rule_id, enabled))
-    except RuleConflict as exc:
-        return await rules_table(request, notice=str(exc))
-    return await rules_table(request)
+        await _edit(request, change)
+    except HTTPException as exc:
+        return await rules_table(request, notice=str(exc.detail))
+    return await rules_table(request, notice=done)
 
 
-@post("/ui/rules/{rule_id:str}/duplicate", include_in_schema=False)
+@post("/ui/rules/{rule_id:str}/toggle", status_code=200, include_in_schema=False)
+async def toggle_rule(request: Request[Any, Any, Any], rule_id: FromPath[str]) -> Template:
+    rule = _receiver(request).pipeline.rules.get(rule_id)
+    if rule is None:
+        return await rules_table(request, notice=f"no rule {rule_id}")
+    enabled = not rule.enabled
+    return await list_action(request, lambda f: f.set_enabled(rule_id, enabled))
+
+
+@post("/ui/rules/{rule_id:str}/duplicate", status_code=200, include_in_schema=False)
 async def duplicate_rule(request: Request[Any, Any, Any], rule_id: FromPath[str]) -> Template:
     new_id = request.headers.get("hx-prompt", "").strip() or f"{rule_id}-copy"
-    await _edit(request, lambda f: f.duplicate(rule_id, new_id))
-    return await rules_table(request, notice=f"duplicated {rule_id} as {new_id}")
+    return await list_action(
+        request, lambda f: f.duplicate(rule_id, new_id), f"duplicated {rule_id} as {new_id}"
+    )
 
 
-@post("/ui/rules/{rule_id:str}/rename", include_in_schema=False)
+@post("/ui/rules/{rule_id:str}/rename", status_code=200, include_in_schema=False)
 async def rename_rule(request: Request[Any, Any, Any], rule_id: FromPath[str]) -> Template:
     new_id = request.headers.get("hx-prompt", "").strip()
     if not new_id or new_id == rule_id:
         return await rules_table(request)
-    try:
-        await _edit(request, lambda f: f.rename(rule_id, new_id))
-    except RuleConflict as exc:
-        return await rules_table(request, notice=str(exc))
-    return await rules_table(request, notice=f"renamed {rule_id} to {new_id}")
+    return await list_action(
+        request, lambda f: f.rename(rule_id, new_id), f"renamed {rule_id} to {new_id}"
+    )
 
 
-@post("/ui/rules/{rule_id:str}/delete", include_in_schema=False)
+@post("/ui/rules/{rule_id:str}/delete", status_code=200, include_in_schema=False)
 async def delete_rule(request: Request[Any, Any, Any], rule_id: FromPath[str]) -> Template:
-    await _edit(request, lambda f: f.delete(rule_id))
-    return await rules_table(request, notice=f"deleted {rule_id}")
+    return await list_action(request, lambda f: f.delete(rule_id), f"deleted {rule_id}")
 
 
 class NewRuleForm(Struct):
@@ -220,6 +225,7 @@ async def history_fragment(
     rule: FromQuery[str] = "",
     status: FromQuery[str] = "",
 ) -> Template:
+    """The table alone: what the history page's htmx polls every 2 s."""
     context = await history_context(request, trigger, rule, status)
     return page("history_rows.html", request, **context)
 
@@ -250,7 +256,7 @@ async def dead_page(request: Request[Any, Any, Any]) -> Template:
     return page("dead_letters.html", request, nav="dead-letters", **await dead_context(request))
 
 
-@post("/ui/dead-letters/{action_id:int}/retry", include_in_schema=False)
+@post("/ui/dead-letters/{action_id:int}/retry", status_code=200, include_in_schema=False)
 async def dead_retry(request: Request[Any, Any, Any], action_id: FromPath[int]) -> Template:
     receiver = _receiver(request)
     retried = 0 < action_id < 2**63 and await asyncio.wrap_future(
@@ -262,7 +268,7 @@ async def dead_retry(request: Request[Any, Any, Any], action_id: FromPath[int]) 
     return page("dead_table.html", request, **await dead_context(request, notice))
 
 
-@post("/ui/dead-letters/purge", include_in_schema=False)
+@post("/ui/dead-letters/purge", status_code=200, include_in_schema=False)
 async def dead_purge(request: Request[Any, Any, Any]) -> Template:
     purged = await asyncio.wrap_future(purge_dead(_receiver(request).store))
     notice = f"purged {purged} dead letter(s)"

@@ -203,7 +203,8 @@ def _http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response
     detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
     if exc.status_code == 413:
         detail = "request body too large"
-    return Response({"error": detail}, status_code=exc.status_code)
+    extra = exc.extra if isinstance(exc.extra, dict) else {}
+    return Response({"error": detail, **extra}, status_code=exc.status_code)
 
 
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
