@@ -1,0 +1,203 @@
+"""Which rules of a trigger an event may fire, found without visiting them one by one.
+
+Every item of a rule's `when:` must hold (and so must every item of an `all:` inside it),
+so one such item that cannot hold rules the rule out. The index keeps, for each rule, one
+required item it can look up for a whole rule set at once:
+
+- `path:` with `equals` or `in` of plain values: a table per JSONPath from value to rules,
+  looked up with each value the path selects (keys follow predicates._same: true is not 1);
+- `keywords:`: every phrase of every rule in one engine.rules.keyword_index.PhraseIndex per
+  speaker filter;
+- `path:` with `matches`: every pattern on the path in one RE2 set, searched once per value.
+
+A rule with none of these (templates, times, `any:`/`not:` groups, other operators) is a
+candidate for every event. Candidates are then decided in full, exactly as without the
+index; the index only ever leaves out rules that could not fire, and the matcher explains
+those when asked (engine.runtime.matcher.Decisions).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from engine.rules.keyword_index import PhraseIndex
+from engine.rules.linear_regex import compile_regex_set, is_linear_regex
+from engine.rules.predicates import AllOf, EventView, KeywordTest, PathTest, Predicate
+
+if TYPE_CHECKING:
+    from engine.rules.compiled import CompiledRule
+
+log = logging.getLogger("omi_rules.rule_index")
+
+
+def value_key(value: Any) -> Hashable | None:
+    """The table key of a value: values predicates._same calls equal share a key (1 and 1.0
+    do, true and 1 do not); None for a value no key can stand for (a list, a mapping)."""
+    key = (isinstance(value, bool), value)
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
+@dataclass
+class _ValueKey:  # `path:` with equals / in: the rule needs one of `keys` selected
+    path: str
+    keys: list[Hashable]
+
+
+@dataclass
+class _PatternKey:  # `path:` with matches: the rule needs `pattern` to find a selected text
+    path: str
+    pattern: str
+
+
+@dataclass
+class _PhraseKey:  # `keywords:` the rule needs one of its phrases heard
+    test: KeywordTest
+
+
+Key = _ValueKey | _PatternKey | _PhraseKey
+
+
+def _path_key(test: PathTest) -> Key | None:
+    for name, operand in test.operators:
+        if name == "equals":
+            key = value_key(operand)
+            if key is not None:
+                return _ValueKey(test.expression, [key])
+        elif name == "in" and isinstance(operand, list | tuple):
+            keys = [value_key(choice) for choice in operand]
+            if all(key is not None for key in keys):
+                return _ValueKey(test.expression, [key for key in keys if key is not None])
+    for name, operand in test.operators:
+        if name == "matches" and is_linear_regex(operand):
+            return _PatternKey(test.expression, operand.pattern)
+    return None
+
+
+def _required(predicate: Predicate) -> Iterable[Predicate]:
+    """The items that must all hold for `predicate` to hold (`all:` groups opened)."""
+    if type(predicate) is AllOf:
+        for _label, item in predicate.items:
+            yield from _required(item)
+    else:
+        yield predicate
+
+
+def _rank(key: Key) -> int:
+    """Prefer the key that rules out most for least: a value, a phrase, a pattern, fuzzy."""
+    if isinstance(key, _ValueKey):
+        return 0
+    if isinstance(key, _PhraseKey):
+        return 3 if key.test.matcher.fuzzy else 1
+    return 2
+
+
+def index_key(predicate: Predicate) -> Key | None:
+    """The item of `predicate` the index looks the rule up by, or None (always a candidate)."""
+    if type(predicate) is not AllOf:
+        return None  # an unknown kind of predicate: decided rule by rule
+    keys: list[Key] = []
+    for item in _required(predicate):
+        if type(item) is PathTest:
+            key = _path_key(item)
+            if key is not None:
+                keys.append(key)
+        elif type(item) is KeywordTest:
+            keys.append(_PhraseKey(item))
+    return min(keys, key=_rank, default=None)
+
+
+@dataclass
+class _Patterns:
+    searcher: Any  # an RE2 set (engine.rules.linear_regex.compile_regex_set)
+    positions: list[list[int]]  # pattern index -> rule positions
+
+
+@dataclass
+class _Phrases:
+    index: PhraseIndex
+    positions: list[int]  # phrase id -> rule position
+
+
+@dataclass
+class RuleIndex:
+    """The rules of one trigger (in order) and the tables that find their candidates."""
+
+    rules: list[CompiledRule]
+    always: list[int] = field(default_factory=list)
+    values: dict[str, dict[Hashable, list[int]]] = field(default_factory=dict)
+    patterns: dict[str, _Patterns] = field(default_factory=dict)
+    phrases: dict[str, _Phrases] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, rules: list[CompiledRule]) -> RuleIndex:
+        index = cls(list(rules))
+        pattern_lists: dict[str, dict[str, list[int]]] = {}
+        for position, rule in enumerate(index.rules):
+            if not rule.enabled:
+                continue  # never fires: the matcher says so when asked
+            key = index_key(rule.predicate)
+            if key is None:
+                index.always.append(position)
+            elif isinstance(key, _ValueKey):
+                table = index.values.setdefault(key.path, {})
+                for value in dict.fromkeys(key.keys):
+                    table.setdefault(value, []).append(position)
+            elif isinstance(key, _PatternKey):
+                by_pattern = pattern_lists.setdefault(key.path, {})
+                by_pattern.setdefault(key.pattern, []).append(position)
+            else:
+                phrases = index.phrases.get(key.test.speaker)
+                if phrases is None:
+                    phrases = index.phrases[key.test.speaker] = _Phrases(PhraseIndex(), [])
+                for phrase in key.test.matcher.phrases:
+                    phrases.index.add(phrase, fuzzy=key.test.matcher.fuzzy)
+                    phrases.positions.append(position)
+        for phrases in index.phrases.values():
+            phrases.index.build()
+        for path, by_pattern in pattern_lists.items():
+            searcher = compile_regex_set(list(by_pattern))
+            index.patterns[path] = _Patterns(searcher, list(by_pattern.values()))
+        return index
+
+    def candidates(self, view: EventView) -> list[int]:
+        """Positions of the rules that may fire for the event `view` shows, in rule order."""
+        found = set(self.always)
+        for path, table in self.values.items():
+            found.update(self._guarded(path, self._by_value, table, view))
+        for path, patterns in self.patterns.items():
+            found.update(self._guarded(path, self._by_pattern, patterns, view))
+        for speaker, phrases in self.phrases.items():
+            found.update(phrases.positions[i] for i in phrases.index.heard(view.spoken(speaker)))
+        return sorted(found)
+
+    def _guarded(self, path: str, lookup: Any, table: Any, view: EventView) -> Iterable[int]:
+        """`lookup(table, values)`, or every rule of `table` when it fails (so the rules
+        are decided one by one, and their own failure is their reason)."""
+        try:
+            return list(lookup(table, view.select(path)))
+        except Exception:
+            log.exception("rule index lookup on %s failed; deciding its rules one by one", path)
+            if isinstance(table, _Patterns):
+                return [p for positions in table.positions for p in positions]
+            return [p for positions in table.values() for p in positions]
+
+    @staticmethod
+    def _by_value(table: dict[Hashable, list[int]], values: list[Any]) -> Iterable[int]:
+        for value in values:
+            key = value_key(value)
+            if key is not None:
+                yield from table.get(key, ())
+
+    @staticmethod
+    def _by_pattern(patterns: _Patterns, values: list[Any]) -> Iterable[int]:
+        for value in values:
+            if isinstance(value, str):
+                for pattern in patterns.searcher.Match(value) or ():
+                    yield from patterns.positions[pattern]
