@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.rules.jsonpaths import plain_steps, select, select_walked
+from engine.rules.template_keys import template_equality
 from engine.runtime.limits import Limits
 from engine.runtime.pipeline import Outcome, Pipeline
 from engine.secrets import Secrets
@@ -77,8 +78,17 @@ TEMPLATES = {
         "{{ memory.structured.category == 'work' }}",
         "{{ memory.structured.nothing_here }}",  # a missing variable fails the condition
         "{{ 'launch' in memory.structured.title }}",
+        # a field compared with a text: looked up by the index
+        "{{ event.structured.kind == 'work' }}",
+        " {{ 'Work' == memory['structured'].category }} ",
+        "{{ memory.structured.items == 'work' }}",  # a dict method, not the key
+        "{{ memory.structured.tags == 'work' }}",
     ],
-    "transcript": ["{{ 'launch' in session.text }}", "{{ segments | length > 1 }}"],
+    "transcript": [
+        "{{ 'launch' in session.text }}",
+        "{{ segments | length > 1 }}",
+        "{{ event.session_id == 's' }}",
+    ],
 }
 
 
@@ -237,6 +247,21 @@ def test_plain_paths_read_directly_select_what_jsonpath_ng_selects(
     expression = "$" + "".join(steps)
     assert plain_steps(expression) is not None
     assert select(expression, doc) == select_walked(expression, doc)
+
+
+def test_template_conditions_comparing_a_field_with_a_text_are_looked_up() -> None:
+    names = frozenset({"event", "memory"})
+    found = template_equality("{{ memory.structured.title == 'Plan' }}", names)
+    assert found == ("$.structured.title", "Plan")
+    assert template_equality("{{ 'Plan' == event['structured'].title }}", names) == found
+    for source in (
+        "{{ memory.structured.title != 'Plan' }}",
+        "{{ memory.structured.count == 3 }}",  # int.real is a number too: not only keys
+        "{{ memory.title == 'Plan' and true }}",
+        "{{ memory.title == 'Plan' }} {{ 1 }}",
+        "{{ segments.title == 'Plan' }}",
+    ):
+        assert template_equality(source, names) is None, source
 
 
 def test_other_paths_are_walked_by_jsonpath_ng() -> None:

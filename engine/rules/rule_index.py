@@ -8,7 +8,9 @@ required item it can look up for a whole rule set at once:
   looked up with each value the path selects (keys follow predicates._same: true is not 1);
 - `keywords:`: every phrase of every rule in one engine.rules.keyword_index.PhraseIndex per
   speaker filter;
-- `path:` with `matches`: every pattern on the path in one RE2 set, searched once per value.
+- `path:` with `matches`: every pattern on the path in one RE2 set, searched once per value;
+- `template:` that only compares a payload field with a text (engine.rules.template_keys):
+  looked up like `equals`.
 
 A rule with none of these (templates, times, `any:`/`not:` groups, other operators) is a
 candidate for every event. Candidates are then decided in full, exactly as without the
@@ -25,7 +27,16 @@ from typing import TYPE_CHECKING, Any
 
 from engine.rules.keyword_index import PhraseIndex
 from engine.rules.linear_regex import compile_regex_set, is_linear_regex
-from engine.rules.predicates import AllOf, EventView, KeywordTest, PathTest, Predicate
+from engine.rules.predicates import (
+    AllOf,
+    EventView,
+    KeywordTest,
+    PathTest,
+    Predicate,
+    TemplateTest,
+)
+from engine.rules.template_keys import payload_names, template_equality
+from engine.triggers import default_triggers
 
 if TYPE_CHECKING:
     from engine.rules.compiled import CompiledRule
@@ -98,19 +109,36 @@ def _rank(key: Key) -> int:
     return 2
 
 
-def index_key(predicate: Predicate) -> Key | None:
-    """The item of `predicate` the index looks the rule up by, or None (always a candidate)."""
+def _template_key(test: TemplateTest, names: frozenset[str]) -> Key | None:
+    found = template_equality(test.source, names)
+    if found is None:
+        return None
+    path, text = found
+    return _ValueKey(path, [value_key(text)])
+
+
+def index_key(predicate: Predicate, names: frozenset[str] = frozenset()) -> Key | None:
+    """The item of `predicate` the index looks the rule up by, or None (always a candidate);
+    `names` are the template names that stand for the payload."""
     if type(predicate) is not AllOf:
         return None  # an unknown kind of predicate: decided rule by rule
     keys: list[Key] = []
     for item in _required(predicate):
+        key: Key | None = None
         if type(item) is PathTest:
             key = _path_key(item)
-            if key is not None:
-                keys.append(key)
         elif type(item) is KeywordTest:
-            keys.append(_PhraseKey(item))
+            key = _PhraseKey(item)
+        elif type(item) is TemplateTest:
+            key = _template_key(item, names)
+        if key is not None:
+            keys.append(key)
     return min(keys, key=_rank, default=None)
+
+
+def _payload_names(trigger: str) -> frozenset[str]:
+    definition = default_triggers().get(trigger)
+    return payload_names(definition.aliases) if definition else frozenset({"event"})
 
 
 @dataclass
@@ -139,10 +167,13 @@ class RuleIndex:
     def of(cls, rules: list[CompiledRule]) -> RuleIndex:
         index = cls(list(rules))
         pattern_lists: dict[str, dict[str, list[int]]] = {}
+        names: dict[str, frozenset[str]] = {}
         for position, rule in enumerate(index.rules):
             if not rule.enabled:
                 continue  # never fires: the matcher says so when asked
-            key = index_key(rule.predicate)
+            if rule.trigger not in names:
+                names[rule.trigger] = _payload_names(rule.trigger)
+            key = index_key(rule.predicate, names[rule.trigger])
             if key is None:
                 index.always.append(position)
             elif isinstance(key, _ValueKey):
