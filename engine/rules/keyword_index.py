@@ -17,8 +17,9 @@ the other way round.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
+from typing import Any
 
 import ahocorasick
 from rapidfuzz import process
@@ -28,6 +29,7 @@ from engine.rules.keywords import FUZZY_PHRASE_SCORE, FUZZY_TOKEN_SCORE, Phrase,
 
 _MARGIN = 1.0  # score points below the matcher's cutoffs (float rounding only widens)
 _SHORT_WORD = 3  # phrase words shorter than this must be heard exactly (keywords._word_close)
+_REMEMBERED = 65_536  # heard words and windows whose fuzzy matches are kept between events
 
 
 class PhraseIndex:
@@ -41,10 +43,15 @@ class PhraseIndex:
         # fuzzy: phrase word -> phrases (id, words); (size, first letter) -> joined phrases
         self._fuzzy: list[tuple[int, tuple[str, ...]]] = []
         self._fuzzy_words: set[str] = set()
+        self._by_rarest: dict[str, list[tuple[int, tuple[str, ...]]]] = {}
         self._long_words: list[str] = []
         self._by_shape: dict[tuple[int, str], dict[str, list[int]]] = defaultdict(dict)
         self._shapes: dict[tuple[int, str], tuple[list[str], list[list[int]]]] = {}
         self._sizes_by_initial: dict[str, set[int]] = defaultdict(set)
+        # what a heard word is close to, and which phrases a window scores against, do not
+        # change from one event to the next: speech repeats its words, so keep them
+        self._close_to: dict[str, list[str]] = {}
+        self._window_hits: dict[tuple[int, str], list[int]] = {}
         self.count = 0
 
     def add(self, phrase: Phrase, *, fuzzy: bool) -> int:
@@ -66,6 +73,11 @@ class PhraseIndex:
         if self._exact_ids:
             self._automaton.make_automaton()
         self._long_words = sorted(w for w in self._fuzzy_words if len(w) >= _SHORT_WORD)
+        # each fuzzy phrase filed under its rarest word: few phrases to test per close word
+        uses = Counter(w for _id, phrase in self._fuzzy for w in set(phrase))
+        for phrase_id, phrase in self._fuzzy:
+            rarest = min(phrase, key=lambda w: uses[w])
+            self._by_rarest.setdefault(rarest, []).append((phrase_id, phrase))
         self._shapes = {
             shape: (list(phrases), list(phrases.values()))
             for shape, phrases in self._by_shape.items()
@@ -101,13 +113,23 @@ class PhraseIndex:
         heard = set(words)
         close = self._fuzzy_words & heard
         if self._long_words:
-            cutoff = FUZZY_TOKEN_SCORE - _MARGIN
             for word in heard:
-                for match, _score, _index in process.extract(
-                    word, self._long_words, scorer=ratio, score_cutoff=cutoff, limit=None
-                ):
-                    close.add(match)
-        return (i for i, phrase in self._fuzzy if all(w in close for w in phrase))
+                close.update(self._close_long_words(word))
+        for word in close:
+            for phrase_id, phrase in self._by_rarest.get(word, ()):
+                if all(w in close for w in phrase):
+                    yield phrase_id
+
+    def _close_long_words(self, heard: str) -> list[str]:
+        close = self._close_to.get(heard)
+        if close is None:
+            cutoff = FUZZY_TOKEN_SCORE - _MARGIN
+            found = process.extract(
+                heard, self._long_words, scorer=ratio, score_cutoff=cutoff, limit=None
+            )
+            close = [match for match, _score, _index in found]
+            _remember(self._close_to, heard, close)
+        return close
 
     def _close_windows(self, words: list[str]) -> Iterable[int]:
         """Fuzzy phrases a window one word wider or narrower may score against."""
@@ -115,12 +137,22 @@ class PhraseIndex:
         for start, word in enumerate(words):
             initial = word[0]
             for size in self._sizes_by_initial.get(initial, ()):
-                joined, ids = self._shapes[(size, initial)]
                 for width in (size - 1, size + 1):
                     if width < 1 or start + width > len(words):
                         continue
                     window = " ".join(words[start : start + width])
-                    for _joined, _score, index in process.extract(
-                        window, joined, scorer=ratio, score_cutoff=cutoff, limit=None
-                    ):
-                        yield from ids[index]
+                    hits = self._window_hits.get((size, window))
+                    if hits is None:
+                        joined, ids = self._shapes[(size, initial)]
+                        found = process.extract(
+                            window, joined, scorer=ratio, score_cutoff=cutoff, limit=None
+                        )
+                        hits = [i for _joined, _score, index in found for i in ids[index]]
+                        _remember(self._window_hits, (size, window), hits)
+                    yield from hits
+
+
+def _remember(memory: dict[Any, list[Any]], key: Any, value: list[Any]) -> None:
+    if len(memory) >= _REMEMBERED:
+        memory.clear()  # bounded: a long run of new words starts the memory afresh
+    memory[key] = value
