@@ -34,11 +34,27 @@ def is_linear_regex(value: Any) -> bool:
     return isinstance(value, _RE2_TYPE)
 
 
-def compile_regex_set(patterns: list[str]) -> Any:
-    """One RE2 set searching for all `patterns` at once, with the options `compile_regex`
-    uses: `.Match(text)` gives the indexes of those a search of `text` finds (or None)."""
-    searcher = re2.Set.SearchSet(_RE2_OPTIONS)
-    for pattern in patterns:
-        searcher.Add(pattern)
-    searcher.Compile()
-    return searcher
+_SET_SIZE = 128  # patterns per RE2 set: its DFA's states hold every pattern's position
+_SET_OPTIONS = re2.Options()
+_SET_OPTIONS.log_errors = False
+_SET_OPTIONS.max_mem = 64 << 20  # memory changes no answer; a DFA that ran out would miss
+
+
+class RegexSet:
+    """Many `matches:` patterns searched at once (RE2 sets of `_SET_SIZE`), with the
+    options `compile_regex` uses; `search(text)` gives the indexes of those found."""
+
+    def __init__(self, patterns: list[str]) -> None:
+        self._sets: list[tuple[int, Any]] = []
+        for first in range(0, len(patterns), _SET_SIZE):
+            searcher = re2.Set.SearchSet(_SET_OPTIONS)
+            for pattern in patterns[first : first + _SET_SIZE]:
+                searcher.Add(pattern)
+            searcher.Compile()
+            self._sets.append((first, searcher))
+
+    def search(self, text: str) -> list[int]:
+        found: list[int] = []
+        for first, searcher in self._sets:
+            found.extend(first + index for index in searcher.Match(text) or ())
+        return found

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from engine.rules.keyword_index import PhraseIndex
-from engine.rules.linear_regex import compile_regex_set, is_linear_regex
+from engine.rules.linear_regex import RegexSet, is_linear_regex
 from engine.rules.predicates import (
     AllOf,
     EventView,
@@ -143,7 +143,7 @@ def _payload_names(trigger: str) -> frozenset[str]:
 
 @dataclass
 class _Patterns:
-    searcher: Any  # an RE2 set (engine.rules.linear_regex.compile_regex_set)
+    searcher: RegexSet
     positions: list[list[int]]  # pattern index -> rule positions
 
 
@@ -193,8 +193,14 @@ class RuleIndex:
         for phrases in index.phrases.values():
             phrases.index.build()
         for path, by_pattern in pattern_lists.items():
-            searcher = compile_regex_set(list(by_pattern))
+            try:
+                searcher = RegexSet(list(by_pattern))
+            except Exception:  # RE2 took each pattern alone; if not together, one by one
+                log.exception("patterns on %s do not make one RE2 set", path)
+                index.always.extend(p for positions in by_pattern.values() for p in positions)
+                continue
             index.patterns[path] = _Patterns(searcher, list(by_pattern.values()))
+        index.always.sort()
         return index
 
     def candidates(self, view: EventView) -> list[int]:
@@ -230,5 +236,5 @@ class RuleIndex:
     def _by_pattern(patterns: _Patterns, values: list[Any]) -> Iterable[int]:
         for value in values:
             if isinstance(value, str):
-                for pattern in patterns.searcher.Match(value) or ():
+                for pattern in patterns.searcher.search(value):
                     yield from patterns.positions[pattern]
