@@ -211,30 +211,36 @@ class RuleIndex:
         for path, patterns in self.patterns.items():
             found.update(self._guarded(path, self._by_pattern, patterns, view))
         for speaker, phrases in self.phrases.items():
-            found.update(phrases.positions[i] for i in phrases.index.heard(view.spoken(speaker)))
+            found.update(self._guarded(speaker, self._by_phrase, phrases, view))
         return sorted(found)
 
     def _guarded(self, path: str, lookup: Any, table: Any, view: EventView) -> Iterable[int]:
-        """`lookup(table, values)`, or every rule of `table` when it fails (so the rules
+        """`lookup(table, path, view)`, or every rule of `table` when it fails (so the rules
         are decided one by one, and their own failure is their reason)."""
         try:
-            return list(lookup(table, view.select(path)))
+            return list(lookup(table, path, view))
         except Exception:
             log.exception("rule index lookup on %s failed; deciding its rules one by one", path)
+            if isinstance(table, _Phrases):
+                return table.positions
             if isinstance(table, _Patterns):
                 return [p for positions in table.positions for p in positions]
             return [p for positions in table.values() for p in positions]
 
     @staticmethod
-    def _by_value(table: dict[Hashable, list[int]], values: list[Any]) -> Iterable[int]:
-        for value in values:
+    def _by_value(table: dict[Hashable, list[int]], path: str, view: EventView) -> Iterable[int]:
+        for value in view.select(path):
             key = value_key(value)
             if key is not None:
                 yield from table.get(key, ())
 
     @staticmethod
-    def _by_pattern(patterns: _Patterns, values: list[Any]) -> Iterable[int]:
-        for value in values:
+    def _by_pattern(patterns: _Patterns, path: str, view: EventView) -> Iterable[int]:
+        for value in view.select(path):
             if isinstance(value, str):
                 for pattern in patterns.searcher.search(value):
                     yield from patterns.positions[pattern]
+
+    @staticmethod
+    def _by_phrase(phrases: _Phrases, speaker: str, view: EventView) -> Iterable[int]:
+        return (phrases.positions[i] for i in phrases.index.heard(view.spoken(speaker)))
