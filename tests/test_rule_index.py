@@ -13,6 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.rules.jsonpaths import plain_steps, select, select_walked
+from engine.rules.keyword_index import PhraseIndex
+from engine.rules.keywords import KeywordMatcher, SpokenText
 from engine.rules.template_keys import template_equality
 from engine.runtime.limits import Limits
 from engine.runtime.pipeline import Outcome, Pipeline
@@ -222,6 +224,36 @@ def test_rules_the_index_leaves_out_are_explained_only_when_read(tmp_path: Path)
     assert [d.rule.id for d in outcome.matched] == ["r7"]
     assert decisions[-1].reason == "when[0]: $.structured.category is 'c7', not equal to 'c49'"
     assert len(outcome.skipped) == 49
+
+
+# -- the phrase index ------------------------------------------------------------------------
+
+LETTERS = st.text(alphabet="aeimnorst", min_size=1, max_size=7)
+SPOKEN_WORDS = st.lists(LETTERS, max_size=14)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(st.lists(LETTERS, min_size=1, max_size=4).map(" ".join), min_size=1, max_size=8),
+    st.booleans(),
+    SPOKEN_WORDS,
+    st.integers(0, 14),
+)
+def test_the_phrase_index_names_every_phrase_the_matcher_finds(
+    phrases: list[str], fuzzy: bool, words: list[str], first_new: int
+) -> None:
+    """Short words from few letters: many near misses, split and joined words."""
+    index = PhraseIndex()
+    matchers = [KeywordMatcher([phrase], fuzzy=fuzzy) for phrase in phrases]
+    for matcher in matchers:
+        index.add(matcher.phrases[0], fuzzy=fuzzy)
+    index.build()
+    segments = [{"text": word} for word in words]
+    spoken = SpokenText.of(segments, min(first_new, len(segments)))
+    heard = index.heard(spoken)
+    found = {i for i, matcher in enumerate(matchers) if matcher.find(spoken) is not None}
+    assert found <= heard
+    assert index.heard(spoken) == heard  # what is kept between events changes nothing
 
 
 # -- plain JSONPaths ----------------------------------------------------------------------
