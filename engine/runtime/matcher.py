@@ -69,13 +69,17 @@ def decide_indexed(
         for position in index.candidates(view)
     }
 
+    quiet: list[EventView] = []  # made on the first explanation, shared by the rest
+
     def explain(position: int) -> Decision:
         # decided as at the index, before any rule was visited: the rule's own time budget,
         # not what is left of the event's
-        quiet = copy.copy(view)
-        quiet.budget = Budget(rule_ms=view.budget.rule_ms, clock=view.budget.clock)
+        if not quiet:
+            copied = copy.copy(view)
+            copied.budget = Budget(rule_ms=view.budget.rule_ms, clock=view.budget.clock)
+            quiet.append(copied)
         rule = index.rules[position]
-        decision = _decide(rule, quiet, gate, missing_secrets, for_each_limit)
+        decision = _decide(rule, quiet[0], gate, missing_secrets, for_each_limit)
         if decision.matched:  # the index must never leave out a rule that fires
             log.error("rule index left out rule %s, which matches; it was not acted on", rule.id)
         return decision
