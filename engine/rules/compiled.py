@@ -11,6 +11,7 @@ import msgspec
 from engine.connector import Connector
 from engine.errors import RuleError
 from engine.rules.predicates import AllOf
+from engine.rules.rule_index import RuleIndex
 from engine.rules.rule_model import Rule
 
 
@@ -63,6 +64,7 @@ class RuleSet:
         for rule in self.rules:
             self.by_trigger.setdefault(rule.trigger, []).append(rule)
         self.trusted_hosts = frozenset().union(*(rule.trusted_hosts for rule in self.rules))
+        self._indexes: dict[str, RuleIndex] = {}
 
     @property
     def warnings(self) -> list[RuleError]:
@@ -70,6 +72,13 @@ class RuleSet:
 
     def for_trigger(self, trigger: str) -> list[CompiledRule]:
         return self.by_trigger.get(trigger, [])
+
+    def index_for(self, trigger: str) -> RuleIndex:
+        """The rule index of `trigger`'s rules, built on first use (engine.rules.rule_index)."""
+        index = self._indexes.get(trigger)
+        if index is None:
+            index = self._indexes[trigger] = RuleIndex.of(self.for_trigger(trigger))
+        return index
 
     def get(self, rule_id: str) -> CompiledRule | None:
         return next((rule for rule in self.rules if rule.id == rule_id), None)

@@ -2,20 +2,25 @@
 
 Each rule is decided on its own: a rule whose matching fails or runs over its time budget
 is skipped with that reason and the other rules are still decided.
+
+`decide_indexed` visits only the rules engine.rules.rule_index finds may fire and explains
+the others when asked; `decide` visits every rule and is the reference it must agree with.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 from engine.errors import TemplateError
-from engine.rules.budget import BudgetExceeded
+from engine.rules.budget import Budget, BudgetExceeded
 from engine.rules.compiled import CompiledRule
 from engine.rules.jsonpaths import select
 from engine.rules.keywords import KeywordHit
+from engine.rules.rule_index import RuleIndex
 from engine.runtime.event_view import EventView
 from engine.runtime.limits import Limits
 
@@ -45,25 +50,108 @@ def decide(
     missing_secrets: Callable[[CompiledRule], list[str]] = lambda rule: [],
     for_each_limit: int = DEFAULT_FOR_EACH_LIMIT,
 ) -> list[Decision]:
-    decisions = []
+    """Every rule visited in turn (the reference `decide_indexed` agrees with)."""
+    return [_decide(rule, view, gate, missing_secrets, for_each_limit) for rule in rules]
+
+
+def decide_indexed(
+    index: RuleIndex,
+    view: EventView,
+    *,
+    gate: Gate = lambda rule: None,
+    missing_secrets: Callable[[CompiledRule], list[str]] = lambda rule: [],
+    for_each_limit: int = DEFAULT_FOR_EACH_LIMIT,
+) -> Decisions:
+    """The decisions `decide(index.rules, ...)` makes, visiting only the index's candidates:
+    a rule it leaves out cannot fire, and its reason is worked out when someone reads it."""
+    visited = {
+        position: _decide(index.rules[position], view, gate, missing_secrets, for_each_limit)
+        for position in index.candidates(view)
+    }
+
+    quiet: list[EventView] = []  # made on the first explanation, shared by the rest
+
+    def explain(position: int) -> Decision:
+        # decided as at the index, before any rule was visited: the rule's own time budget,
+        # not what is left of the event's
+        if not quiet:
+            copied = copy.copy(view)
+            copied.budget = Budget(rule_ms=view.budget.rule_ms, clock=view.budget.clock)
+            quiet.append(copied)
+        rule = index.rules[position]
+        decision = _decide(rule, quiet[0], gate, missing_secrets, for_each_limit)
+        if decision.matched:  # the index must never leave out a rule that fires
+            log.error("rule index left out rule %s, which matches; it was not acted on", rule.id)
+        return decision
+
+    return Decisions(index.rules, visited, explain)
+
+
+class Decisions(Sequence[Decision]):
+    """Every rule's decision in rule order. Those of rules the index left out are made on
+    first reading; `visited` and `matched` never make them."""
+
+    def __init__(
+        self,
+        rules: Sequence[CompiledRule],
+        visited: dict[int, Decision],
+        explain: Callable[[int], Decision],
+    ) -> None:
+        self._rules = rules
+        self._visited = visited
+        self._explain = explain
+        self._explained: dict[int, Decision] = {}
+
+    def __len__(self) -> int:
+        return len(self._rules)
+
+    @overload
+    def __getitem__(self, position: int) -> Decision: ...
+
+    @overload
+    def __getitem__(self, position: slice) -> list[Decision]: ...
+
+    def __getitem__(self, position: int | slice) -> Decision | list[Decision]:
+        if isinstance(position, slice):
+            return [self[i] for i in range(len(self))[position]]
+        position = range(len(self))[position]  # negative positions; IndexError past the end
+        decision = self._visited.get(position) or self._explained.get(position)
+        if decision is None:
+            decision = self._explained[position] = self._explain(position)
+        return decision
+
+    def __iter__(self) -> Iterator[Decision]:
+        return (self[position] for position in range(len(self)))
+
+    @property
+    def visited(self) -> list[Decision]:
+        """The decisions of the rules the index found may fire, in rule order."""
+        return [self._visited[position] for position in sorted(self._visited)]
+
+    @property
+    def matched(self) -> list[Decision]:
+        return [decision for decision in self.visited if decision.matched]
+
+
+def _decide(
+    rule: CompiledRule,
+    view: EventView,
+    gate: Gate,
+    missing_secrets: Callable[[CompiledRule], list[str]],
+    for_each_limit: int,
+) -> Decision:
+    if not rule.enabled:
+        return Decision(rule, False, "disabled (enabled: false)")
     uid = view.event.uid
-    for rule in rules:
-        if not rule.enabled:
-            decisions.append(Decision(rule, False, "disabled (enabled: false)"))
-            continue
-        if rule.uids is not None and uid not in rule.uids:
-            decisions.append(Decision(rule, False, f"uid {uid!r} is not in uids"))
-            continue
-        missing = missing_secrets(rule)
-        if missing:
-            decisions.append(Decision(rule, False, f"secrets not set: {', '.join(missing)}"))
-            continue
-        spent = view.budget.event_spent()
-        if spent:
-            decisions.append(Decision(rule, False, spent))
-            continue
-        decisions.append(decide_one(rule, view, gate, for_each_limit))
-    return decisions
+    if rule.uids is not None and uid not in rule.uids:
+        return Decision(rule, False, f"uid {uid!r} is not in uids")
+    missing = missing_secrets(rule)
+    if missing:
+        return Decision(rule, False, f"secrets not set: {', '.join(missing)}")
+    spent = view.budget.event_spent()
+    if spent:
+        return Decision(rule, False, spent)
+    return decide_one(rule, view, gate, for_each_limit)
 
 
 def decide_one(

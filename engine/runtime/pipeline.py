@@ -14,7 +14,7 @@ from engine.rules.templates import Templates
 from engine.rules.trust import HostTrust, hosts_in_values
 from engine.runtime.event_view import EventView
 from engine.runtime.limits import Limits
-from engine.runtime.matcher import Decision, decide
+from engine.runtime.matcher import Decision, Decisions, decide, decide_indexed
 from engine.runtime.payloads import Event
 from engine.runtime.planner import PlannedAction, plan_actions
 from engine.runtime.sessions import FiringGate, SessionStore
@@ -30,11 +30,13 @@ FIRING_MEMORY = 24 * 3600.0  # once_per_session holds at least this long
 @dataclass
 class Outcome:
     event: Event
-    decisions: list[Decision] = field(default_factory=list)
+    decisions: Sequence[Decision] = field(default_factory=list)
     actions: list[PlannedAction] = field(default_factory=list)
 
     @property
     def matched(self) -> list[Decision]:
+        if isinstance(self.decisions, Decisions):
+            return self.decisions.matched  # without explaining the rules the index left out
         return [d for d in self.decisions if d.matched]
 
     @property
@@ -63,8 +65,11 @@ class Pipeline:
         allow_hosts: Sequence[str] = (),
         limits: Limits | None = None,
         clock: Clock = time.monotonic,
+        indexed: bool = True,
     ) -> None:
         self.rules = rules
+        # False visits every rule (matcher.decide): the reference the rule index agrees with
+        self.indexed = indexed
         self.secrets = secrets
         self.allow_hosts = tuple(allow_hosts)
         self._trust: tuple[Secrets, HostTrust] | None = None
@@ -149,13 +154,22 @@ class Pipeline:
                 rule.id, event.uid, session_key, once=once, cooldown=rule.cooldown, now=now
             )
 
-        outcome.decisions = decide(
-            rules,
-            view,
-            gate=gate,
-            missing_secrets=self.missing_secrets,
-            for_each_limit=self.limits.for_each_limit,
-        )
+        if self.indexed:
+            outcome.decisions = decide_indexed(
+                self.rules.index_for(event.trigger),
+                view,
+                gate=gate,
+                missing_secrets=self.missing_secrets,
+                for_each_limit=self.limits.for_each_limit,
+            )
+        else:
+            outcome.decisions = decide(
+                rules,
+                view,
+                gate=gate,
+                missing_secrets=self.missing_secrets,
+                for_each_limit=self.limits.for_each_limit,
+            )
         secret = self.secrets.lookup(placeholders=self.dry_run)
         for decision in outcome.matched:
             self.gate.fired(decision.rule.id, event.uid, session_key, now)
