@@ -31,6 +31,10 @@ class Decision:
     reason: str = ""  # why a rule did not fire; for a fired rule, a note (for_each_limit)
     hit: KeywordHit | None = None
     items: list[Any] | None = None  # for_each selections; None when the rule has no for_each
+    # False when the reason depends on more than the event and the rule (secrets set then,
+    # time budgets, firing history): history keeps such a decision; the others it can
+    # compute again when asked (engine.server.why_not)
+    replayable: bool = True
 
 
 # A gate answers why a rule may not fire now (cooldown, once per session) or None.
@@ -56,11 +60,13 @@ def decide(
             continue
         missing = missing_secrets(rule)
         if missing:
-            decisions.append(Decision(rule, False, f"secrets not set: {', '.join(missing)}"))
+            decisions.append(
+                Decision(rule, False, f"secrets not set: {', '.join(missing)}", replayable=False)
+            )
             continue
         spent = view.budget.event_spent()
         if spent:
-            decisions.append(Decision(rule, False, spent))
+            decisions.append(Decision(rule, False, spent, replayable=False))
             continue
         decisions.append(decide_one(rule, view, gate, for_each_limit))
     return decisions
@@ -74,17 +80,19 @@ def decide_one(
     try:
         decision = _match(rule, view, for_each_limit)
     except BudgetExceeded as exc:
-        return Decision(rule, False, exc.reason)
+        return Decision(rule, False, exc.reason, replayable=False)
     except TemplateError as exc:  # one rule's broken template must not stop the others
-        return Decision(rule, False, f"{exc.field} failed: {exc.message}")
+        return Decision(rule, False, f"{exc.field} failed: {exc.message}", replayable=False)
     except Exception as exc:  # a bug in one rule's matching skips that rule only
         log.exception("matching rule %s (%s:%d) failed", rule.id, rule.file, rule.line)
-        return Decision(rule, False, f"matching failed: {type(exc).__name__}: {exc}")
+        return Decision(
+            rule, False, f"matching failed: {type(exc).__name__}: {exc}", replayable=False
+        )
     if not decision.matched:
         return decision
     refusal = gate(rule)
     if refusal:
-        return Decision(rule, False, refusal, decision.hit)
+        return Decision(rule, False, refusal, decision.hit, replayable=False)
     return decision
 
 

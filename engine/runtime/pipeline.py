@@ -32,6 +32,7 @@ class Outcome:
     event: Event
     decisions: list[Decision] = field(default_factory=list)
     actions: list[PlannedAction] = field(default_factory=list)
+    rules_version: str = ""  # which rules decided (RuleSet.version)
 
     @property
     def matched(self) -> list[Decision]:
@@ -108,7 +109,7 @@ class Pipeline:
         now = time.time() if now is None else now
         self.sweep(now)
         rules = self.rules.for_trigger(event.trigger)
-        outcome = Outcome(event)
+        outcome = Outcome(event, rules_version=self.rules.version)
         session_key = ""
         session_segments = None
         first_new = 0
