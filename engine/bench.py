@@ -36,7 +36,7 @@ from engine.rules.loader import load_rules
 from engine.runtime.payloads import decode_event
 from engine.runtime.pipeline import Outcome, Pipeline
 from engine.secrets import Secrets
-from engine.server.capture import decisions_json
+from engine.server.why_not import stored_decisions
 
 FULL_SIZES = (10, 1_000, 10_000)
 QUICK_SIZES = (10, 50, 200)
@@ -153,7 +153,7 @@ class BenchReport:
 
 def decision_bytes(outcome: Outcome) -> int:
     """What the events table stores for one outcome's decisions, in bytes."""
-    return len(decisions_json(outcome).encode())
+    return len(stored_decisions(outcome).encode())
 
 
 def _timing(samples_ns: list[int]) -> Timing:

@@ -58,6 +58,7 @@ class RuleSet:
     errors: list[RuleError] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     broken_ids: dict[str, str] = field(default_factory=dict)  # rule id -> first error
+    version: str = ""  # the snapshot history keeps of these rules (engine.server.rule_versions)
 
     def __post_init__(self) -> None:
         self.by_trigger: dict[str, list[CompiledRule]] = {}

@@ -36,6 +36,10 @@ class Decision:
     reason: str = ""  # why a rule did not fire; for a fired rule, a note (for_each_limit)
     hit: KeywordHit | None = None
     items: list[Any] | None = None  # for_each selections; None when the rule has no for_each
+    # False when the reason depends on more than the event and the rule (secrets set then,
+    # time budgets, firing history): history keeps such a decision; the others it can
+    # compute again when asked (engine.server.why_not)
+    replayable: bool = True
 
 
 # A gate answers why a rule may not fire now (cooldown, once per session) or None.
@@ -146,11 +150,11 @@ def _decide(
     if rule.uids is not None and uid not in rule.uids:
         return Decision(rule, False, f"uid {uid!r} is not in uids")
     missing = missing_secrets(rule)
-    if missing:
+    if missing:  # replayable: a rule version records the secrets unset when it served
         return Decision(rule, False, f"secrets not set: {', '.join(missing)}")
     spent = view.budget.event_spent()
     if spent:
-        return Decision(rule, False, spent)
+        return Decision(rule, False, spent, replayable=False)
     return decide_one(rule, view, gate, for_each_limit)
 
 
@@ -162,17 +166,19 @@ def decide_one(
     try:
         decision = _match(rule, view, for_each_limit)
     except BudgetExceeded as exc:
-        return Decision(rule, False, exc.reason)
+        return Decision(rule, False, exc.reason, replayable=False)
     except TemplateError as exc:  # one rule's broken template must not stop the others
-        return Decision(rule, False, f"{exc.field} failed: {exc.message}")
+        return Decision(rule, False, f"{exc.field} failed: {exc.message}", replayable=False)
     except Exception as exc:  # a bug in one rule's matching skips that rule only
         log.exception("matching rule %s (%s:%d) failed", rule.id, rule.file, rule.line)
-        return Decision(rule, False, f"matching failed: {type(exc).__name__}: {exc}")
+        return Decision(
+            rule, False, f"matching failed: {type(exc).__name__}: {exc}", replayable=False
+        )
     if not decision.matched:
         return decision
     refusal = gate(rule)
     if refusal:
-        return Decision(rule, False, refusal, decision.hit)
+        return Decision(rule, False, refusal, decision.hit, replayable=False)
     return decision
 
 

@@ -32,6 +32,7 @@ class Outcome:
     event: Event
     decisions: Sequence[Decision] = field(default_factory=list)
     actions: list[PlannedAction] = field(default_factory=list)
+    rules_version: str = ""  # which rules decided (RuleSet.version)
 
     @property
     def matched(self) -> list[Decision]:
@@ -79,6 +80,9 @@ class Pipeline:
             render_budget_ms=self.limits.render_budget_ms, clock=clock
         )
         self.dry_run = dry_run
+        # serving skips a rule whose secrets are unset; a dry-run shows what it would send,
+        # unless it replays what serving decided (engine.server.why_not)
+        self.check_secrets = not dry_run if check_secrets is None else check_secrets
         self.data_dir = data_dir
         self.sessions = sessions or SessionStore(limits=self.limits.sessions)
         self.gate = FiringGate()
@@ -107,13 +111,13 @@ class Pipeline:
         return self.trust().including(self.rules.trusted_hosts)(host)
 
     def missing_secrets(self, rule: CompiledRule) -> list[str]:
-        return [] if self.dry_run else self.secrets.missing(rule.secrets)
+        return self.secrets.missing(rule.secrets) if self.check_secrets else []
 
     def process(self, event: Event, now: float | None = None) -> Outcome:
         now = time.time() if now is None else now
         self.sweep(now)
         rules = self.rules.for_trigger(event.trigger)
-        outcome = Outcome(event)
+        outcome = Outcome(event, rules_version=self.rules.version)
         session_key = ""
         session_segments = None
         first_new = 0

@@ -20,6 +20,7 @@ from engine.server.outbox import idempotency_key
 from engine.server.sealed import Sealer
 from engine.server.statuses import ActionStatus, EventStatus
 from engine.server.store import Store
+from engine.server.why_not import stored_decisions
 from engine.triggers import default_triggers
 
 
@@ -66,14 +67,6 @@ def answer_context(event_id: str) -> str:
     return f"{event_id}:answer"
 
 
-def decisions_json(outcome: Outcome | None) -> str:
-    if outcome is None:
-        return "[]"
-    return msgspec.json.encode(
-        [{"rule": d.rule.id, "matched": d.matched, "reason": d.reason} for d in outcome.decisions]
-    ).decode()
-
-
 def event_row(
     event: Event,
     *,
@@ -94,7 +87,8 @@ def event_row(
         "params": msgspec.json.encode(params).decode(),
         "body": body,
         "status": status,
-        "decisions": decisions_json(outcome),
+        "decisions": stored_decisions(outcome),  # the rest: engine.server.why_not
+        "rules_version": outcome.rules_version if outcome else None,
         "response": msgspec.json.encode(response).decode(),
     }
 

@@ -10,6 +10,7 @@ import msgspec
 
 from engine.errors import PayloadError
 from engine.runtime.payloads import Event, decode_event
+from engine.server import why_not
 from engine.server.sealed import shown
 from engine.server.statuses import ActionStatus, EventStatus
 from engine.server.store import Store
@@ -81,11 +82,26 @@ def list_events(
 
 
 def event_detail(store: Store, event_id: str) -> dict[str, Any] | None:
-    rows = store.query(f"SELECT {EVENT_COLUMNS}, body FROM events WHERE id = ?", (event_id,))
+    """One event: payload, every rule's decision (the stored ones, and the others computed
+    again from the rule version it was decided with: engine.server.why_not), actions."""
+    rows = store.query(
+        f"SELECT {EVENT_COLUMNS}, body, rules_version FROM events WHERE id = ?", (event_id,)
+    )
     if not rows:
         return None
-    event = _event(rows[0])
+    row = rows[0]
+    event = _event(row)
     body = event.pop("body")
+    version = event.pop("rules_version") or ""
+
+    def calls() -> list[Event]:
+        definition = default_triggers().get(row["trigger"])
+        if definition is not None and definition.live_sessions:
+            return session_events(store, event_id)
+        decoded = stored_event(row)
+        return [decoded] if decoded is not None else []
+
+    event["decisions"] = why_not.complete(store, version, event["decisions"], calls)
     trigger = default_triggers().get(event["trigger"])
     event["payload"] = (trigger.display if trigger else json_display)(body)
     event["actions"] = [

@@ -27,7 +27,7 @@ from engine.runtime.payloads import Event, decode_event
 from engine.runtime.pipeline import Outcome, Pipeline
 from engine.runtime.sessions import SessionStore
 from engine.secrets import Secrets
-from engine.server import signing
+from engine.server import rule_versions, signing
 from engine.server.capture import (
     answer_context,
     dedupe_key,
@@ -150,6 +150,7 @@ class Receiver:
 
     # -- life cycle -------------------------------------------------------------------
     def _rules_changed(self, rules: RuleSet) -> None:
+        rule_versions.remember(self.store, rules, self.secrets)  # names rules.version
         self.pipeline.rules = rules
         for warning in rules.warnings:
             log.warning("%s", warning)

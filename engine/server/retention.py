@@ -63,6 +63,13 @@ def _prune_batch(cutoff: float, batch: int) -> Callable[[sqlite_utils.Database],
             "  SELECT id FROM rejections WHERE received_at < ? LIMIT ?)",
             [cutoff, batch],
         ).rowcount
+        # rule versions no kept event was decided with (never the one serving now)
+        db.execute(
+            "DELETE FROM rule_versions WHERE created_at < ? AND version NOT IN ("
+            "  SELECT rules_version FROM events WHERE rules_version IS NOT NULL"
+            ") AND version != (SELECT version FROM rule_versions ORDER BY created_at DESC LIMIT 1)",
+            [cutoff],
+        )
         return done
 
     return write

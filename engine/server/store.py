@@ -37,7 +37,8 @@ CREATE TABLE IF NOT EXISTS events (
     body BLOB NOT NULL,
     status TEXT NOT NULL,
     decisions TEXT NOT NULL DEFAULT '[]',
-    response TEXT
+    response TEXT,
+    rules_version TEXT
 );
 CREATE INDEX IF NOT EXISTS events_received ON events(received_at);
 CREATE INDEX IF NOT EXISTS events_dedupe ON events(dedupe_key, received_at);
@@ -63,6 +64,11 @@ CREATE TABLE IF NOT EXISTS actions (
 CREATE INDEX IF NOT EXISTS actions_due ON actions(status, next_attempt_at);
 CREATE INDEX IF NOT EXISTS actions_event ON actions(event_id);
 CREATE INDEX IF NOT EXISTS actions_target ON actions(status, target);
+CREATE TABLE IF NOT EXISTS rule_versions (
+    version TEXT PRIMARY KEY,
+    created_at REAL NOT NULL,
+    rules BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS rejections (
     id INTEGER PRIMARY KEY,
     received_at REAL NOT NULL,
@@ -76,7 +82,7 @@ CREATE TABLE IF NOT EXISTS rejections (
 
 # columns added after the first release: (table, column, definition); a database made
 # before them gets them on open (an old row's NULL target is read as its connector's name)
-ADDED_COLUMNS = (("actions", "target", "TEXT"),)
+ADDED_COLUMNS = (("actions", "target", "TEXT"), ("events", "rules_version", "TEXT"))
 
 _STOP = object()
 READ_THREADS = 4  # reads the API and the receiver may have running at once
