@@ -67,6 +67,7 @@ class Pipeline:
         limits: Limits | None = None,
         clock: Clock = time.monotonic,
         indexed: bool = True,
+        check_secrets: bool | None = None,
     ) -> None:
         self.rules = rules
         # False visits every rule (matcher.decide): the reference the rule index agrees with
