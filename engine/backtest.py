@@ -188,10 +188,14 @@ def results_of(report: EventReport, rules: RuleSet, secrets: Secrets) -> dict[st
 def saved_results(store: Store, event_id: str) -> dict[str, RuleResult]:
     """What the server recorded for one event: each rule's decision and its actions'
     requests (seals shown as `<secret:NAME>`, as a dry-run masks them)."""
-    rows = store.query("SELECT decisions FROM events WHERE id = ?", (event_id,))
+    rows = store.query(
+        "SELECT id, trigger, uid, session_id, received_at, params, body, decisions, "
+        "rules_version FROM events WHERE id = ?",
+        (event_id,),
+    )
     if not rows:
         return {}
-    decisions = msgspec.json.decode(rows[0]["decisions"] or "[]")
+    decisions = history.decisions_of(store, rows[0])
     results = {
         d["rule"]: RuleResult(bool(d["matched"]), "" if d["matched"] else d["reason"])
         for d in decisions

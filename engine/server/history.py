@@ -81,9 +81,24 @@ def list_events(
     return events
 
 
+def decisions_of(store: Store, row: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every rule's decision for a stored event row (with its `decisions`, `rules_version`
+    and what stored_event needs): the stored ones, and the others computed again from the
+    rule version it was decided with (engine.server.why_not)."""
+    stored = _json(row["decisions"], [])
+
+    def calls() -> list[Event]:
+        definition = default_triggers().get(row["trigger"])
+        if definition is not None and definition.live_sessions:
+            return session_events(store, row["id"])
+        decoded = stored_event(row)
+        return [decoded] if decoded is not None else []
+
+    return why_not.complete(store, row["rules_version"] or "", stored, calls)
+
+
 def event_detail(store: Store, event_id: str) -> dict[str, Any] | None:
-    """One event: payload, every rule's decision (the stored ones, and the others computed
-    again from the rule version it was decided with: engine.server.why_not), actions."""
+    """One event: payload, every rule's decision (decisions_of), actions."""
     rows = store.query(
         f"SELECT {EVENT_COLUMNS}, body, rules_version FROM events WHERE id = ?", (event_id,)
     )
@@ -92,16 +107,8 @@ def event_detail(store: Store, event_id: str) -> dict[str, Any] | None:
     row = rows[0]
     event = _event(row)
     body = event.pop("body")
-    version = event.pop("rules_version") or ""
-
-    def calls() -> list[Event]:
-        definition = default_triggers().get(row["trigger"])
-        if definition is not None and definition.live_sessions:
-            return session_events(store, event_id)
-        decoded = stored_event(row)
-        return [decoded] if decoded is not None else []
-
-    event["decisions"] = why_not.complete(store, version, event["decisions"], calls)
+    event.pop("rules_version")
+    event["decisions"] = decisions_of(store, row)
     trigger = default_triggers().get(event["trigger"])
     event["payload"] = (trigger.display if trigger else json_display)(body)
     event["actions"] = [
