@@ -3,10 +3,15 @@ kinds of condition real rules use, and memory payloads shaped like Omi's.
 
 Rule i is of kind `RULE_KINDS[i % len(RULE_KINDS)]`; each rule names its own topic
 (`topic-<i>`), so one event matches a few rules and skips the rest, as with real rule sets.
+A fuzzy rule listens for its own made-up two-word command (`voice_command(i)`), as far from
+the others as real commands are; a payload says its topic's command with one letter
+misheard. (Commands that differ only in a number, "review topic 12" and "review topic 13",
+are within fuzzy reach of each other: with them a tenth of the rules fired on every event.)
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from pathlib import Path
@@ -17,6 +22,33 @@ RULES_PER_FILE = 100
 TOPICS = 50  # payload n speaks of topic n % TOPICS
 
 _ACTION = '  do:\n    - log: {path: bench.jsonl, message: "{{ memory.id }}"}\n'
+
+
+CONSONANTS = "bdfgklmnprstvz"
+VOWELS = "aeiou"
+
+
+def _made_up_word(i: int, salt: str) -> str:
+    digest = hashlib.sha256(f"{salt}{i}".encode()).digest()
+    return "".join(
+        CONSONANTS[digest[2 * k] % len(CONSONANTS)] + VOWELS[digest[2 * k + 1] % len(VOWELS)]
+        for k in range(3)
+    )
+
+
+def voice_command(i: int) -> str:
+    """Fuzzy rule i's phrase: two made-up words ("pirofo sutasi")."""
+    return f"{_made_up_word(i, 'a')} {_made_up_word(i, 'b')}"
+
+
+def misheard(phrase: str) -> str:
+    """The phrase with its last letter heard wrong (fuzzy matching still hears it)."""
+    return phrase[:-1] + ("e" if phrase[-1] == "a" else "a")
+
+
+def fuzzy_rule_of_topic(topic: int) -> int:
+    """The index of the topic-th fuzzy rule (the one its payloads say)."""
+    return topic * len(RULE_KINDS) + RULE_KINDS.index("fuzzy")
 
 
 def rule_kind(i: int) -> str:
@@ -34,7 +66,7 @@ def rule_yaml(i: int) -> str:
     elif kind == "keywords":
         when = f'    - keywords: ["launch topic {i}"]\n'
     elif kind == "fuzzy":
-        when = f'    - keywords: ["review topic {i}"]\n      fuzzy: true\n'
+        when = f'    - keywords: ["{voice_command(i)}"]\n      fuzzy: true\n'
     elif kind == "regex":
         when = f'    - path: $.structured.title\n      matches: "^Plan topic-{i}( |$)"\n'
     elif kind == "for_each":
@@ -80,7 +112,8 @@ def memory_payload(n: int) -> dict[str, Any]:
         "language": "en",
         "transcript_segments": [
             {
-                "text": f"Let's launch topic {topic} next week, then review topic {topic + 1}.",
+                "text": f"Let's launch topic {topic} next week. "
+                f"{misheard(voice_command(fuzzy_rule_of_topic(topic))).capitalize()}.",
                 "speaker": "SPEAKER_00",
                 "speaker_id": 0,
                 "is_user": True,
