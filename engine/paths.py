@@ -4,10 +4,15 @@ A path in a rule is relative to the data folder (`actions.jsonl` is `data/action
 or absolute inside it. `..`, symbolic links and absolute paths that lead elsewhere are
 refused before anything is written; `uid`, `session_id` and payload text reach these paths
 through templates, so they are hostile.
+
+Rendering checks the path as text (`..` and absolute paths elsewhere), which costs no system
+call per action; the check that follows symbolic links runs where it matters, just before
+the write (`inside_data`), so a link made at any time before then cannot lead a write out.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -22,7 +27,17 @@ def data_file(data_dir: str, path: str) -> str:
     if not path or "\x00" in path:
         raise OutsideDataFolder(f"path {path!r} is not a file name")
     joined = os.path.normpath(path if os.path.isabs(path) else os.path.join(data_dir, path))
-    return inside_data(data_dir, joined, shown=path)
+    absolute = os.path.abspath(joined)
+    if not any(absolute.startswith(root + os.sep) for root in _roots(data_dir)):
+        raise OutsideDataFolder(f"path {path!r} leads outside the data folder {data_dir}")
+    return joined
+
+
+@functools.lru_cache(maxsize=16)
+def _roots(data_dir: str) -> tuple[str, ...]:
+    """The data folder as written and as resolved (an absolute path in a rule may name
+    either); the resolved one is remembered: links are followed again at each write."""
+    return tuple(dict.fromkeys((os.path.abspath(data_dir), os.path.realpath(data_dir))))
 
 
 def inside_data(data_dir: str, path: str, *, shown: str | None = None) -> str:
