@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from engine.bench import QUICK_SIZES, decision_bytes, run_bench
+from engine.bench import QUICK_SIZES, decision_bytes, run_bench, unfired_bytes
 from engine.bench_corpus import RULE_KINDS, memory_body, write_rules
 from engine.bench_load import lua_script, parse_wrk, run_wrk, wrk_missing
 from engine.cli import main
@@ -65,6 +65,7 @@ def test_decision_bytes_are_the_stored_json_length(tmp_path: Path) -> None:
     assert decision_bytes(matched) == len('[{"rule":"bench-0","matched":true,"reason":""}]')
     # a rule that failed a condition is explained when read (engine.server.why_not)
     assert decision_bytes(skipped) == len("[]")
+    assert unfired_bytes(matched) == unfired_bytes(skipped) == 0
 
 
 def test_wrk_output_is_parsed_with_units_and_errors() -> None:
