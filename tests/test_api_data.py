@@ -49,3 +49,10 @@ def test_purge_forgets_only_dead_letters(client: Any, tmp_path: Path) -> None:
     assert purged == {"purged": 1}
     assert client.get("/api/dead-letters").json() == []
     assert len(client.get("/api/actions").json()) == len(ids) - 1
+
+
+def test_the_editor_api_is_in_the_openapi_docs(client: Any) -> None:
+    paths = client.get("/schema/openapi.json").json()["paths"]
+    for path in ("/api/rules", "/api/rules/{rule_id}", "/api/dry-run", "/api/backtest"):
+        assert path in paths, sorted(paths)
+    assert not any(path.startswith("/ui") for path in paths)

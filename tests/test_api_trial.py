@@ -72,3 +72,22 @@ def test_backtest_compares_the_edit_with_the_saved_rule(client: Any) -> None:
     assert report["events"] == 2
     assert report["fired_before"] == 1 and report["fired_after"] == 2
     assert len(report["changes"]) == 1
+
+
+def test_save_as_test_case_pins_what_the_rule_does(client: Any, tmp_path: Path) -> None:
+    from engine.rule_tests import run_rule_tests
+
+    saved = client.post(
+        "/api/rules/work-log/cases",
+        json={"name": "a work memory is logged", "source": {"sample": "memory-work.json"}},
+    )
+    assert saved.status_code == 201, saved.text
+    assert saved.json()["file"] == "work-log.test.yaml"
+    assert saved.json()["case"]["expect"]["fires"] is True
+    run = run_rule_tests(tmp_path / "rules")
+    assert [(r.name, r.passed) for r in run.results] == [("a work memory is logged", True)]
+    again = client.post(
+        "/api/rules/work-log/cases",
+        json={"name": "a work memory is logged", "source": {"sample": "memory-work.json"}},
+    )
+    assert again.status_code == 400 and "a work memory is logged" in again.json()["error"]
