@@ -177,9 +177,24 @@ class Templates:
         self.clock = clock
         self._envs = {False: _make_env(False), True: _make_env(True)}
         self._cache: dict[tuple[str, bool], jinja2.Template] = {}
+        # a template checked once is not parsed again (10,000 rules repeat a few texts)
+        self._checked: dict[tuple[str, str, frozenset[str]], set[str] | TemplateSyntax] = {}
 
     def check(self, source: str, *, trigger: str, allowed_extra: Iterable[str] = ()) -> set[str]:
         """Compile `source` and return the secret names it uses; raise TemplateSyntax."""
+        key = (source, trigger, frozenset(allowed_extra))
+        found = self._checked.get(key)
+        if found is None:
+            try:
+                found = self._check(source, trigger, key[2])
+            except TemplateSyntax as exc:
+                found = exc
+            self._checked[key] = found
+        if isinstance(found, TemplateSyntax):
+            raise TemplateSyntax(found.message, found.line)
+        return set(found)
+
+    def _check(self, source: str, trigger: str, allowed_extra: frozenset[str]) -> set[str]:
         env = self._envs[False]
         try:
             tree = env.parse(source)

@@ -57,9 +57,23 @@ def _mark(node: yaml.Node) -> Mark:
     return Mark(node.start_mark.line + 1, node.start_mark.column + 1)
 
 
+# libyaml parses about ten times faster; its error texts differ, so a document it refuses
+# is parsed again by PyYAML's own parser for the message (the same one either way)
+FAST_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def load_with_marks(text: str, file: str) -> tuple[Any, SourceMap]:
     """Parse one YAML document into plain Python plus a SourceMap of its nodes."""
-    loader = yaml.SafeLoader(text)
+    if FAST_LOADER is not yaml.SafeLoader:
+        try:
+            return _load(FAST_LOADER, text, file)
+        except YamlSyntaxError:
+            pass
+    return _load(yaml.SafeLoader, text, file)
+
+
+def _load(loader_class: type[yaml.SafeLoader], text: str, file: str) -> tuple[Any, SourceMap]:
+    loader = loader_class(text)
     source = SourceMap(file)
     try:
         node = loader.get_single_node()

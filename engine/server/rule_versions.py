@@ -61,6 +61,9 @@ def remember(store: Store, rules: RuleSet, secrets: Secrets) -> Future[None]:
     that of the last load, so the version serving now is always the newest."""
     version, text = snapshot(rules, secrets)
     rules.version = version
+    named = set().union(*(rule.secrets for rule in rules.rules))
+    unset = {name for rule in rules.rules for name in secrets.missing(rule.secrets)}
+    VERSIONS.keep(version, Version(rules, Secrets(dict.fromkeys(named - unset, "set"))))
 
     def write(db: sqlite_utils.Database) -> None:
         db.execute(
@@ -98,6 +101,15 @@ class VersionCache:
         self._compiled: OrderedDict[str, Version] = OrderedDict()
         self._lock = threading.Lock()
 
+    def keep(self, version: str, compiled: Version) -> None:
+        """A version compiled already (the one just loaded): explaining its events needs
+        no second compile."""
+        with self._lock:
+            self._compiled[version] = compiled
+            self._compiled.move_to_end(version)
+            while len(self._compiled) > KEPT_COMPILED:
+                self._compiled.popitem(last=False)
+
     def get(self, store: Store, version: str) -> Version | None:
         with self._lock:
             if version in self._compiled:
@@ -108,10 +120,7 @@ class VersionCache:
             return None
         compiled = compile_records(rows[0]["rules"], self.registry)
         compiled.rules.version = version
-        with self._lock:
-            self._compiled[version] = compiled
-            while len(self._compiled) > KEPT_COMPILED:
-                self._compiled.popitem(last=False)
+        self.keep(version, compiled)
         return compiled
 
 
