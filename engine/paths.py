@@ -28,16 +28,17 @@ def data_file(data_dir: str, path: str) -> str:
         raise OutsideDataFolder(f"path {path!r} is not a file name")
     joined = os.path.normpath(path if os.path.isabs(path) else os.path.join(data_dir, path))
     absolute = os.path.abspath(joined)
-    if not any(absolute.startswith(root + os.sep) for root in _roots(data_dir)):
+    if not any(absolute.startswith(root + os.sep) for root in _roots(os.path.abspath(data_dir))):
         raise OutsideDataFolder(f"path {path!r} leads outside the data folder {data_dir}")
     return joined
 
 
 @functools.lru_cache(maxsize=16)
 def _roots(data_dir: str) -> tuple[str, ...]:
-    """The data folder as written and as resolved (an absolute path in a rule may name
-    either); the resolved one is remembered: links are followed again at each write."""
-    return tuple(dict.fromkeys((os.path.abspath(data_dir), os.path.realpath(data_dir))))
+    """The (absolute) data folder as written and as resolved (an absolute path in a rule
+    may name either); the resolved one is remembered: links are followed again at each
+    write."""
+    return tuple(dict.fromkeys((data_dir, os.path.realpath(data_dir))))
 
 
 def inside_data(data_dir: str, path: str, *, shown: str | None = None) -> str:
