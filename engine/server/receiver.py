@@ -325,9 +325,7 @@ class Receiver:
                     self.secrets.masked_traceback(exc),
                 )
                 outcome, status = Outcome(event), EventStatus.ERROR
-            self.metrics.matching_seconds.labels(event.trigger).observe(
-                time.perf_counter() - started
-            )
+            self.metrics.observe_matching(event.trigger, time.perf_counter() - started)
             prepared.outcome, prepared.status = outcome, status
             message = outcome.inline_reply()
             if message:
@@ -429,7 +427,7 @@ class Receiver:
 
     def count_recorded(self, prepared: Prepared) -> None:
         """Metrics for an event now on disk: its status, and each rule that fired."""
-        self.metrics.events.labels(prepared.event.trigger, prepared.status).inc()
+        self.metrics.count_event(prepared.event.trigger, prepared.status)
         for decision in prepared.outcome.matched if prepared.outcome else ():
             self.metrics.rule_fires.labels(decision.rule.id).inc()
 
