@@ -85,21 +85,6 @@ class Prepared:
     status: EventStatus = EventStatus.PROCESSED
     response: dict[str, Any] = field(default_factory=dict)
     store_write: Future[Any] | None = None  # the store's own future
-    written: Future[Any] = field(default_factory=Future)  # resolves with store_write
-
-
-def _chain(source: Future[Any], target: Future[Any]) -> None:
-    """Resolve `target` as `source` resolves (result, exception or cancellation)."""
-
-    def copy(done: Future[Any]) -> None:
-        if done.cancelled():
-            target.cancel()
-        elif done.exception() is not None:
-            target.set_exception(done.exception())
-        else:
-            target.set_result(done.result())
-
-    source.add_done_callback(copy)
 
 
 class StoreBusy(TimeoutError):
@@ -311,8 +296,6 @@ class Receiver:
         prepared.repeat_of = self.deduper.claim(key, event.id, now)
         if prepared.repeat_of is not None:
             return prepared
-        # a repeat arriving from now on waits for this write and shares its fate
-        self._recording[event.id] = prepared.written
         try:
             started = time.perf_counter()
             try:
@@ -343,9 +326,13 @@ class Receiver:
                 sealer=self.sealer,
             )
         except BaseException as exc:
-            prepared.written.set_exception(exc)
+            failed: Future[Any] = Future()
+            failed.set_exception(exc)
+            self._recording[event.id] = failed  # a repeat of it is answered 503 too
             raise
-        _chain(prepared.store_write, prepared.written)
+        # a repeat (prepared after this, in this thread) waits for this write and shares
+        # its fate
+        self._recording[event.id] = prepared.store_write
         return prepared
 
     async def receive(self, incoming: Incoming) -> Answer:
