@@ -6,7 +6,8 @@ browser's session cookie, with its CSRF token) for all but the webhooks, `/setup
 `/health`, the login form and `/ui/static` (so `/metrics` needs it).
 
 Handlers only translate HTTP to the Receiver and back; no connector runs in a request.
-OpenAPI docs are at /schema (Swagger UI at /schema/swagger).
+OpenAPI docs are at /schema (Swagger UI at /schema/swagger); the webhooks, raw ASGI routes, are
+not in them (README, DESIGN.md and engine.triggers describe them).
 """
 
 from __future__ import annotations
