@@ -8,6 +8,7 @@ import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import msgspec
@@ -354,6 +355,40 @@ def test_a_body_sent_in_chunks_is_read_whole(tmp_path: Path) -> None:
         (event,) = client.get("/api/events").json()
     assert answer.status_code == 200
     assert event["status"] == "processed"
+
+
+def test_a_client_gone_before_its_body_is_not_a_rejection(tmp_path: Path) -> None:
+    import asyncio
+
+    app = create_app(server_settings(tmp_path))
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/webhook/memory",
+        "raw_path": b"/webhook/memory",
+        "root_path": "",
+        "query_string": b"uid=u",
+        "headers": [(b"host", b"127.0.0.1"), (b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+        "state": {},
+    }
+    with admin_client(app) as client:
+        asyncio.run(app(scope, receive, send))  # type: ignore[arg-type]
+        rejections = client.get("/api/rejections").json()
+    assert sent[0]["status"] == 500
+    assert rejections == []
 
 
 def test_serve_freezes_the_startup_heap(tmp_path: Path) -> None:

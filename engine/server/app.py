@@ -22,7 +22,7 @@ from typing import Any, cast
 
 import msgspec
 from litestar import Litestar, Request, Response, asgi, get, post
-from litestar.exceptions import HTTPException, NotFoundException
+from litestar.exceptions import HTTPException, InternalServerException, NotFoundException
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.params import FromPath, FromQuery
@@ -68,8 +68,8 @@ async def read_body(receive: Receive, declared: str, limit: int) -> tuple[bytes 
     chunks, size = [], 0
     while True:
         message = await receive()
-        if message["type"] != "http.request":  # the client went away
-            break
+        if message["type"] != "http.request":  # answered 500 as Litestar does; nobody reads it
+            raise InternalServerException("client disconnected prematurely")
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
