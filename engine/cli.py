@@ -203,7 +203,7 @@ def serve(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     token, created = admin_token(settings)
-    app = create_app(settings)
+    app = create_app(settings, freeze_heap=True)
     receiver = app.state.receiver
     redactor = SecretRedactor(lambda: receiver.secrets)
     for handler in logging.getLogger().handlers:

@@ -8,6 +8,7 @@ import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import msgspec
@@ -326,6 +327,78 @@ def test_retry_of_an_out_of_range_action_id_is_a_404(tmp_path: Path) -> None:
     with admin_client(create_app(server_settings(tmp_path))) as client:
         assert client.post(f"/api/actions/{2**64}/retry").status_code == 404
         assert client.post("/api/actions/-1/retry").status_code == 404
+
+
+def test_a_webhook_answers_json_and_only_to_post(tmp_path: Path) -> None:
+    with admin_client(create_app(server_settings(tmp_path))) as client:
+        ok = client.post("/webhook/memory?uid=u", json={"id": "m1"})
+        wrong = client.get("/webhook/memory?uid=u")
+    assert (ok.status_code, ok.headers["content-type"], ok.json()) == (
+        200,
+        "application/json",
+        {},
+    )
+    assert ok.headers["content-length"] == str(len(ok.content))
+    assert (wrong.status_code, wrong.headers["allow"]) == (405, "POST")
+    assert wrong.json() == {"error": "Method Not Allowed"}
+
+
+def test_a_body_sent_in_chunks_is_read_whole(tmp_path: Path) -> None:
+    body = json.dumps({"id": "m-chunked", "structured": {"title": "x" * 5000}}).encode()
+    chunks = [body[i : i + 1000] for i in range(0, len(body), 1000)]
+    with admin_client(create_app(server_settings(tmp_path))) as client:
+        answer = client.post(
+            "/webhook/memory?uid=u",
+            content=iter(chunks),
+            headers={"Content-Type": "application/json"},
+        )
+        (event,) = client.get("/api/events").json()
+    assert answer.status_code == 200
+    assert event["status"] == "processed"
+
+
+def test_a_client_gone_before_its_body_is_not_a_rejection(tmp_path: Path) -> None:
+    import asyncio
+
+    app = create_app(server_settings(tmp_path))
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/webhook/memory",
+        "raw_path": b"/webhook/memory",
+        "root_path": "",
+        "query_string": b"uid=u",
+        "headers": [(b"host", b"127.0.0.1"), (b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+        "state": {},
+    }
+    with admin_client(app) as client:
+        asyncio.run(app(scope, receive, send))  # type: ignore[arg-type]
+        rejections = client.get("/api/rejections").json()
+    assert sent[0]["status"] == 500
+    assert rejections == []
+
+
+def test_serve_freezes_the_startup_heap(tmp_path: Path) -> None:
+    import gc
+
+    try:
+        with TestClient(create_app(server_settings(tmp_path), freeze_heap=True)):
+            assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
 
 
 def test_body_over_the_limit_is_413(tmp_path: Path) -> None:

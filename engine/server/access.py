@@ -57,6 +57,7 @@ SECURITY_HEADERS = (
     (b"referrer-policy", b"no-referrer"),
 )
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+MAX_HOSTS_KNOWN = 256  # distinct Host values whose answer is remembered
 MAX_HOSTS_LOGGED = 100  # distinct refused Host values logged, so a flood cannot fill the log
 
 
@@ -92,10 +93,18 @@ class HostCheck:
     def __init__(self, allowed: Iterable[str]) -> None:
         self.patterns = [host_name(a) if a != "*" else "*" for a in allowed]
         self.patterns.extend(LOOPBACK_NAMES)
+        self._known: dict[str, bool] = {}  # Host header -> allowed (checked on every request)
 
     def allows(self, host: str) -> bool:
-        name = host_name(host)
-        return any(p == "*" or p == name or fnmatch.fnmatchcase(name, p) for p in self.patterns)
+        known = self._known.get(host)
+        if known is None:
+            name = host_name(host)
+            known = any(
+                p == "*" or p == name or fnmatch.fnmatchcase(name, p) for p in self.patterns
+            )
+            if len(self._known) < MAX_HOSTS_KNOWN:  # a flood of made-up names is not kept
+                self._known[host] = known
+        return known
 
 
 def _header(scope: dict[str, Any], name: bytes) -> str:

@@ -4,9 +4,10 @@ in one transaction, before the 200. Duplicates (Omi retries) are recognized here
 from __future__ import annotations
 
 import hashlib
-import secrets as random
+import sqlite3
 import time
 from concurrent.futures import Future
+from random import Random
 from typing import Any
 
 import msgspec
@@ -23,10 +24,14 @@ from engine.server.store import Store
 from engine.server.why_not import stored_decisions
 from engine.triggers import default_triggers
 
+# seeded from os.urandom once: an id needs to be unique, not secret, and a system call per
+# event (secrets.token_hex) hands the GIL away on the webhook's path
+_id_bits = Random()
+
 
 def new_event_id(now: float) -> str:
-    """Sortable by time, unique: milliseconds then random hex."""
-    return f"{int(now * 1000):013x}{random.token_hex(5)}"
+    """Sortable by time, unique: milliseconds then 40 random bits in hex."""
+    return f"{int(now * 1000):013x}{_id_bits.getrandbits(40):010x}"
 
 
 def dedupe_part(kind: str, uid: str, value: str) -> str:
@@ -159,11 +164,26 @@ def write_event(
     actions = action_rows(event, outcome, secrets, sealer, now=event.received_at) if outcome else []
 
     def write(db: sqlite_utils.Database) -> None:
-        db.table("events").insert(row)
+        insert_rows(db.conn, "events", [row])
         if actions:
-            db.table("actions").insert_all(actions)
+            insert_rows(db.conn, "actions", actions)
 
     return store.submit(write)
+
+
+def insert_rows(conn: sqlite3.Connection, table: str, rows: list[dict[str, Any]]) -> None:
+    """Plain INSERTs of rows that share their keys, by name (the webhook's hot path: no
+    sqlite-utils table lookups or type conversions per row; every value is already a str,
+    bytes, number or None). `table` and the keys are ours, never a sender's."""
+    sql = _INSERTS.get((table, *rows[0]))
+    if sql is None:
+        names = ", ".join(rows[0])
+        sql = f"INSERT INTO {table} ({names}) VALUES ({', '.join(':' + k for k in rows[0])})"
+        _INSERTS[(table, *rows[0])] = sql
+    conn.executemany(sql, rows) if len(rows) > 1 else conn.execute(sql, rows[0])
+
+
+_INSERTS: dict[tuple[str, ...], str] = {}  # (table, *columns) -> its INSERT statement
 
 
 def record_rejection(
@@ -178,17 +198,17 @@ def record_rejection(
 ) -> Future[Any]:
     now = time.time()
 
+    row = {
+        "received_at": now,
+        "endpoint": endpoint,
+        "uid": uid,
+        "status": status,
+        "reason": reason,
+        "size": size,
+    }
+
     def write(db: sqlite_utils.Database) -> None:
-        db.table("rejections").insert(
-            {
-                "received_at": now,
-                "endpoint": endpoint,
-                "uid": uid,
-                "status": status,
-                "reason": reason,
-                "size": size,
-            }
-        )
+        insert_rows(db.conn, "rejections", [row])
         db.execute(
             "DELETE FROM rejections WHERE id <= (SELECT MAX(id) FROM rejections) - ?", [keep]
         )

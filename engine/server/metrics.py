@@ -17,6 +17,7 @@ no lock of ours); the outbox depth is the one value read from the store, at scra
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -26,6 +27,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.metrics import MetricWrapperBase
 
 from engine.server.statuses import ActionStatus
 
@@ -86,6 +88,26 @@ class Metrics:
             buckets=MATCHING_BUCKETS,
             registry=registry,
         )
+
+        # the children of the per-webhook metrics, by label values: `labels()` takes a lock
+        # and builds its key each time, and these are counted on every webhook
+        self._children: dict[tuple[object, ...], Any] = {}
+
+    def _child(self, metric: MetricWrapperBase, *values: str) -> Any:
+        key = (metric, *values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
+
+    def count_event(self, trigger: str, status: str) -> None:
+        self._child(self.events, trigger, status).inc()
+
+    def observe_request(self, trigger: str, seconds: float) -> None:
+        self._child(self.request_seconds, trigger).observe(seconds)
+
+    def observe_matching(self, trigger: str, seconds: float) -> None:
+        self._child(self.matching_seconds, trigger).observe(seconds)
 
     def set_outbox(self, counts: Mapping[str, int]) -> None:
         """The outbox gauge from counts by status (a state with no row reads 0)."""

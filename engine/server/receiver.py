@@ -8,13 +8,14 @@ in the response); connector calls are not: they wait in the outbox for the deliv
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter
 from collections.abc import Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
@@ -41,6 +42,7 @@ from engine.server.metrics import OUTBOX_STATES, Metrics
 from engine.server.outbox import counts_by_status, recover_in_flight
 from engine.server.retention import sweep_daily
 from engine.server.sealed import Sealer
+from engine.server.serial_thread import SerialThread
 from engine.server.statuses import EventStatus
 from engine.server.store import Store
 from engine.server.webhook_auth import authenticate
@@ -83,21 +85,44 @@ class Prepared:
     status: EventStatus = EventStatus.PROCESSED
     response: dict[str, Any] = field(default_factory=dict)
     store_write: Future[Any] | None = None  # the store's own future
-    written: Future[Any] = field(default_factory=Future)  # resolves with store_write
 
 
-def _chain(source: Future[Any], target: Future[Any]) -> None:
-    """Resolve `target` as `source` resolves (result, exception or cancellation)."""
+class StoreBusy(TimeoutError):
+    """An event's write had not begun `answer_deadline` after it was queued."""
 
-    def copy(done: Future[Any]) -> None:
-        if done.cancelled():
-            target.cancel()
-        elif done.exception() is not None:
-            target.set_exception(done.exception())
+
+class Pending:
+    """The loop's side of one webhook in the rules thread: `settled` resolves with the
+    Prepared once its write is done (see Receiver.receive)."""
+
+    __slots__ = ("settled", "prepared", "queued_at", "timer")
+
+    def __init__(self, settled: asyncio.Future[Prepared]) -> None:
+        self.settled = settled
+        self.prepared: Prepared | None = None  # set by the rules thread, write queued
+        self.queued_at = 0.0
+        self.timer: asyncio.TimerHandle | None = None
+
+
+def _settle_soon(
+    loop: asyncio.AbstractEventLoop,
+    settled: asyncio.Future[Prepared],
+    prepared: Prepared | None,
+    exc: BaseException | None,
+) -> None:
+    """From another thread: resolve `settled` on its loop (unless it is already resolved:
+    the deadline passed, or the request was cancelled)."""
+
+    def settle() -> None:
+        if settled.done():
+            return
+        if exc is not None:
+            settled.set_exception(exc)
         else:
-            target.set_result(done.result())
+            settled.set_result(cast(Prepared, prepared))
 
-    source.add_done_callback(copy)
+    with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+        loop.call_soon_threadsafe(settle)
 
 
 @dataclass
@@ -146,7 +171,7 @@ class Receiver:
         self._tasks: list[asyncio.Task[None]] = []
         self._recording: dict[str, Future[Any]] = {}  # event id -> its pending write
         # decoding, matching and rendering run here, one event at a time, in arrival order
-        self._rules_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rules")
+        self._rules_thread = SerialThread("rules")
 
     # -- life cycle -------------------------------------------------------------------
     def _rules_changed(self, rules: RuleSet) -> None:
@@ -190,7 +215,7 @@ class Receiver:
                 log.error("task %s did not stop within %ss", task.get_name(), STOP_TIMEOUT)
                 task.print_stack()
         self._tasks.clear()
-        self._rules_thread.shutdown(wait=True)
+        self._rules_thread.shutdown()
         await asyncio.to_thread(self.store.close)
 
     def event_body(self, event_id: str) -> bytes:
@@ -272,8 +297,6 @@ class Receiver:
         prepared.repeat_of = self.deduper.claim(key, event.id, now)
         if prepared.repeat_of is not None:
             return prepared
-        # a repeat arriving from now on waits for this write and shares its fate
-        self._recording[event.id] = prepared.written
         try:
             started = time.perf_counter()
             try:
@@ -286,9 +309,7 @@ class Receiver:
                     self.secrets.masked_traceback(exc),
                 )
                 outcome, status = Outcome(event), EventStatus.ERROR
-            self.metrics.matching_seconds.labels(event.trigger).observe(
-                time.perf_counter() - started
-            )
+            self.metrics.observe_matching(event.trigger, time.perf_counter() - started)
             prepared.outcome, prepared.status = outcome, status
             message = outcome.inline_reply()
             if message:
@@ -306,53 +327,97 @@ class Receiver:
                 sealer=self.sealer,
             )
         except BaseException as exc:
-            prepared.written.set_exception(exc)
+            failed: Future[Any] = Future()
+            failed.set_exception(exc)
+            self._recording[event.id] = failed  # a repeat of it is answered 503 too
             raise
-        _chain(prepared.store_write, prepared.written)
+        # a repeat (prepared after this, in this thread) waits for this write and shares
+        # its fate
+        self._recording[event.id] = prepared.store_write
         return prepared
 
     async def receive(self, incoming: Incoming) -> Answer:
-        """Answer one webhook; only a recorded event gets 200."""
+        """Answer one webhook; only a recorded event gets 200. The rules thread prepares
+        the event and queues its write; the loop wakes once, when the write has committed
+        (or the event was refused or is a repeat)."""
         loop = asyncio.get_running_loop()
+        pending = Pending(loop.create_future())
+        self._rules_thread.submit(self._prepare_and_write, incoming, pending, loop)
+        deadline = self.settings.answer_deadline
+        pending.timer = loop.call_later(deadline, self._past_deadline, pending, loop)
         try:
-            prepared = await loop.run_in_executor(self._rules_thread, self.prepare, incoming)
+            prepared = await pending.settled
         except PayloadError as exc:
             return await self.reject(incoming, exc)
+        except StoreBusy as exc:
+            return self._unrecorded(pending.prepared, exc)
+        finally:
+            pending.timer.cancel()
+            if pending.prepared is not None:
+                self._recording.pop(pending.prepared.event.id, None)
         event, key = prepared.event, prepared.key
         if prepared.repeat_of is not None:
             return await self.acknowledge_repeat(
                 incoming, event, key, prepared.params, prepared.repeat_of
             )
-        try:
-            await self._committed(prepared)
-        except Exception:
-            self._rules_thread.submit(self.deduper.release, key)
-            log.exception("could not record a %s event", event.trigger)
-            self.metrics.events.labels(event.trigger, "unrecorded").inc()
-            return Answer(503, {"error": "could not record the event; retry"})
-        finally:
-            self._recording.pop(event.id, None)
+        write = prepared.store_write
+        if write is None or write.cancelled() or write.exception() is not None:
+            error = write.exception() if write is not None and not write.cancelled() else None
+            return self._unrecorded(prepared, error)
         self.counters.accepted += 1
         self.count_recorded(prepared)
         if prepared.outcome is not None and prepared.outcome.actions:
             self.deliverer.wake.set()
         return Answer(200, prepared.response)
 
+    def _prepare_and_write(
+        self, incoming: Incoming, pending: Pending, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        """In the rules thread: prepare (which queues the write), then settle `pending` on
+        the loop once the write is done, or at once for a refusal or a repeat."""
+        try:
+            prepared = self.prepare(incoming)
+        except BaseException as exc:
+            _settle_soon(loop, pending.settled, None, exc)
+            return
+        pending.queued_at = time.monotonic()
+        pending.prepared = prepared
+        write = prepared.store_write
+        if write is None:
+            _settle_soon(loop, pending.settled, prepared, None)
+        else:
+            settled = pending.settled
+            write.add_done_callback(lambda _done: _settle_soon(loop, settled, prepared, None))
+
+    def _past_deadline(self, pending: Pending, loop: asyncio.AbstractEventLoop) -> None:
+        """`answer_deadline` after the write was queued (a locked database): give up with
+        TimeoutError if the write has not begun, so Omi gets a 503 before its own 15 s
+        timeout and retries. A write already running is waited for: it may commit."""
+        if pending.settled.done():
+            return
+        deadline = self.settings.answer_deadline
+        prepared = pending.prepared
+        left = deadline if prepared is None else pending.queued_at + deadline - time.monotonic()
+        if left > 0:  # still being matched, or queued less than the deadline ago
+            pending.timer = loop.call_later(left, self._past_deadline, pending, loop)
+        elif prepared is not None and prepared.store_write and prepared.store_write.cancel():
+            pending.settled.set_exception(StoreBusy(f"the store was busy for {deadline:g}s"))
+
+    def _unrecorded(self, prepared: Prepared | None, exc: BaseException | None) -> Answer:
+        """A write that did not commit: the claim on its dedupe key is let go (Omi's retry
+        is not a repeat) and Omi is told to retry."""
+        if prepared is not None:
+            self._rules_thread.submit(self.deduper.release, prepared.key)
+            trigger = prepared.event.trigger
+            log.error("could not record a %s event", trigger, exc_info=exc or None)
+            self.metrics.events.labels(trigger, "unrecorded").inc()
+        return Answer(503, {"error": "could not record the event; retry"})
+
     def count_recorded(self, prepared: Prepared) -> None:
         """Metrics for an event now on disk: its status, and each rule that fired."""
-        self.metrics.events.labels(prepared.event.trigger, prepared.status).inc()
+        self.metrics.count_event(prepared.event.trigger, prepared.status)
         for decision in prepared.outcome.matched if prepared.outcome else ():
             self.metrics.rule_fires.labels(decision.rule.id).inc()
-
-    async def _committed(self, prepared: Prepared) -> None:
-        """Wait for the event's write; past `answer_deadline` (a locked database) give up
-        with TimeoutError if the write has not begun, so Omi gets a 503 before its own
-        15 s timeout and retries. A write already running is waited for: it may commit."""
-        written = asyncio.wrap_future(prepared.written)
-        done, _pending = await asyncio.wait({written}, timeout=self.settings.answer_deadline)
-        if not done and prepared.store_write is not None and prepared.store_write.cancel():
-            raise TimeoutError(f"the store was busy for {self.settings.answer_deadline:g}s")
-        await written
 
     async def acknowledge_repeat(
         self,
