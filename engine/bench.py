@@ -4,9 +4,10 @@
                 and p99, at three rule counts (10, 1,000, 10,000; --quick: smaller)
     naive       every rule's JSONPaths walked by jsonpath-ng for every event, at the middle
                 count: how much the compiled matcher saves
-    receiver    wrk against `omi-rules serve` with the middle count of rules and against a
-                bare Litestar endpoint (engine.bench_bare): req/s, p50, p99 (skipped, and
-                said so, when wrk is not installed)
+    receiver    wrk against `omi-rules serve` with the middle count of rules, with none
+                (the request path alone), and against a bare Litestar endpoint
+                (engine.bench_bare): req/s, p50, p99 (skipped, and said so, when wrk is not
+                installed)
     decisions   bytes of decisions stored per event (the events table's `decisions` column)
     memory      peak RSS of this process and of its children (the servers, wrk)
 
@@ -61,6 +62,7 @@ class BenchReport:
     decision_bytes: dict[int, float] = field(default_factory=dict)
     unfired_bytes: dict[int, float] = field(default_factory=dict)  # of rules that did not fire
     receiver: LoadResult | None = None
+    receiver_empty: LoadResult | None = None  # no rules: what the request path itself costs
     bare: LoadResult | None = None
     load_skipped: str | None = None
     peak_rss_mb: float = 0.0
@@ -126,16 +128,19 @@ class BenchReport:
         out.append("")
         out.append(f"receiver under wrk ({CONNECTIONS} connections, memories with new ids):")
         if self.receiver and self.bare:
-            for name, r in (
-                (f"omi-rules, {middle:,} rules", self.receiver),
-                ("bare Litestar", self.bare),
-            ):
+            rows = [(f"omi-rules, {middle:,} rules", self.receiver)]
+            if self.receiver_empty:
+                rows.append(("omi-rules, no rules", self.receiver_empty))
+            for name, r in (*rows, ("bare Litestar", self.bare)):
                 out.append(
                     f"  {name:<22} {r.requests_per_s:9.0f} req/s  p50 {r.p50_ms:7.2f} ms"
                     f"  p99 {r.p99_ms:7.2f} ms  errors {r.errors}"
                 )
             kept = self.receiver.requests_per_s / self.bare.requests_per_s
             out.append(f"  receiver/bare: {kept:.0%} of the requests/s")
+            if self.receiver_empty:
+                path = self.receiver_empty.requests_per_s / self.bare.requests_per_s
+                out.append(f"  with no rules (the request path alone): {path:.0%}")
         else:
             out.append(f"  SKIPPED: {self.load_skipped}")
         out.append("")
@@ -255,6 +260,8 @@ def run_bench(
         seconds = 1.0 if quick else 10.0
         progress(f"wrk against omi-rules serve with {report.middle:,} rules for {seconds:g} s ...")
         report.receiver = load_receiver(report.middle, seconds, CONNECTIONS)
+        progress(f"wrk against omi-rules serve with no rules for {seconds:g} s ...")
+        report.receiver_empty = load_receiver(0, seconds, CONNECTIONS)
         progress(f"wrk against the bare endpoint for {seconds:g} s ...")
         report.bare = load_bare(seconds, CONNECTIONS)
     report.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -104,6 +104,8 @@ def test_quick_bench_prints_every_figure() -> None:
         assert report.receiver.requests_per_s > 0 and report.bare.requests_per_s > 0
         assert report.receiver.p99_ms > 0 and report.bare.p50_ms > 0
         assert report.receiver.errors == 0 and report.bare.errors == 0
+        assert report.receiver_empty is not None and report.receiver_empty.errors == 0
+        assert "with no rules (the request path alone)" in report.text()
 
 
 def test_the_cli_runs_the_quick_bench() -> None:
