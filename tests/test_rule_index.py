@@ -72,6 +72,9 @@ def keyword_condition(draw: st.DrawFn) -> str:
     speaker = draw(st.sampled_from([None, "user", "others", "any"]))
     if speaker:
         options += f", speaker: {speaker}"
+    negation = draw(st.sampled_from([None, "allow", "deny"]))
+    if negation:
+        options += f", negation: {negation}"
     return f"{{keywords: {_yaml(phrases)}{options}}}"
 
 
@@ -133,7 +136,10 @@ def rules(trigger: str) -> st.SearchStrategy[str]:
 # -- events -------------------------------------------------------------------------------
 
 SAYINGS = st.lists(
-    st.sampled_from([*WORDS, "hey homie", "dead line", "Launch!", "next-sprint", "lites"]),
+    st.sampled_from(
+        [*WORDS, "hey homie", "dead line", "Launch!", "next-sprint", "lites"]
+        + ["don't", "do not", "never", "no need to", "why not", "I don't know,", "dare"]
+    ),
     max_size=6,
 ).map(" ".join)
 SEGMENTS = st.lists(st.fixed_dictionaries({"text": SAYINGS, "is_user": st.booleans()}), max_size=3)
@@ -229,7 +235,13 @@ def test_rules_the_index_leaves_out_are_explained_only_when_read(tmp_path: Path)
 # -- the phrase index ------------------------------------------------------------------------
 
 LETTERS = st.text(alphabet="aeimnorst", min_size=1, max_size=7)
-SPOKEN_WORDS = st.lists(LETTERS, max_size=14)
+# segments of a few words, some of them negations ("not" is also spelled from LETTERS)
+SPOKEN_WORDS = st.lists(
+    st.lists(LETTERS | st.sampled_from(["dont", "never", "no need", "why", ","]), max_size=4).map(
+        " ".join
+    ),
+    max_size=6,
+)
 
 
 @settings(max_examples=400, deadline=None)
@@ -237,14 +249,16 @@ SPOKEN_WORDS = st.lists(LETTERS, max_size=14)
     st.lists(st.lists(LETTERS, min_size=1, max_size=4).map(" ".join), min_size=1, max_size=8),
     st.booleans(),
     SPOKEN_WORDS,
-    st.integers(0, 14),
+    st.integers(0, 6),
+    st.booleans(),
 )
 def test_the_phrase_index_names_every_phrase_the_matcher_finds(
-    phrases: list[str], fuzzy: bool, words: list[str], first_new: int
+    phrases: list[str], fuzzy: bool, words: list[str], first_new: int, allow: bool
 ) -> None:
-    """Short words from few letters: many near misses, split and joined words."""
+    """Short words from few letters: many near misses, split and joined words; negations
+    only ever take a hit away, so the index names the negated ones too."""
     index = PhraseIndex()
-    matchers = [KeywordMatcher([phrase], fuzzy=fuzzy) for phrase in phrases]
+    matchers = [KeywordMatcher([phrase], fuzzy=fuzzy, allow_negated=allow) for phrase in phrases]
     for matcher in matchers:
         index.add(matcher.phrases[0], fuzzy=fuzzy)
     index.build()
@@ -252,7 +266,8 @@ def test_the_phrase_index_names_every_phrase_the_matcher_finds(
     spoken = SpokenText.of(segments, min(first_new, len(segments)))
     heard = index.heard(spoken)
     found = {i for i, matcher in enumerate(matchers) if matcher.find(spoken) is not None}
-    assert found <= heard
+    negated = {i for i, matcher in enumerate(matchers) if matcher.search(spoken)[1] is not None}
+    assert found | negated <= heard
     assert index.heard(spoken) == heard  # what is kept between events changes nothing
 
 
