@@ -147,13 +147,13 @@ class SpokenText:
         """The cue negating a phrase heard from word `start` on, in the same segment."""
         segment = self.word_segment[start]
         first = bisect_left(self.word_segment, segment)
-        words = self.words[first : start + 1]
 
         def same_clause(a: int, b: int) -> bool:
-            numbers = clause_numbers(str(self.segments[segment].get("text") or ""), b + 1)
-            return numbers[a] == numbers[b]
+            text = str(self.segments[segment].get("text") or "")
+            numbers = clause_numbers(text, b - first + 1)
+            return numbers[a - first] == numbers[b - first]
 
-        return negation_before(words, start - first, same_clause)
+        return negation_before(self.words, start, same_clause, first)
 
     @cached_property
     def positions(self) -> dict[str, list[int]]:

@@ -69,18 +69,18 @@ SameClause = Callable[[int, int], bool]  # whether two words of the segment shar
 
 
 def negation_before(
-    words: Sequence[str], at: int, same_clause: SameClause
+    words: Sequence[str], at: int, same_clause: SameClause, first: int = 0
 ) -> tuple[str, ...] | None:
     """The cue negating the phrase that starts at `words[at]`, or None.
 
-    `words` are one segment's normalized words (or their first part); `same_clause` is
-    asked only when a cue is in reach, so a hit that is not negated costs a few lookups."""
-    for end in range(at - 1, max(-1, at - 2 - MAX_FILLERS), -1):
+    `words[first:]` are one segment's normalized words (or their first part); `same_clause`
+    is asked only when a cue is in reach, so a hit that is not negated costs a few lookups."""
+    for end in range(at - 1, max(first - 1, at - 2 - MAX_FILLERS), -1):
         if words[end] in _LAST_CUE_WORDS:
-            cue = _cue_ending_at(words, end)
+            cue = _cue_ending_at(words, end, first)
             if cue is not None:
                 start = end - len(cue) + 1
-                if start > 0 and words[start - 1] == "why" and cue in SUGGESTION_CUES:
+                if start > first and words[start - 1] == "why" and cue in SUGGESTION_CUES:
                     return None
                 return cue if same_clause(start, at) else None
         if words[end] not in FILLERS:
@@ -88,9 +88,9 @@ def negation_before(
     return None
 
 
-def _cue_ending_at(words: Sequence[str], end: int) -> tuple[str, ...] | None:
+def _cue_ending_at(words: Sequence[str], end: int, first: int) -> tuple[str, ...] | None:
     for cue in CUES:
         start = end - len(cue) + 1
-        if start >= 0 and tuple(words[start : end + 1]) == cue:
+        if start >= first and tuple(words[start : end + 1]) == cue:
             return cue
     return None
