@@ -160,3 +160,26 @@ def test_a_negated_command_posted_over_http_does_not_fire(tmp_path: Path) -> Non
         'when[0]: keywords: "turn on the lights" was negated ("Hey Omi, don\'t turn on the lights")'
     )
     assert by_rule["z"]["matched"] is True
+
+
+def test_over_http_a_later_plain_command_in_the_session_still_fires(tmp_path: Path) -> None:
+    settings = server_settings(tmp_path)
+    write_rules(Path(settings.rules), NEGATED_RULE.split("- id: lights-any", 1)[0])
+    calls = [
+        {"text": "Don't turn on the lights", "start": 0.0, "end": 1.0},
+        {"text": "Okay, now turn on the lights", "start": 5.0, "end": 6.0},
+    ]
+    with admin_client(create_app(settings)) as client:
+        for segment in calls:
+            body = {"session_id": "s2", "segments": [{**segment, "is_user": True}]}
+            answer = client.post("/webhook/transcript?uid=u1&session_id=s2", json=body)
+            assert answer.status_code == 200
+        listed = client.get("/api/events").json()
+        details = [client.get(f"/api/events/{e['id']}").json() for e in listed]
+    decided = sorted(
+        (d["matched"], d["reason"].split(" (")[0]) for e in details for d in e["decisions"]
+    )
+    assert decided == [
+        (False, 'when[0]: keywords: "turn on the lights" was negated'),
+        (True, ""),
+    ]

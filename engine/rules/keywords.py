@@ -25,7 +25,7 @@ from typing import Any, Literal
 from rapidfuzz.fuzz import ratio
 
 from engine.rules.filters import speaker_label
-from engine.rules.negation import CLAUSE_BREAK, negation_before
+from engine.rules.negation import CLAUSE_BREAK, MAY_NEGATE, negation_before
 
 _APOSTROPHES = re.compile(r"['’`´]")
 _NON_WORD = re.compile(r"[^\w]+|_+")
@@ -145,6 +145,8 @@ class SpokenText:
 
     def negation(self, start: int) -> tuple[str, ...] | None:
         """The cue negating a phrase heard from word `start` on, in the same segment."""
+        if start == 0 or self.words[start - 1] not in MAY_NEGATE:
+            return None  # the common case, decided without looking further
         segment = self.word_segment[start]
         first = bisect_left(self.word_segment, segment)
 
@@ -206,17 +208,17 @@ class KeywordMatcher:
         negated: KeywordHit | None = None
         for phrase in self.phrases:
             tick()
-            seen: set[int] = set()
+            negated_starts: set[int] = set()  # negation depends on the start only
             spans = self._exact(phrase, spoken)
             if self.fuzzy:
                 spans = itertools.chain(spans, self._fuzzy(phrase, spoken, tick))
             for start, end in spans:
-                if start in seen:
-                    continue  # negation depends on where the phrase starts only
-                seen.add(start)
+                if start in negated_starts:
+                    continue
                 cue = None if self.allow_negated else spoken.negation(start)
                 if cue is None:
                     return self._hit(phrase, spoken, start, end), None
+                negated_starts.add(start)
                 if negated is None:
                     negated = self._hit(phrase, spoken, start, end, " ".join(cue))
         return None, negated

@@ -63,6 +63,7 @@ FILLERS = frozenset(
 )
 MAX_FILLERS = 4
 _LAST_CUE_WORDS = frozenset(cue[-1] for cue in CUES)
+MAY_NEGATE = FILLERS | _LAST_CUE_WORDS  # a phrase after any other word is not negated
 CLAUSE_BREAK = re.compile(r"[;:!?…—–]|[.,](?!\w)|\s-\s")
 
 SameClause = Callable[[int, int], bool]  # whether two words of the segment share a clause
