@@ -11,7 +11,7 @@ import pytest
 from engine.cli import main
 from engine.config import Settings
 from engine.connector import default_registry
-from engine.rules.rule_model import PATH_OPERATORS, Rule
+from engine.rules.rule_model import KEYWORD_OPTIONS, PATH_OPERATORS, Rule
 from tests.conftest import ROOT
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -95,6 +95,15 @@ def test_every_rule_key_and_operator_is_documented() -> None:
     # each operator appears in the example as a YAML key or in an `# also:` comment, and
     # the example names no operator that does not exist
     assert documented_path_operators() == set(PATH_OPERATORS)
+
+
+def test_every_keywords_option_is_in_the_keywords_example() -> None:
+    """`speaker`, `fuzzy`, `negation`: each a key of the YAML example under **keywords**."""
+    section = README.split("### Conditions", 1)[1].split("\n**keywords**", 1)[1]
+    match = re.search(r"```yaml\n(.*?)```", section, re.S)
+    assert match, "no YAML example under **keywords**"
+    keys = set(re.findall(r"^\s+(?:- )?(\w+):", match.group(1), re.M))
+    assert keys == {"keywords", *KEYWORD_OPTIONS}
 
 
 def test_every_setting_is_documented() -> None:

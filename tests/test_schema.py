@@ -55,6 +55,11 @@ def test_each_shipped_rule_file_conforms(path: Any) -> None:
         {"trigger": "memory", "do": [{"log": {}, "notify": {"message": "x"}}]},
         {"trigger": "memory", "when": [{"path": "$.a", "equal": 1}], "do": [{"log": {}}]},
         {"trigger": "memory", "when": [{"time": {"after": "noon"}}], "do": [{"log": {}}]},
+        {
+            "trigger": "transcript",
+            "when": [{"keywords": "x", "negation": "no"}],
+            "do": [{"log": {}}],
+        },
         [{"trigger": "memory", "do": [{"log": {}}]}, {"trigger": "audio"}],
     ],
 )
@@ -68,7 +73,7 @@ def test_lists_of_rules_and_nested_conditions_conform() -> None:
             "id": "a",
             "trigger": "transcript",
             "when": [
-                {"keywords": ["x"], "speaker": "user", "fuzzy": True},
+                {"keywords": ["x"], "speaker": "user", "fuzzy": True, "negation": "allow"},
                 {"not": {"path": "$.a", "exists": True}},
                 {"not": [{"template": "{{ true }}"}]},
                 {"any": [{"time": {"after": "22:00", "before": "06:00", "weekdays": ["mon"]}}]},

@@ -121,7 +121,11 @@ def _compile_keywords(cond: Condition, path: Path, errors: CompileErrors) -> Pre
         return None
     keywords = cond.keywords
     phrases = [keywords] if isinstance(keywords, str) else list(keywords) if keywords else []
-    matcher = KeywordMatcher(phrases, fuzzy=bool(cond.fuzzy) if cond.fuzzy is not UNSET else False)
+    matcher = KeywordMatcher(
+        phrases,
+        fuzzy=bool(cond.fuzzy) if cond.fuzzy is not UNSET else False,
+        allow_negated=cond.negation == "allow",
+    )
     if not matcher.phrases:
         errors.error((*path, "keywords"), "keywords: give at least one phrase with a word in it")
         return None

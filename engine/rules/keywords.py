@@ -7,12 +7,17 @@ segment new to this call counts, so a segment Omi sends again never fires twice.
 The work per event is bounded: a transcript call scans its new words plus the last
 `LOOKBACK_WORDS` words before them (not the whole session again), and at most `max_chars`
 characters of words are scanned at all (the rest is reported as not searched).
+
+A hit right after a negation in its clause ("don't turn on the lights") does not count
+unless the matcher allows negated phrases (engine.rules.negation says what negates).
 """
 
 from __future__ import annotations
 
+import itertools
 import re
-from collections.abc import Callable, Mapping, Sequence
+from bisect import bisect_left
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
@@ -20,6 +25,7 @@ from typing import Any, Literal
 from rapidfuzz.fuzz import ratio
 
 from engine.rules.filters import speaker_label
+from engine.rules.negation import CLAUSE_BREAK, MAY_NEGATE, negation_before
 
 _APOSTROPHES = re.compile(r"['’`´]")
 _NON_WORD = re.compile(r"[^\w]+|_+")
@@ -33,6 +39,17 @@ TICK_EVERY = 512  # window starts between two checks of the time budget
 def normalize_words(text: str) -> list[str]:
     """Lower-case words with punctuation dropped: "I'll turn ON!" -> ["ill", "turn", "on"]."""
     return _NON_WORD.sub(" ", _APOSTROPHES.sub("", text.lower())).split()
+
+
+def clause_numbers(text: str, count: int) -> list[int]:
+    """The clause (0, 1, ...) of each of the first `count` words of `text`; all 0 when the
+    text holds fewer words (a segment cut at `max_chars` holds them all)."""
+    numbers: list[int] = []
+    for clause, part in enumerate(CLAUSE_BREAK.split(text)):
+        numbers.extend([clause] * len(normalize_words(part)))
+        if len(numbers) >= count:
+            return numbers[:count]
+    return [0] * count
 
 
 SpeakerFilter = Literal["user", "others", "any"]
@@ -126,6 +143,20 @@ class SpokenText:
             spoken.first_new_word = len(spoken.words)
         return spoken
 
+    def negation(self, start: int) -> tuple[str, ...] | None:
+        """The cue negating a phrase heard from word `start` on, in the same segment."""
+        if start == 0 or self.words[start - 1] not in MAY_NEGATE:
+            return None  # the common case, decided without looking further
+        segment = self.word_segment[start]
+        first = bisect_left(self.word_segment, segment)
+
+        def same_clause(a: int, b: int) -> bool:
+            text = str(self.segments[segment].get("text") or "")
+            numbers = clause_numbers(text, b - first + 1)
+            return numbers[a - first] == numbers[b - first]
+
+        return negation_before(self.words, start, same_clause, first)
+
     @cached_property
     def positions(self) -> dict[str, list[int]]:
         index: dict[str, list[int]] = {}
@@ -139,6 +170,7 @@ class KeywordHit:
     phrase: str
     text: str
     speaker: str
+    negated_by: str = ""  # the negation cue before the phrase ("dont"), when negated
 
     def as_context(self) -> dict[str, str]:
         return {"phrase": self.phrase, "text": self.text, "speaker": self.speaker}
@@ -151,38 +183,56 @@ class Phrase:
 
 
 class KeywordMatcher:
-    """Phrases compiled at load; `find` scans a SpokenText for the first new hit."""
+    """Phrases compiled at load; `find` scans a SpokenText for the first new hit that is
+    not negated (or any hit, with `allow_negated`)."""
 
-    def __init__(self, phrases: Sequence[str], fuzzy: bool = False) -> None:
+    def __init__(
+        self, phrases: Sequence[str], fuzzy: bool = False, *, allow_negated: bool = False
+    ) -> None:
         self.phrases = [Phrase(p, tuple(normalize_words(p))) for p in phrases]
         self.phrases = [p for p in self.phrases if p.words]
         self.fuzzy = fuzzy
+        self.allow_negated = allow_negated
 
     def find(
         self, spoken: SpokenText, tick: Callable[[], None] = lambda: None
     ) -> KeywordHit | None:
         """The first phrase heard in the new words; `tick` is called now and then (the
         matcher's time budget raises from it)."""
+        return self.search(spoken, tick)[0]
+
+    def search(
+        self, spoken: SpokenText, tick: Callable[[], None] = lambda: None
+    ) -> tuple[KeywordHit | None, KeywordHit | None]:
+        """(the first hit, None), or (None, the first negated hit or None)."""
+        negated: KeywordHit | None = None
         for phrase in self.phrases:
             tick()
-            span = self._exact(phrase, spoken)
-            if span is None and self.fuzzy:
-                span = self._fuzzy(phrase, spoken, tick)
-            if span is not None:
-                return self._hit(phrase, spoken, *span)
-        return None
+            negated_starts: set[int] = set()  # negation depends on the start only
+            spans = self._exact(phrase, spoken)
+            if self.fuzzy:
+                spans = itertools.chain(spans, self._fuzzy(phrase, spoken, tick))
+            for start, end in spans:
+                if start in negated_starts:
+                    continue
+                cue = None if self.allow_negated else spoken.negation(start)
+                if cue is None:
+                    return self._hit(phrase, spoken, start, end), None
+                negated_starts.add(start)
+                if negated is None:
+                    negated = self._hit(phrase, spoken, start, end, " ".join(cue))
+        return None, negated
 
-    def _exact(self, phrase: Phrase, spoken: SpokenText) -> tuple[int, int] | None:
+    def _exact(self, phrase: Phrase, spoken: SpokenText) -> Iterator[tuple[int, int]]:
         size = len(phrase.words)
         for start in spoken.positions.get(phrase.words[0], ()):
             end = start + size
             if end - 1 >= spoken.first_new_word and tuple(spoken.words[start:end]) == phrase.words:
-                return start, end
-        return None
+                yield start, end
 
     def _fuzzy(
         self, phrase: Phrase, spoken: SpokenText, tick: Callable[[], None]
-    ) -> tuple[int, int] | None:
+    ) -> Iterator[tuple[int, int]]:
         size = len(phrase.words)
         joined = " ".join(phrase.words)
         shortest, longest = _similar_lengths(len(joined))
@@ -210,7 +260,8 @@ class KeywordMatcher:
                     continue
                 if width == size:
                     if all(word_close(a, words[start + i]) for i, a in enumerate(phrase.words)):
-                        return start, end
+                        yield start, end
+                        break
                     continue
                 if words[start][0] != initial:
                     continue  # split or joined words keep their first letter
@@ -218,14 +269,16 @@ class KeywordMatcher:
                     continue  # too different in length to reach the score
                 window = " ".join(words[start:end])
                 if ratio(joined, window, score_cutoff=FUZZY_PHRASE_SCORE):
-                    return start, end
-        return None
+                    yield start, end
+                    break
 
-    def _hit(self, phrase: Phrase, spoken: SpokenText, start: int, end: int) -> KeywordHit:
+    def _hit(
+        self, phrase: Phrase, spoken: SpokenText, start: int, end: int, negated_by: str = ""
+    ) -> KeywordHit:
         first, last = spoken.word_segment[start], spoken.word_segment[end - 1]
         spanned = spoken.segments[first : last + 1]
         text = " ".join(str(s.get("text") or "").strip() for s in spanned)
-        return KeywordHit(phrase.text, text, speaker_label(spoken.segments[last]))
+        return KeywordHit(phrase.text, text, speaker_label(spoken.segments[last]), negated_by)
 
 
 def _similar_lengths(length: int) -> tuple[float, float]:

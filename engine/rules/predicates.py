@@ -50,6 +50,10 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _clip(text: str) -> str:
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _is_empty(value: Any) -> bool:
     return value is None or value == "" or value == [] or value == {}
 
@@ -159,7 +163,12 @@ class KeywordTest:
 
     def check(self, view: EventView) -> Verdict:
         spoken = view.spoken(self.speaker)
-        hit = self.matcher.find(spoken, tick=view.budget.check)
+        hit, negated = self.matcher.search(spoken, tick=view.budget.check)
+        if hit is None and negated is not None:
+            return Verdict(
+                False,
+                f'keywords: "{negated.phrase}" was negated ("{_clip(negated.text)}")',
+            )
         if hit is None:
             phrases = ", ".join(repr(p.text) for p in self.matcher.phrases)
             who = "" if self.speaker == "any" else f" by {self.speaker}"

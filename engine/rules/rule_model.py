@@ -71,6 +71,13 @@ class Condition(Struct, forbid_unknown_fields=True, omit_defaults=True):
     keywords: list[str] | str | UnsetType = UNSET
     speaker: Speaker | UnsetType = UNSET
     fuzzy: bool | UnsetType = UNSET
+    negation: (
+        Annotated[
+            Literal["allow", "deny"],
+            Meta(description="deny (default): a phrase right after don't/not/never does not fire"),
+        ]
+        | UnsetType
+    ) = UNSET
 
     template: Template | UnsetType = UNSET
     time: TimeWindow | UnsetType = UNSET
@@ -103,7 +110,7 @@ class Rule(Struct, forbid_unknown_fields=True, omit_defaults=True):
 
 
 CONDITION_KINDS = ("path", "keywords", "template", "time", "any", "all", "not")
-KEYWORD_OPTIONS = ("speaker", "fuzzy")
+KEYWORD_OPTIONS = ("speaker", "fuzzy", "negation")
 
 
 def condition_kinds(condition: Condition) -> list[str]:

@@ -223,12 +223,19 @@
       if (fuzzy.checked) condition.fuzzy = true; else delete condition.fuzzy;
       changed();
     });
+    // negation: allow fires on "don't turn on the lights" too; deny is the default
+    const negated = el("input", { type: "checkbox", checked: condition.negation === "allow", "aria-label": "negated too" });
+    negated.addEventListener("change", () => {
+      if (negated.checked) condition.negation = "allow"; else delete condition.negation;
+      changed();
+    });
     return [
       textInput(words, (text) => {
         condition.keywords = text.split(",").map((w) => w.trim()).filter(Boolean);
       }, { class: "keywords", "aria-label": "keywords", placeholder: "hey omi, turn on the lights" }),
       el("label", { class: "inline" }, "speaker ", speaker),
       el("label", { class: "inline" }, fuzzy, " fuzzy"),
+      el("label", { class: "inline" }, negated, " negated too"),
     ];
   }
 
