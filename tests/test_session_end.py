@@ -14,6 +14,7 @@ import pytest
 from engine.runtime.payloads import decode_event
 from engine.runtime.sessions import SessionStore, session_end_doc
 from engine.samples import sample_bytes
+from engine.server import history
 from tests.server_helpers import ADMIN, LiveServer, server_settings, write_rules
 from tests.wait import wait_until
 
@@ -140,6 +141,9 @@ def test_a_new_conversation_under_the_same_id_ends_the_old_one(
     both = wait_until(lambda: len(ends(server)) == 2 and ends(server), timeout=10)
     second = httpx.get(f"{server.url}/api/events/{both[1]['id']}", headers=ADMIN).json()
     assert second["payload"]["text"] == "new talk"
+    # an end carries its whole session: an earlier end under the same id is not replayed
+    replayed = history.session_events(server.receiver.store, both[1]["id"])
+    assert [e.doc["text"] for e in replayed] == ["new talk"]
 
 
 def test_the_session_document_decodes_again_as_stored() -> None:
@@ -161,3 +165,17 @@ def test_the_session_document_decodes_again_as_stored() -> None:
 def test_the_sample_is_a_session_end() -> None:
     event = decode_event("transcript_session_end", sample_bytes("session-end.json"), uid="u")
     assert "turn on the lights" in event.doc["text"]
+
+
+def test_a_session_open_at_shutdown_does_not_end_after_a_restart(tmp_path: Path) -> None:
+    write_rules(tmp_path / "rules", RULES)
+    settings = server_settings(tmp_path, session_idle=IDLE)
+    with LiveServer(settings) as live:
+        post(live, "s", "cut off by a restart")
+    with LiveServer(settings) as live:
+        time.sleep(IDLE * 2.5)
+        assert ends(live) == []
+        post(live, "s", "after the restart")
+        [event] = wait_until(lambda: ends(live), timeout=10)
+        detail = httpx.get(f"{live.url}/api/events/{event['id']}", headers=ADMIN).json()
+        assert detail["payload"]["text"] == "after the restart"
