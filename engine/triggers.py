@@ -1,7 +1,9 @@
 """What an Omi trigger is, in one definition, and the registry every layer reads.
 
 A trigger is one webhook Omi POSTs: its endpoint, how its body decodes, which template names
-its rules get, what in it was said, what makes a repeat, whether it has live sessions. The
+its rules get, what in it was said, what makes a repeat, whether it has live sessions. A
+derived trigger (no endpoint) is raised by omi-rules itself, e.g. `transcript_session_end`
+when a live session goes idle; its stored body decodes the same way, for replay. The
 built-ins (package `triggers`) are installed under the `omi_rules.triggers` entry-point group,
 the same way a third-party trigger is; an entry point names one `Trigger` or a sequence of them.
 """
@@ -45,7 +47,7 @@ class Trigger:
     an event view; `spoken(doc)` gives what was said, as segments."""
 
     name: str
-    endpoint: str  # the path Omi POSTs to, e.g. /webhook/memory
+    endpoint: str  # the path Omi POSTs to, e.g. /webhook/memory; "" for a derived trigger
     summary: str  # one line, shown in the OpenAPI docs
     decode: Decoder
     template_names: frozenset[str]
@@ -58,6 +60,11 @@ class Trigger:
     answer_read_by_omi: bool = False  # Omi reads a {"message"} in the answer
     body_limit: int = 4 * MiB  # default; settings.body_limits overrides for the built-ins
     display: Callable[[bytes], Any] = json_display  # a stored body as history shows it
+
+    @property
+    def derived(self) -> bool:
+        """Raised by omi-rules itself, not posted: no webhook route."""
+        return not self.endpoint
 
 
 class TriggerRegistry(Mapping[str, Trigger]):
@@ -89,6 +96,10 @@ class TriggerRegistry(Mapping[str, Trigger]):
 
     def names(self) -> list[str]:
         return list(self._triggers)
+
+    def webhooks(self) -> list[Trigger]:
+        """The triggers Omi posts (those with an endpoint), in order."""
+        return [t for t in self._triggers.values() if not t.derived]
 
     def all_template_names(self) -> frozenset[str]:
         return frozenset().union(*(t.template_names for t in self._triggers.values()))

@@ -59,7 +59,7 @@ TEN_MISTAKES = [
         "id: e\ntrigger: memroy\ndo: [{log: {}}]\n",
         "2:10",
         "rule e: trigger: unknown value 'memroy' (did you mean 'memory'?); "
-        "expected one of memory, transcript, audio, day_summary",
+        "expected one of memory, transcript, audio, day_summary, transcript_session_end",
     ),
     (
         "06-connector.yaml",
@@ -273,6 +273,7 @@ SAMPLE_FILES = ROOT / "engine" / "samples"
         (["audio"], "audio-speech-16k.pcm"),
         (["day-summary"], "day-summary.json"),
         (["day_summary"], "day-summary.json"),
+        (["transcript-session-end"], "session-end.json"),
         (["memory", "--name", "memory-personal-discarded"], "memory-personal-discarded.json"),
         (["--name", "transcript-call-2.json"], "transcript-call-2.json"),
         (["audio", "--name", "audio-silence-16k"], "audio-silence-16k.pcm"),
@@ -311,6 +312,7 @@ def test_example_list() -> None:
         "day_summary  day-summary-legacy.json",
         "audio        audio-speech-16k.pcm",
         "audio        audio-silence-16k.pcm",
+        "transcript_session_end session-end.json",
     ]
     only_audio = invoke("example", "--list", "audio")
     assert only_audio.stdout.splitlines() == [
@@ -331,7 +333,11 @@ def test_every_sample_file_is_listed() -> None:
         (["photo"], "Error: unknown trigger 'photo'; one of memory, transcript, audio, day_"),
         (["memory", "--name", "day-summary"], "Error: day-summary.json is a day_summary sample, "),
         (["--name", "memory-nope"], "Error: no sample 'memory-nope'; `omi-rules example --list`"),
-        ([], "Error: give a trigger (memory, transcript, audio, day-summary) or --name"),
+        (
+            [],
+            "Error: give a trigger (memory, transcript, audio, day-summary, "
+            "transcript-session-end) or --name",
+        ),
     ],
 )
 def test_example_refuses_what_it_does_not_have(args: list[str], message: str) -> None:

@@ -35,6 +35,7 @@ RUNS: dict[str, tuple[str, list[str], list[str]]] = {
     "day-summary-legacy": ("day_summary", ["day-summary-legacy.json"], []),
     "audio-speech": ("audio", ["audio-speech-16k.pcm"], ["--sample-rate", "16000"]),
     "audio-silence": ("audio", ["audio-silence-16k.pcm"], ["--sample-rate", "16000"]),
+    "session-end": ("transcript_session_end", ["session-end.json"], []),
 }
 
 
@@ -87,6 +88,18 @@ def test_every_report_has_the_contract_shape(key: str) -> None:
                 assert set(action) in ({"connector", "request"}, {"connector", "error"})
         for rule in report["skipped"]:
             assert set(rule) == {"rule", "reason"} and rule["reason"]
+
+
+def test_session_end_logs_the_whole_conversation() -> None:
+    (report,) = run_fixture("session-end")
+    assert fired(report) == {"log-conversation-end"}
+    (log,) = matched(report, "log-conversation-end")
+    line = json.loads(log["request"]["line"])
+    assert line["message"]["session"] == "s1"
+    assert line["message"]["said"].splitlines()[2:4] == [
+        "You: hey omi please turn on the",
+        "You: lights in the living room.",
+    ]
 
 
 def test_memory_work() -> None:

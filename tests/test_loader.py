@@ -171,7 +171,7 @@ def test_unknown_trigger(tmp_path: Path) -> None:
         10,
         "trig",
         "trigger: unknown value 'memroy' (did you mean 'memory'?); "
-        "expected one of memory, transcript, audio, day_summary",
+        "expected one of memory, transcript, audio, day_summary, transcript_session_end",
     )
 
 
@@ -906,6 +906,7 @@ def test_the_shipped_rules_load_without_errors() -> None:
         "action-items-to-notion",
         "day-summary-email",
         "lights-on",
+        "log-conversation-end",
         "log-day-summaries",
         "log-memories",
         "log-transcripts",

@@ -53,14 +53,30 @@ def photo() -> Iterator[Trigger]:
 
 
 def test_the_built_ins_are_registered_in_order() -> None:
-    assert list(default_triggers()) == ["memory", "transcript", "audio", "day_summary"]
+    assert list(default_triggers()) == [
+        "memory",
+        "transcript",
+        "audio",
+        "day_summary",
+        "transcript_session_end",
+    ]
     assert default_triggers()["day_summary"].endpoint == "/webhook/day-summary"
+
+
+def test_a_derived_trigger_has_no_webhook_route(tmp_path: Path) -> None:
+    session_end = default_triggers()["transcript_session_end"]
+    assert session_end.derived and session_end.endpoint == ""
+    assert "transcript_session_end" not in [t.name for t in default_triggers().webhooks()]
+    with LiveServer(server_settings(tmp_path)) as server:
+        for path in ("/webhook/transcript_session_end", "/webhook/transcript-session-end", "/"):
+            answer = httpx.post(f"{server.url}{path}?uid=u", json={"segments": []})
+            assert answer.status_code in (404, 405), path
 
 
 def test_the_body_limits_setting_defaults_to_the_definitions() -> None:
     defaults = BodyLimits()
-    for name, trigger in default_triggers().items():
-        assert getattr(defaults, name) == trigger.body_limit, name
+    for trigger in default_triggers().webhooks():  # a derived trigger is not posted
+        assert getattr(defaults, trigger.name) == trigger.body_limit, trigger.name
 
 
 def test_a_name_is_registered_once() -> None:

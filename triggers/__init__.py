@@ -6,8 +6,15 @@ from __future__ import annotations
 from triggers.audio import audio
 from triggers.day_summary import day_summary
 from triggers.memory import memory
+from triggers.session_end import transcript_session_end
 from triggers.transcript import transcript
 
-BUILTIN = (memory, transcript, audio, day_summary)  # in this order in messages and listings
+BUILTIN = (
+    memory,
+    transcript,
+    audio,
+    day_summary,
+    transcript_session_end,
+)  # in this order in messages and listings
 
-__all__ = ["BUILTIN", "audio", "day_summary", "memory", "transcript"]
+__all__ = ["BUILTIN", "audio", "day_summary", "memory", "transcript", "transcript_session_end"]

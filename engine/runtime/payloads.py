@@ -146,6 +146,33 @@ def decode_transcript(body: bytes, uid: str, session_id: str = "") -> Event:
     return Event("transcript", uid, doc, session_id=session, received_at=time.time())
 
 
+class SessionEnd(Struct):
+    session_id: str
+    segments: list[Segment]
+    text: str = ""
+    started_at: str | None = None
+    ended_at: str | None = None
+    duration: float | None = None
+    calls: int | None = None
+    ended_by: str | None = None
+
+
+def decode_session_end(body: bytes, uid: str) -> Event:
+    """A transcript session's end, raised by the receiver (engine.runtime.sessions
+    .session_end_doc) and decoded again from its stored body for replay and dry-run."""
+    doc = _json(body, "transcript_session_end")
+    if not isinstance(doc, dict):
+        raise PayloadError(
+            f"expected a JSON object, got {type(doc).__name__}", trigger="transcript_session_end"
+        )
+    _check(doc, SessionEnd, "transcript_session_end")
+    _normalize_segments(doc["segments"])
+    if not doc.get("text"):
+        doc["text"] = " ".join(str(s.get("text") or "").strip() for s in doc["segments"]).strip()
+    session = str(doc["session_id"])
+    return Event("transcript_session_end", uid, doc, session_id=session, received_at=time.time())
+
+
 def parse_legacy_summary(text: str) -> dict[str, Any] | None:
     """A day summary's legacy `summary` (a Python literal), parsed without evaluating code;
     None when it is not a dict literal or longer than MAX_LEGACY_SUMMARY_CHARS."""

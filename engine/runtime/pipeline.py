@@ -85,7 +85,10 @@ class Pipeline:
         # unless it replays what serving decided (engine.server.why_not)
         self.check_secrets = not dry_run if check_secrets is None else check_secrets
         self.data_dir = data_dir
-        self.sessions = sessions or SessionStore(limits=self.limits.sessions)
+        # not `sessions or ...`: an empty store is falsy (it has a length)
+        self.sessions = (
+            sessions if sessions is not None else SessionStore(limits=self.limits.sessions)
+        )
         self.gate = FiringGate()
         self._next_sweep = 0.0
 

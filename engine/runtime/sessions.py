@@ -16,9 +16,10 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 from engine.runtime.limits import SessionLimits
 
@@ -91,8 +92,10 @@ class Session:
     seen: set[bytes] = field(default_factory=set)  # keys of the segments kept
     dropped: OrderedDict[bytes, None] = field(default_factory=OrderedDict)  # recently dropped
     size: int = 0  # bytes counted for the kept segments
+    first_seen: float = 0.0  # when its first call came
     last_seen: float = 0.0
     last_end: float = 0.0
+    calls: int = 0
 
     @property
     def key(self) -> str:
@@ -113,14 +116,47 @@ class Observation:
         return self.first_new < len(self.session.segments)
 
 
+EndedBy = Literal["idle", "new_conversation"]
+# called when a session ends: (session, why, when); the receiver raises transcript_session_end
+OnEnd = Callable[[Session, EndedBy, float], None]
+
+
+def iso_time(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
+
+
+def session_end_doc(session: Session, ended_by: EndedBy) -> dict[str, Any]:
+    """The `transcript_session_end` event of an ended session: the whole session as it was
+    kept (the segments within the session bounds), its joined text and its times (the first
+    and last call, wall clock)."""
+    return {
+        "session_id": session.session_id,
+        "segments": list(session.segments),
+        "text": " ".join(str(s.get("text") or "").strip() for s in session.segments).strip(),
+        "started_at": iso_time(session.first_seen),
+        "ended_at": iso_time(session.last_seen),
+        "duration": round(session.last_seen - session.first_seen, 3),
+        "calls": session.calls,
+        "ended_by": ended_by,
+    }
+
+
 class SessionStore:
-    """In-memory sessions (the seam for a persistent store later), bounded by `limits`."""
+    """In-memory sessions (the seam for a persistent store later), bounded by `limits`.
+
+    `on_end` hears of each session that ended with segments kept: gone quiet for
+    `idle_seconds` (expire, or its next call), or replaced by a new conversation under the
+    same session id. A session evicted by the bounds does not end: it is dropped."""
 
     def __init__(
-        self, idle_seconds: float = DEFAULT_IDLE_SECONDS, limits: SessionLimits | None = None
+        self,
+        idle_seconds: float = DEFAULT_IDLE_SECONDS,
+        limits: SessionLimits | None = None,
+        on_end: OnEnd | None = None,
     ) -> None:
         self.idle_seconds = idle_seconds
         self.limits = limits or SessionLimits()
+        self.on_end = on_end
         # least recently heard first: eviction takes from the front
         self._sessions: OrderedDict[tuple[str, str], Session] = OrderedDict()
         self._per_uid: dict[str, set[tuple[str, str]]] = {}
@@ -134,16 +170,20 @@ class SessionStore:
         key = (uid, session_id)
         session = self._sessions.get(key)
         dropped: list[str] = []
-        if session is None or self._is_new_conversation(session, segments, now):
+        ended_by = None if session is None else self._ended_by(session, segments, now)
+        if session is None or ended_by is not None:
             if session is None:
                 dropped += self._make_room(uid)
+            elif ended_by is not None:
+                self._ended(session, ended_by, now)
             # numbered across the store's life, so a key is never reused after expiry
             self._started += 1
-            session = Session(uid, session_id, number=self._started)
+            session = Session(uid, session_id, number=self._started, first_seen=now)
             self._sessions[key] = session
             self._per_uid.setdefault(uid, set()).add(key)
         self._sessions.move_to_end(key)
         session.last_seen = now
+        session.calls += 1
         first_new = len(session.segments)
         cut = 0
         for segment in segments:
@@ -218,20 +258,29 @@ class SessionStore:
             if not owned:
                 del self._per_uid[key[0]]
 
-    def _is_new_conversation(self, session: Session, segments: list[Any], now: float) -> bool:
+    def _ended_by(self, session: Session, segments: list[Any], now: float) -> EndedBy | None:
+        """Why a call starts a new conversation in place of `session` (None: it does not)."""
         if now - session.last_seen > self.idle_seconds:
-            return True
+            return "idle"
         starts = [
             float(s["start"])
             for s in segments
             if isinstance(s, Mapping) and isinstance(s.get("start"), int | float)
         ]
-        return bool(starts) and min(starts) < session.last_end - RESTART_GAP_SECONDS
+        if bool(starts) and min(starts) < session.last_end - RESTART_GAP_SECONDS:
+            return "new_conversation"
+        return None
+
+    def _ended(self, session: Session, ended_by: EndedBy, now: float) -> None:
+        if self.on_end is not None and session.segments:
+            self.on_end(session, ended_by, now)
 
     def expire(self, now: float) -> int:
-        """Forget sessions quiet for longer than the idle period; returns how many."""
+        """Forget sessions quiet for longer than the idle period (each one ends); returns
+        how many."""
         stale = [k for k, s in self._sessions.items() if now - s.last_seen > self.idle_seconds]
         for key in stale:
+            self._ended(self._sessions[key], "idle", now)
             self._forget(key)
         return len(stale)
 

@@ -14,6 +14,7 @@ DEFAULTS: dict[str, str] = {
     "transcript": "transcript-call-1.json",
     "audio": "audio-speech-16k.pcm",
     "day_summary": "day-summary.json",
+    "transcript_session_end": "session-end.json",
 }
 
 # every sample, by file name -> its trigger
@@ -30,11 +31,13 @@ SAMPLES: dict[str, str] = {
     "day-summary-legacy.json": "day_summary",
     "audio-speech-16k.pcm": "audio",
     "audio-silence-16k.pcm": "audio",
+    "session-end.json": "transcript_session_end",
 }
 
 
 def trigger_name(trigger: str) -> str:
-    """`day-summary` (the URL spelling) and `day_summary` (the rule spelling) are one trigger."""
+    """`day-summary` (the URL spelling) and `day_summary` (the rule spelling) are one trigger
+    (and `transcript-session-end` is `transcript_session_end`)."""
     name = trigger.replace("-", "_")
     if name not in DEFAULTS:
         raise KeyError(f"unknown trigger {trigger!r}; one of {', '.join(DEFAULTS)}")
@@ -67,7 +70,10 @@ def pick(trigger: str | None, name: str | None) -> str:
     """The sample to print: `name` if given (it must be of `trigger`), else the trigger's."""
     if name is None:
         if trigger is None:
-            raise KeyError("give a trigger (memory, transcript, audio, day-summary) or --name")
+            raise KeyError(
+                "give a trigger (memory, transcript, audio, day-summary, "
+                "transcript-session-end) or --name"
+            )
         return DEFAULTS[trigger]
     chosen = sample_name(name)
     if trigger is not None and SAMPLES[chosen] != trigger:

@@ -138,8 +138,8 @@ async def send_json(
 
 
 def webhook_handlers() -> list[Any]:
-    """One route per registered trigger."""
-    return [webhook_handler(trigger) for trigger in default_triggers()]
+    """One route per registered trigger Omi posts (a derived one has none)."""
+    return [webhook_handler(trigger.name) for trigger in default_triggers().webhooks()]
 
 
 @get("/setup/completed", summary="Omi's Setup Completed URL (query: uid)")

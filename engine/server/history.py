@@ -209,13 +209,19 @@ def events_by_id(store: Store, event_ids: list[str]) -> list[Event]:
 
 def session_events(store: Store, event_id: str, *, limit: int = 500) -> list[Event]:
     """The calls of the live session an event belongs to (same trigger, uid and session),
-    oldest first, up to and including that event: what a transcript rule saw."""
+    oldest first, up to and including that event: what a transcript rule saw. An event of
+    a trigger without live sessions is alone in its "session" (a transcript_session_end
+    carries its whole session; an earlier one under the same session id was another
+    conversation)."""
     rows = store.query(
         "SELECT trigger, uid, session_id, received_at FROM events WHERE id = ?", (event_id,)
     )
     if not rows:
         return []
     first = rows[0]
+    definition = default_triggers().get(first["trigger"])
+    if definition is None or not definition.live_sessions:
+        return events_by_id(store, [event_id])
     picked = store.query(
         f"SELECT {STORED_COLUMNS} FROM events WHERE trigger = ? AND uid = ? "
         "AND COALESCE(session_id, '') = COALESCE(?, '') AND received_at <= ? AND status != ? "

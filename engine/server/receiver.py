@@ -26,7 +26,7 @@ from engine.rules.live_rules import LiveRules
 from engine.runtime.limits import Limits
 from engine.runtime.payloads import Event, decode_event
 from engine.runtime.pipeline import Outcome, Pipeline
-from engine.runtime.sessions import SessionStore
+from engine.runtime.sessions import EndedBy, Session, SessionStore, session_end_doc
 from engine.secrets import Secrets
 from engine.server import rule_versions, signing
 from engine.server.capture import (
@@ -52,9 +52,10 @@ log = logging.getLogger("omi_rules.receiver")
 
 
 def endpoint_of(trigger: str) -> str:
-    """The path `trigger`'s webhook is posted to (the trigger's name when it is unknown)."""
+    """The path `trigger`'s webhook is posted to (the trigger's name when it is unknown or
+    derived)."""
     definition = default_triggers().get(trigger)
-    return definition.endpoint if definition else trigger
+    return definition.endpoint if definition and definition.endpoint else trigger
 
 
 @dataclass
@@ -133,6 +134,8 @@ class Counters:
 
 
 STOP_TIMEOUT = 10.0  # seconds background tasks get to finish on shutdown
+SESSION_CHECK_SECONDS = 1.0  # how often idle transcript sessions are ended
+SESSION_END = "transcript_session_end"
 # Omi always names its type. text/plain, form types or none at all are what a web page can
 # post cross-site without asking (a "simple" request), so they are refused.
 JSON_TYPES = ("application/json",)
@@ -150,7 +153,7 @@ class Receiver:
             RuleSet(),
             self.secrets,
             data_dir=settings.data_dir,
-            sessions=SessionStore(settings.session_idle, limits.sessions),
+            sessions=SessionStore(settings.session_idle, limits.sessions, self._session_ended),
             allow_hosts=settings.outbound_allow_hosts,
             limits=limits,
         )
@@ -172,6 +175,8 @@ class Receiver:
         self._recording: dict[str, Future[Any]] = {}  # event id -> its pending write
         # decoding, matching and rendering run here, one event at a time, in arrival order
         self._rules_thread = SerialThread("rules")
+        # sessions that ended, to raise as transcript_session_end (rules thread only)
+        self._ended: list[tuple[Session, EndedBy]] = []
 
     # -- life cycle -------------------------------------------------------------------
     def _rules_changed(self, rules: RuleSet) -> None:
@@ -205,6 +210,7 @@ class Receiver:
             self._tasks.append(asyncio.create_task(sweep, name="retention"))
         if self.settings.watch_rules:
             self._tasks.append(asyncio.create_task(self.live_rules.watch(), name="rules-watch"))
+        self._tasks.append(asyncio.create_task(self._end_sessions_often(), name="session-end"))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -224,6 +230,79 @@ class Receiver:
         if not rows:
             raise LookupError(f"no stored event {event_id}")
         return bytes(rows[0]["body"])
+
+    # -- derived events: a live session's end ------------------------------------------
+    def _session_ended(self, session: Session, ended_by: EndedBy, now: float) -> None:
+        """SessionStore.on_end, in the rules thread: raised by the next check."""
+        self._ended.append((session, ended_by))
+
+    async def _end_sessions_often(self) -> None:
+        while True:
+            await asyncio.sleep(SESSION_CHECK_SECONDS)
+            try:
+                await self.end_sessions()
+            except Exception:  # the next check tries again
+                log.exception("could not end idle transcript sessions")
+
+    async def end_sessions(self) -> int:
+        """End the sessions idle for `session_idle` and raise one transcript_session_end
+        event for each session that ended (here or on a call since the last check): decided
+        and recorded like a webhook event. Returns how many were recorded. A session open
+        when the server stops is forgotten unended, like the rest of session state."""
+        job: Future[list[Prepared]] = Future()
+
+        def run() -> None:
+            try:
+                job.set_result(self._raise_session_ends(time.time()))
+            except BaseException as exc:
+                job.set_exception(exc)
+
+        self._rules_thread.submit(run)
+        recorded = 0
+        for prepared in await asyncio.wrap_future(job):
+            write = prepared.store_write
+            try:
+                if write is None:
+                    raise RuntimeError("not written")
+                await asyncio.wrap_future(write)
+            except Exception as exc:
+                log.error(
+                    "could not record the end of session %s of uid %s: %s",
+                    prepared.event.session_id,
+                    prepared.event.uid,
+                    exc,
+                )
+                self.metrics.events.labels(SESSION_END, "unrecorded").inc()
+                continue
+            recorded += 1
+            self.count_recorded(prepared)
+            if prepared.outcome is not None and prepared.outcome.actions:
+                self.deliverer.wake.set()
+        return recorded
+
+    def _raise_session_ends(self, now: float) -> list[Prepared]:
+        """In the rules thread: expire idle sessions, then decide and queue the write of
+        each ended session's event (its body the session document, decoded as any stored
+        body is, so history and dry-run replay it)."""
+        if len(self.pipeline.sessions):
+            self.pipeline.sessions.expire(now)
+        ended, self._ended = self._ended, []
+        raised = []
+        for session, ended_by in ended:
+            body = msgspec.json.encode(session_end_doc(session, ended_by))
+            event = decode_event(SESSION_END, body, uid=session.uid)
+            event.received_at = now
+            event.id = new_event_id(now)
+            prepared = Prepared(event, None, {})
+            try:
+                self._decide_and_write(prepared, body, now)
+            except Exception:
+                log.exception("could not raise the end of session %s", session.key)
+                continue
+            finally:
+                self._recording.pop(event.id, None)  # no repeat can wait for it
+            raised.append(prepared)
+        return raised
 
     # -- receiving --------------------------------------------------------------------
     def body_limit(self, trigger: str) -> int:
@@ -297,6 +376,13 @@ class Receiver:
         prepared.repeat_of = self.deduper.claim(key, event.id, now)
         if prepared.repeat_of is not None:
             return prepared
+        self._decide_and_write(prepared, incoming.body, now)
+        return prepared
+
+    def _decide_and_write(self, prepared: Prepared, body: bytes, now: float) -> None:
+        """In the rules thread: match and render `prepared.event`, then queue its write
+        (the event row and its actions in one transaction)."""
+        event, key, params = prepared.event, prepared.key, prepared.params
         try:
             started = time.perf_counter()
             try:
@@ -318,7 +404,7 @@ class Receiver:
                 self.store,
                 event,
                 outcome,
-                body=incoming.body,
+                body=body,
                 params=params,
                 key=key,
                 status=status,
@@ -334,7 +420,6 @@ class Receiver:
         # a repeat (prepared after this, in this thread) waits for this write and shares
         # its fate
         self._recording[event.id] = prepared.store_write
-        return prepared
 
     async def receive(self, incoming: Incoming) -> Answer:
         """Answer one webhook; only a recorded event gets 200. The rules thread prepares
