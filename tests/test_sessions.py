@@ -347,3 +347,11 @@ def test_hostile_transcript_calls_over_http_keep_sessions_bounded(tmp_path: Path
             assert all(len(s["text"]) <= 8192 for s in session.segments)
         rows = server.receiver.store.query("SELECT rule_id FROM actions")
         assert [row["rule_id"] for row in rows] == ["lights"]  # the split phrase still fired
+
+
+def test_a_time_sent_as_an_int_then_a_float_is_the_same_segment() -> None:
+    from engine.runtime.sessions import segment_digest
+
+    as_int = {"text": "turn on the lights", "start": 0, "end": 2}
+    as_float = {"text": "turn on the lights", "start": 0.0, "end": 2.0}
+    assert segment_digest(as_int) == segment_digest(as_float)

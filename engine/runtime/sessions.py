@@ -48,9 +48,9 @@ def segment_key(segment: Mapping[str, Any]) -> tuple[Any, ...]:
     if segment.get("id"):
         return ("id", segment["id"])
     start, end = segment.get("start"), segment.get("end")
-    return (
-        round(start, 2) if isinstance(start, int | float) else start,
-        round(end, 2) if isinstance(end, int | float) else end,
+    return (  # as floats: a time sent as 0 in one call and 0.0 in the next is one segment
+        round(float(start), 2) if isinstance(start, int | float) else start,
+        round(float(end), 2) if isinstance(end, int | float) else end,
         str(segment.get("text") or "").strip(),
     )
 
