@@ -75,6 +75,11 @@ def keyword_condition(draw: st.DrawFn) -> str:
     negation = draw(st.sampled_from([None, "allow", "deny"]))
     if negation:
         options += f", negation: {negation}"
+    count = draw(
+        st.sampled_from([None, "{at_least: 2}", "{at_least: 2, within: 1s}", "{at_least: 3}"])
+    )
+    if count:
+        options += f", count: {count}"
     return f"{{keywords: {_yaml(phrases)}{options}}}"
 
 

@@ -12,7 +12,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from msgspec import UNSET
 
+from engine.durations import parse_duration
 from engine.rules.jsonpaths import JsonPathSyntax, compile_jsonpath
+from engine.rules.keyword_count import KeywordCount
 from engine.rules.keywords import KeywordMatcher
 from engine.rules.linear_regex import compile_regex
 from engine.rules.predicates import (
@@ -130,7 +132,24 @@ def _compile_keywords(cond: Condition, path: Path, errors: CompileErrors) -> Pre
         errors.error((*path, "keywords"), "keywords: give at least one phrase with a word in it")
         return None
     speaker = cond.speaker if cond.speaker is not UNSET else "any"
-    return KeywordTest(matcher, speaker)
+    count = None
+    if cond.count is not UNSET:
+        within = None
+        if cond.count.within is not None:
+            try:
+                within = parse_duration(cond.count.within)
+            except ValueError as exc:
+                errors.error((*path, "count", "within"), f"count.within: {exc}")
+                return None
+        within_text = _duration_text(cond.count.within)
+        count = KeywordCount(cond.count.at_least, within, within_text)
+    return KeywordTest(matcher, speaker, count)
+
+
+def _duration_text(value: str | float | None) -> str:
+    if isinstance(value, str):
+        return value.strip()
+    return "" if value is None else f"{value:g}s"
 
 
 def _compile_template(cond: Condition, path: Path, errors: CompileErrors) -> Predicate | None:

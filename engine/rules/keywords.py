@@ -223,6 +223,32 @@ class KeywordMatcher:
                     negated = self._hit(phrase, spoken, start, end, " ".join(cue))
         return None, negated
 
+    def all_hits(
+        self, spoken: SpokenText, tick: Callable[[], None] = lambda: None
+    ) -> list[tuple[int, KeywordHit]]:
+        """Every hit ending in a new word that is not negated (or any, with
+        `allow_negated`), in order, with the word it ends before; hits of several
+        phrases (or fuzzy widths) that overlap count once."""
+        spans: dict[int, tuple[int, Phrase]] = {}
+        for phrase in self.phrases:
+            tick()
+            found = self._exact(phrase, spoken)
+            if self.fuzzy:
+                found = itertools.chain(found, self._fuzzy(phrase, spoken, tick))
+            for start, end in found:
+                spans.setdefault(start, (end, phrase))
+        hits: list[tuple[int, KeywordHit]] = []
+        taken_to = 0
+        for start in sorted(spans):
+            end, phrase = spans[start]
+            if start < taken_to:
+                continue
+            if not self.allow_negated and spoken.negation(start) is not None:
+                continue
+            hits.append((end, self._hit(phrase, spoken, start, end)))
+            taken_to = end
+        return hits
+
     def _exact(self, phrase: Phrase, spoken: SpokenText) -> Iterator[tuple[int, int]]:
         size = len(phrase.words)
         for start in spoken.positions.get(phrase.words[0], ()):

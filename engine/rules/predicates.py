@@ -14,6 +14,7 @@ from typing import Any, Protocol, cast
 from zoneinfo import ZoneInfo
 
 from engine.rules.budget import Budget
+from engine.rules.keyword_count import KeywordCount, mentions
 from engine.rules.keywords import KeywordHit, KeywordMatcher, SpokenText
 from engine.rules.linear_regex import is_linear_regex
 
@@ -26,7 +27,11 @@ class EventView(Protocol):
 
     def select(self, expression: str) -> list[Any]: ...
 
+    first_new_segment: int
+
     def spoken(self, speaker: str) -> SpokenText: ...
+
+    def spoken_session(self, speaker: str) -> SpokenText: ...
 
     def render(self, source: str, *, field: str) -> str: ...
 
@@ -160,6 +165,7 @@ class PathTest:
 class KeywordTest:
     matcher: KeywordMatcher
     speaker: str
+    count: KeywordCount | None = None  # `count:` (engine.rules.keyword_count)
 
     def check(self, view: EventView) -> Verdict:
         spoken = view.spoken(self.speaker)
@@ -179,7 +185,20 @@ class KeywordTest:
                     " match_max_text)"
                 )
             return Verdict(False, f"no new speech{who} says {phrases}{unsearched}")
+        if self.count is not None:
+            return self._counted(view)
         return Verdict(True, hit=hit)
+
+    def _counted(self, view: EventView) -> Verdict:
+        """A phrase was heard in this call: does it make the count?"""
+        assert self.count is not None
+        spoken = view.spoken_session(self.speaker)
+        tally = self.count.tally(mentions(self.matcher, spoken, view.budget.check))
+        new = [m for m in tally.fired if m.segment >= view.first_new_segment]
+        if new:
+            return Verdict(True, hit=new[-1].hit)
+        phrases = [p.text for p in self.matcher.phrases]
+        return Verdict(False, self.count.shortfall(phrases, tally))
 
 
 _FALSY_TEXT = frozenset({"", "false", "0", "none", "null", "no", "off"})

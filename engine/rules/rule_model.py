@@ -50,6 +50,19 @@ class TimeWindow(Struct, forbid_unknown_fields=True, omit_defaults=True):
     tz: Annotated[str, Meta(description="IANA time zone, e.g. Europe/Berlin")] | None = None
 
 
+class KeywordCount(Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """`count:` of a keywords condition: fire on the Nth mention in a session."""
+
+    at_least: Annotated[int, Meta(ge=2, description="mentions needed (fires on this one)")]
+    within: (
+        Annotated[
+            str | float,
+            Meta(description="only mentions this long before the newest count (default: all)"),
+        ]
+        | None
+    ) = None
+
+
 class Condition(Struct, forbid_unknown_fields=True, omit_defaults=True):
     """One item of `when:`: exactly one of path / keywords / template / time / any / all / not."""
 
@@ -78,6 +91,7 @@ class Condition(Struct, forbid_unknown_fields=True, omit_defaults=True):
         ]
         | UnsetType
     ) = UNSET
+    count: KeywordCount | UnsetType = UNSET
 
     template: Template | UnsetType = UNSET
     time: TimeWindow | UnsetType = UNSET
@@ -110,7 +124,7 @@ class Rule(Struct, forbid_unknown_fields=True, omit_defaults=True):
 
 
 CONDITION_KINDS = ("path", "keywords", "template", "time", "any", "all", "not")
-KEYWORD_OPTIONS = ("speaker", "fuzzy", "negation")
+KEYWORD_OPTIONS = ("speaker", "fuzzy", "negation", "count")
 
 
 def condition_kinds(condition: Condition) -> list[str]:

@@ -80,6 +80,16 @@ class EventView:
             self._spoken[speaker] = spoken
         return spoken
 
+    def spoken_session(self, speaker: str) -> SpokenText:
+        """All the session's words (every word counts as new), for `count:`; the session
+        is bounded by its limits, so no `max_text` cut here."""
+        key = "session:" + speaker
+        spoken = self._spoken.get(key)
+        if spoken is None:
+            spoken = SpokenText.of(self.segments, 0, speaker)  # type: ignore[arg-type]
+            self._spoken[key] = spoken
+        return spoken
+
     def context(self) -> dict[str, Any]:
         """The template context shared by every rule (rule, item and match are added per use)."""
         if self._context is None:
