@@ -53,6 +53,7 @@ def clause_numbers(text: str, count: int) -> list[int]:
 
 
 SpeakerFilter = Literal["user", "others", "any"]
+TICK_EVERY = 256  # hits looked at between two checks of the time budget
 
 
 def is_user_speech(segment: Mapping[str, Any]) -> bool:
@@ -97,6 +98,7 @@ class SpokenText:
     first_new_word: int = 0
     truncated: bool = False  # more speech than `max_chars`: the rest was not scanned
     max_chars: int | None = None
+    _clause_cache: dict[int, list[int]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def of(
@@ -149,13 +151,22 @@ class SpokenText:
             return None  # the common case, decided without looking further
         segment = self.word_segment[start]
         first = bisect_left(self.word_segment, segment)
+        numbers = self._clauses(segment, first)
 
         def same_clause(a: int, b: int) -> bool:
-            text = str(self.segments[segment].get("text") or "")
-            numbers = clause_numbers(text, b - first + 1)
             return numbers[a - first] == numbers[b - first]
 
         return negation_before(self.words, start, same_clause, first)
+
+    def _clauses(self, segment: int, first: int) -> list[int]:
+        """The clause numbers of a segment's scanned words, worked out once per segment:
+        a segment of a thousand "don't go" must not be split a thousand times."""
+        known = self._clause_cache.get(segment)
+        if known is None:
+            count = bisect_left(self.word_segment, segment + 1) - first
+            text = str(self.segments[segment].get("text") or "")
+            known = self._clause_cache[segment] = clause_numbers(text, count)
+        return known
 
     @cached_property
     def positions(self) -> dict[str, list[int]]:
@@ -239,7 +250,9 @@ class KeywordMatcher:
                 spans.setdefault(start, (end, phrase))
         hits: list[tuple[int, KeywordHit]] = []
         taken_to = 0
-        for start in sorted(spans):
+        for count, start in enumerate(sorted(spans)):
+            if count % TICK_EVERY == 0:
+                tick()  # a session of thousands of mentions stays within the budget
             end, phrase = spans[start]
             if start < taken_to:
                 continue
