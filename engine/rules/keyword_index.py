@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import ahocorasick
@@ -30,6 +30,14 @@ from engine.rules.keywords import FUZZY_PHRASE_SCORE, FUZZY_TOKEN_SCORE, Phrase,
 _MARGIN = 1.0  # score points below the matcher's cutoffs (float rounding only widens)
 _SHORT_WORD = 3  # phrase words shorter than this must be heard exactly (keywords._word_close)
 _REMEMBERED = 65_536  # heard words and windows whose fuzzy matches are kept between events
+_TICK_EVERY = 64  # heard words or windows looked at between two checks of the time budget
+
+
+def reachable(length: int, longest: int, cutoff: float) -> bool:
+    """Whether a text of `length` characters can score `cutoff` (0-100) by ratio against
+    one no longer than `longest`: ratio is at most 2 * shorter / (both lengths), so a
+    much longer heard word never can (nor is it remembered: payload text picks the keys)."""
+    return 200 * min(length, longest) >= cutoff * (length + longest)
 
 
 class PhraseIndex:
@@ -45,8 +53,10 @@ class PhraseIndex:
         self._fuzzy_words: set[str] = set()
         self._by_rarest: dict[str, list[tuple[int, tuple[str, ...]]]] = {}
         self._long_words: list[str] = []
+        self._longest_word = 0
         self._by_shape: dict[tuple[int, str], dict[str, list[int]]] = defaultdict(dict)
         self._shapes: dict[tuple[int, str], tuple[list[str], list[list[int]]]] = {}
+        self._longest_joined: dict[int, int] = {}  # phrase size -> its longest joined text
         self._sizes_by_initial: dict[str, set[int]] = defaultdict(set)
         # what a heard word is close to, and which phrases a window scores against, do not
         # change from one event to the next: speech repeats its words, so keep them
@@ -73,6 +83,7 @@ class PhraseIndex:
         if self._exact_ids:
             self._automaton.make_automaton()
         self._long_words = sorted(w for w in self._fuzzy_words if len(w) >= _SHORT_WORD)
+        self._longest_word = max(map(len, self._long_words), default=0)
         # each fuzzy phrase filed under its rarest word: few phrases to test per close word
         uses = Counter(w for _id, phrase in self._fuzzy for w in set(phrase))
         for phrase_id, phrase in self._fuzzy:
@@ -82,10 +93,14 @@ class PhraseIndex:
             shape: (list(phrases), list(phrases.values()))
             for shape, phrases in self._by_shape.items()
         }
+        for (size, _initial), phrases in self._by_shape.items():
+            longest = max(map(len, phrases))
+            self._longest_joined[size] = max(self._longest_joined.get(size, 0), longest)
         return self
 
-    def heard(self, spoken: SpokenText) -> set[int]:
-        """Ids of the phrases that may be heard in `spoken`'s new words."""
+    def heard(self, spoken: SpokenText, tick: Callable[[], None] = lambda: None) -> set[int]:
+        """Ids of the phrases that may be heard in `spoken`'s new words; `tick` is called
+        now and then (the time budget: it may raise)."""
         found: set[int] = set()
         words = spoken.words
         if not words:
@@ -93,8 +108,8 @@ class PhraseIndex:
         if self._exact_ids:
             found.update(self._exact(spoken))
         if self._fuzzy:
-            found.update(self._close_words(words))
-            found.update(self._close_windows(words))
+            found.update(self._close_words(words, tick))
+            found.update(self._close_windows(words, tick))
         return found
 
     def _exact(self, spoken: SpokenText) -> Iterable[int]:
@@ -108,13 +123,17 @@ class PhraseIndex:
             if bisect_left(ends, end) >= spoken.first_new_word:  # the hit ends in a new word
                 yield from ids
 
-    def _close_words(self, words: list[str]) -> Iterable[int]:
+    def _close_words(self, words: list[str], tick: Callable[[], None]) -> Iterable[int]:
         """Fuzzy phrases whose every word is close to some heard word (a same-width hit)."""
         heard = set(words)
         close = self._fuzzy_words & heard
         if self._long_words:
-            for word in heard:
-                close.update(self._close_long_words(word))
+            cutoff = FUZZY_TOKEN_SCORE - _MARGIN
+            for count, word in enumerate(heard):
+                if count % _TICK_EVERY == 0:
+                    tick()
+                if reachable(len(word), self._longest_word, cutoff):
+                    close.update(self._close_long_words(word))
         for word in close:
             for phrase_id, phrase in self._by_rarest.get(word, ()):
                 if all(w in close for w in phrase):
@@ -131,16 +150,20 @@ class PhraseIndex:
             _remember(self._close_to, heard, close)
         return close
 
-    def _close_windows(self, words: list[str]) -> Iterable[int]:
+    def _close_windows(self, words: list[str], tick: Callable[[], None]) -> Iterable[int]:
         """Fuzzy phrases a window one word wider or narrower may score against."""
         cutoff = FUZZY_PHRASE_SCORE - _MARGIN
         for start, word in enumerate(words):
+            if start % _TICK_EVERY == 0:
+                tick()
             initial = word[0]
             for size in self._sizes_by_initial.get(initial, ()):
                 for width in (size - 1, size + 1):
                     if width < 1 or start + width > len(words):
                         continue
                     window = " ".join(words[start : start + width])
+                    if not reachable(len(window), self._longest_joined[size], cutoff):
+                        continue
                     hits = self._window_hits.get((size, window))
                     if hits is None:
                         joined, ids = self._shapes[(size, initial)]

@@ -25,6 +25,7 @@ from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from engine.rules.budget import BudgetExceeded
 from engine.rules.keyword_index import PhraseIndex
 from engine.rules.linear_regex import RegexSet, is_linear_regex
 from engine.rules.predicates import (
@@ -219,13 +220,20 @@ class RuleIndex:
         are decided one by one, and their own failure is their reason)."""
         try:
             return list(lookup(table, path, view))
+        except BudgetExceeded:  # out of time: each rule is decided (and skipped) for that
+            return self._all_of(table)
         except Exception:
             log.exception("rule index lookup on %s failed; deciding its rules one by one", path)
-            if isinstance(table, _Phrases):
-                return table.positions
-            if isinstance(table, _Patterns):
-                return [p for positions in table.positions for p in positions]
-            return [p for positions in table.values() for p in positions]
+            return self._all_of(table)
+
+    @staticmethod
+    def _all_of(table: Any) -> list[int]:
+        """Every rule position a lookup table holds."""
+        if isinstance(table, _Phrases):
+            return list(table.positions)
+        if isinstance(table, _Patterns):
+            return [p for positions in table.positions for p in positions]
+        return [p for positions in table.values() for p in positions]
 
     @staticmethod
     def _by_value(table: dict[Hashable, list[int]], path: str, view: EventView) -> Iterable[int]:
@@ -243,4 +251,5 @@ class RuleIndex:
 
     @staticmethod
     def _by_phrase(phrases: _Phrases, speaker: str, view: EventView) -> Iterable[int]:
-        return (phrases.positions[i] for i in phrases.index.heard(view.spoken(speaker)))
+        heard = phrases.index.heard(view.spoken(speaker), view.budget.check)
+        return (phrases.positions[i] for i in heard)
