@@ -24,6 +24,7 @@ from engine.triggers import default_triggers
 log = logging.getLogger("omi_rules.pipeline")
 
 SWEEP_SECONDS = 60.0
+NO_NEW_SEGMENTS = "no new segments (all were sent before)"
 FIRING_MEMORY = 24 * 3600.0  # once_per_session holds at least this long
 
 
@@ -131,10 +132,10 @@ class Pipeline:
                 event.uid, event.session_id, event.doc.get("segments") or [], now
             )
             if not observation.has_new:
-                outcome.decisions = [
-                    Decision(rule, False, "no new segments (all were sent before)")
-                    for rule in rules
-                ]
+                # made only when read: a resent call costs nothing per rule
+                outcome.decisions = Decisions(
+                    rules, {}, lambda i: Decision(rules[i], False, NO_NEW_SEGMENTS)
+                )
                 return outcome
             session_key = observation.session.key
             session_segments = observation.session.segments
