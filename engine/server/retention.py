@@ -63,14 +63,22 @@ def _prune_batch(cutoff: float, batch: int) -> Callable[[sqlite_utils.Database],
             "  SELECT id FROM rejections WHERE received_at < ? LIMIT ?)",
             [cutoff, batch],
         ).rowcount
-        # rule versions no kept event was decided with (never the one serving now)
+        return done
+
+    return write
+
+
+def _prune_versions(cutoff: float) -> Callable[[sqlite_utils.Database], None]:
+    """Forget the rule versions no kept event was decided with (never the one serving
+    now): once per sweep, after the events went."""
+
+    def write(db: sqlite_utils.Database) -> None:
         db.execute(
-            "DELETE FROM rule_versions WHERE created_at < ? AND version NOT IN ("
-            "  SELECT rules_version FROM events WHERE rules_version IS NOT NULL"
+            "DELETE FROM rule_versions WHERE created_at < ? AND NOT EXISTS ("
+            "  SELECT 1 FROM events WHERE events.rules_version = rule_versions.version"
             ") AND version != (SELECT version FROM rule_versions ORDER BY created_at DESC LIMIT 1)",
             [cutoff],
         )
-        return done
 
     return write
 
@@ -104,6 +112,7 @@ async def _prune(
         total.actions += done.actions
         total.rejections += done.rejections
         if done.events < batch and done.rejections < batch:
+            await run(_prune_versions(cutoff))
             return total
 
 

@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_received ON events(received_at);
 CREATE INDEX IF NOT EXISTS events_dedupe ON events(dedupe_key, received_at);
+CREATE INDEX IF NOT EXISTS events_rules_version ON events(rules_version);
 CREATE TABLE IF NOT EXISTS actions (
     id INTEGER PRIMARY KEY,
     idem_key TEXT NOT NULL UNIQUE,
