@@ -197,7 +197,16 @@ async def login_page(request: Request[Any, Any, Any]) -> Template | Redirect:
     return _login_page(next_path)
 
 
-@post("/ui/login", name="ui-login-submit", include_in_schema=False)
+# a token and a `next` path: anything larger is refused before it is read (the page is public)
+LOGIN_BODY_LIMIT = 8192
+
+
+@post(
+    "/ui/login",
+    name="ui-login-submit",
+    include_in_schema=False,
+    request_max_body_size=LOGIN_BODY_LIMIT,
+)
 async def login_submit(request: Request[Any, Any, Any]) -> Template | Redirect:
     auth = _auth(request)
     client = client_address(request)
