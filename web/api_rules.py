@@ -29,16 +29,12 @@ from engine.rules.rule_files import (
     parse_rule,
     starters,
 )
+from engine.rules.rule_yaml import EditError
 from engine.server import history
-from engine.server.receiver import Receiver
+from engine.server.receiver import Receiver, receiver_of
 
 T = TypeVar("T")
 DAY = 24 * 3600
-
-
-def _receiver(request: Request[Any, Any, Any]) -> Receiver:
-    receiver: Receiver = request.app.state.receiver
-    return receiver
 
 
 def rule_folder(request: Request[Any, Any, Any]) -> RuleFolder:
@@ -53,7 +49,7 @@ async def _in_folder(
 ) -> T:
     """Run `call` on the rules folder in a worker thread (library errors become 4xx
     answers); after a write, reload the live rules at once, not waiting for the watcher."""
-    folder, receiver = rule_folder(request), _receiver(request)
+    folder, receiver = rule_folder(request), receiver_of(request)
     try:
         result = await asyncio.to_thread(call, folder)
     except RuleNotFound as exc:
@@ -113,7 +109,7 @@ def error_rows(receiver: Receiver) -> list[dict[str, Any]]:
 async def rules_overview(request: Request[Any, Any, Any]) -> dict[str, Any]:
     """What the rules list shows: each loaded rule with its 24 h counts, the errors of the
     files that failed, the drafts waiting to be fixed."""
-    receiver, since = _receiver(request), time.time() - DAY
+    receiver, since = receiver_of(request), time.time() - DAY
     stats = await receiver.store.read(lambda s: history.rule_stats(s, since))
     drafts = await asyncio.to_thread(rule_folder(request).drafts)
     return {
@@ -145,8 +141,13 @@ async def api_rule(request: Request[Any, Any, Any], rule_id: FromPath[str]) -> d
                 raise
             return draft, None, True
 
-    source, draft_text, is_draft = await _in_folder(request, lambda _f: read(), reload=False)
-    model, problems = parse_rule(source.text)
+    def read_and_parse() -> tuple[RuleSource, str | None, bool, Any, list[dict[str, Any]]]:
+        source, draft_text, is_draft = read()
+        return (source, draft_text, is_draft, *parse_rule(source.text))
+
+    source, draft_text, is_draft, model, problems = await _in_folder(
+        request, lambda _f: read_and_parse(), reload=False
+    )
     return {
         **msgspec.to_builtins(source),
         "model": model,
@@ -237,8 +238,14 @@ class MergeBody(Struct, forbid_unknown_fields=True):
 
 @post("/api/yaml/merge", status_code=200, summary="Apply the builder's model to the YAML text")
 async def api_merge(data: JSONBody[MergeBody]) -> dict[str, Any]:
-    text = await asyncio.to_thread(merge_model, data.text, data.model)
-    model, problems = parse_rule(text)
+    def merge() -> tuple[str, Any, list[dict[str, Any]]]:
+        text = merge_model(data.text, data.model)
+        return (text, *parse_rule(text))
+
+    try:
+        text, model, problems = await asyncio.to_thread(merge)
+    except EditError as exc:  # the YAML is broken mid-edit: the builder waits for a fix
+        raise ClientException(str(exc)) from None
     return {"text": text, "model": model, "problems": problems}
 
 
