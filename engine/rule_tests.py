@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,6 +35,7 @@ from engine import samples
 from engine.dryrun import EventReport, dry_run_events
 from engine.errors import OmiRulesError, PayloadError
 from engine.rules.compiled import CompiledRule, RuleSet
+from engine.rules.folder_io import atomic_write
 from engine.rules.loader import display_path, load_rules
 from engine.rules.yaml_source import SourceMap, YamlSyntaxError, load_with_marks
 from engine.runtime.payloads import Event, decode_event
@@ -496,7 +496,7 @@ def add_case(rules_dir: str | os.PathLike[str], rule_id: str, case: dict[str, An
     )
     if len(_parsed(text) or []) != len(cases) + 1:  # e.g. a flow-style list ([...]) before
         raise RuleTestError(f"cannot append to {display_path(target)}: rewrite it as a block list")
-    _write_atomic(target, text)
+    atomic_write(target, text)
     return target
 
 
@@ -542,16 +542,3 @@ def _parsed(text: str) -> Any:
         return yaml.safe_load(text)
     except yaml.YAMLError:
         return None
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise

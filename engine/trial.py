@@ -106,11 +106,14 @@ def try_rule(
     secrets: Secrets,
     data_dir: str = "data",
     allow_hosts: Sequence[str] = (),
+    candidate: Candidate | None = None,
 ) -> TrialResult:
-    """Dry-run the rule text on `events` (one stream, in order)."""
+    """Dry-run the rule text on `events` (one stream, in order); `candidate` is the text
+    compiled already, when the caller has it."""
     started = time.perf_counter()
     templates = Templates()
-    candidate = compile_candidate(text, registry, templates)
+    if candidate is None:
+        candidate = compile_candidate(text, registry, templates)
     reports: list[EventReport] = []
     if candidate.rules and events:
         reports = list(

@@ -18,13 +18,8 @@ from engine import samples
 from engine.connector import Registry
 from engine.rules.schema import rule_file_schema
 from engine.server.outbox import purge_dead
-from engine.server.receiver import Receiver
+from engine.server.receiver import receiver_of
 from engine.triggers import default_triggers
-
-
-def _receiver(request: Request[Any, Any, Any]) -> Receiver:
-    receiver: Receiver = request.app.state.receiver
-    return receiver
 
 
 def field_kind(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
@@ -73,7 +68,7 @@ def connector_forms(registry: Registry) -> list[dict[str, Any]]:
 
 @get("/api/connectors", summary="Registered connectors and the form fields of their options")
 async def api_connectors(request: Request[Any, Any, Any]) -> list[dict[str, Any]]:
-    return connector_forms(_receiver(request).live_rules.registry)
+    return connector_forms(receiver_of(request).live_rules.registry)
 
 
 @get("/api/triggers", summary="Registered triggers")
@@ -83,12 +78,12 @@ async def api_triggers() -> list[dict[str, str]]:
 
 @get("/api/secrets", summary="Names of the secrets that are set (values are never shown)")
 async def api_secrets(request: Request[Any, Any, Any]) -> list[str]:
-    return _receiver(request).secrets.names()
+    return receiver_of(request).secrets.names()
 
 
 @get("/api/rule-schema", summary="JSON Schema of a rule file (as `omi-rules schema`)")
 async def api_rule_schema(request: Request[Any, Any, Any]) -> dict[str, Any]:
-    return rule_file_schema(_receiver(request).live_rules.registry)
+    return rule_file_schema(receiver_of(request).live_rules.registry)
 
 
 @get("/api/samples", summary="Sample payloads shipped with omi-rules")
@@ -112,7 +107,7 @@ class PurgeBody(Struct, forbid_unknown_fields=True):
 @post("/api/dead-letters/purge", status_code=200, summary="Forget dead letters (some or all)")
 async def api_purge(request: Request[Any, Any, Any], data: JSONBody[PurgeBody]) -> dict[str, int]:
     ids = [i for i in data.ids if 0 < i < 2**63] if data.ids is not None else None
-    purged = await asyncio.wrap_future(purge_dead(_receiver(request).store, ids))
+    purged = await asyncio.wrap_future(purge_dead(receiver_of(request).store, ids))
     return {"purged": purged}
 
 

@@ -21,16 +21,11 @@ from engine import rule_tests
 from engine.rules.compiled import RuleSet
 from engine.rules.templates import Templates
 from engine.server import history
-from engine.server.receiver import Receiver
+from engine.server.receiver import receiver_of
 from engine.trial import TrialResult, compile_candidate, try_rule
 from web.payload_source import PayloadChoice, events_for
 
 BACKTEST_EVENTS = 500
-
-
-def _receiver(request: Request[Any, Any, Any]) -> Receiver:
-    receiver: Receiver = request.app.state.receiver
-    return receiver
 
 
 class DryRunBody(Struct, forbid_unknown_fields=True):
@@ -40,28 +35,24 @@ class DryRunBody(Struct, forbid_unknown_fields=True):
     source: PayloadChoice
 
 
-def _trigger_of(text: str, receiver: Receiver, asked: str | None) -> str:
-    if asked:
-        return asked
-    candidate = compile_candidate(text, receiver.live_rules.registry, Templates())
-    if candidate.rules:
-        return str(candidate.rules[0].trigger)
-    return "memory"
-
-
 @post("/api/dry-run", summary="Try a rule's text on a payload, a sample or captured events")
 async def api_dry_run(request: Request[Any, Any, Any], data: JSONBody[DryRunBody]) -> TrialResult:
-    receiver = _receiver(request)
-    trigger = _trigger_of(data.text, receiver, data.source.trigger)
+    receiver = receiver_of(request)
+    registry = receiver.live_rules.registry
+    candidate = await asyncio.to_thread(compile_candidate, data.text, registry, Templates())
+    trigger = data.source.trigger or (
+        str(candidate.rules[0].trigger) if candidate.rules else "memory"
+    )
     events = await events_for(data.source, receiver, trigger)
     return await asyncio.to_thread(
         try_rule,
         data.text,
         events,
-        registry=receiver.live_rules.registry,
+        registry=registry,
         secrets=receiver.secrets,
         data_dir=receiver.settings.data_dir,
         allow_hosts=receiver.settings.outbound_allow_hosts,
+        candidate=candidate,
     )
 
 
@@ -76,8 +67,10 @@ class BacktestBody(Struct, forbid_unknown_fields=True):
 
 @post("/api/backtest", summary="What an edited rule changes over the last captured events")
 async def api_backtest(request: Request[Any, Any, Any], data: JSONBody[BacktestBody]) -> Any:
-    receiver = _receiver(request)
-    candidate = compile_candidate(data.text, receiver.live_rules.registry, Templates())
+    receiver = receiver_of(request)
+    candidate = await asyncio.to_thread(
+        compile_candidate, data.text, receiver.live_rules.registry, Templates()
+    )
     if not candidate.rules:
         raise ClientException("the rule has errors; fix them before a backtest")
     edited = candidate.rules[0]
@@ -124,12 +117,14 @@ def case_source(choice: PayloadChoice) -> dict[str, Any]:
 async def api_add_case(
     request: Request[Any, Any, Any], rule_id: FromPath[str], data: JSONBody[CaseBody]
 ) -> Any:
-    receiver = _receiver(request)
+    receiver = receiver_of(request)
     rules_dir = receiver.settings.rules
     source = case_source(data.source)
 
     def suggest(store: Any) -> dict[str, Any]:
-        return rule_tests.suggest_case(rules_dir, rule_id, data.name, source, store=store)
+        return rule_tests.suggest_case(
+            rules_dir, rule_id, data.name, source, store=store, rules=receiver.pipeline.rules
+        )
 
     try:
         case = await receiver.store.read(suggest)

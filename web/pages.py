@@ -24,17 +24,12 @@ from msgspec import Struct
 from engine.rules.rule_files import RuleFolder, starters
 from engine.server import history
 from engine.server.outbox import purge_dead, retry_action
-from engine.server.receiver import Receiver
+from engine.server.receiver import receiver_of
 from engine.server.statuses import ActionStatus
 from engine.triggers import default_triggers
 from web.api_rules import _edit, rules_overview, starter_text
 
 HISTORY_PAGE = 100
-
-
-def _receiver(request: Request[Any, Any, Any]) -> Receiver:
-    receiver: Receiver = request.app.state.receiver
-    return receiver
 
 
 def page(
@@ -97,7 +92,7 @@ async def list_action(
 
 @post("/ui/rules/{rule_id:str}/toggle", status_code=200, include_in_schema=False)
 async def toggle_rule(request: Request[Any, Any, Any], rule_id: FromPath[str]) -> Template:
-    rule = _receiver(request).pipeline.rules.get(rule_id)
+    rule = receiver_of(request).pipeline.rules.get(rule_id)
     if rule is None:
         return await rules_table(request, notice=f"no rule {rule_id}")
     enabled = not rule.enabled
@@ -193,7 +188,7 @@ def history_rows(store: Any, trigger: str, rule: str, status: str) -> list[dict[
 async def history_context(
     request: Request[Any, Any, Any], trigger: str, rule: str, status: str
 ) -> dict[str, Any]:
-    receiver = _receiver(request)
+    receiver = receiver_of(request)
     rows = await receiver.store.read(lambda s: history_rows(s, trigger, rule, status))
     now = time.time()
     for row in rows:
@@ -232,7 +227,7 @@ async def history_fragment(
 
 @get("/ui/events/{event_id:str}", include_in_schema=False)
 async def event_page(request: Request[Any, Any, Any], event_id: FromPath[str]) -> Template:
-    event = await _receiver(request).store.read(lambda s: history.event_detail(s, event_id))
+    event = await receiver_of(request).store.read(lambda s: history.event_detail(s, event_id))
     if event is None:
         raise NotFoundException(f"no event {event_id}")
     return page("event.html", request, event=event, ago=ago(event["received_at"]))
@@ -242,7 +237,7 @@ async def event_page(request: Request[Any, Any, Any], event_id: FromPath[str]) -
 
 
 async def dead_context(request: Request[Any, Any, Any], notice: str = "") -> dict[str, Any]:
-    dead = await _receiver(request).store.read(
+    dead = await receiver_of(request).store.read(
         lambda s: history.list_actions(s, status=ActionStatus.DEAD, limit=200)
     )
     now = time.time()
@@ -258,7 +253,7 @@ async def dead_page(request: Request[Any, Any, Any]) -> Template:
 
 @post("/ui/dead-letters/{action_id:int}/retry", status_code=200, include_in_schema=False)
 async def dead_retry(request: Request[Any, Any, Any], action_id: FromPath[int]) -> Template:
-    receiver = _receiver(request)
+    receiver = receiver_of(request)
     retried = 0 < action_id < 2**63 and await asyncio.wrap_future(
         retry_action(receiver.store, action_id, time.time())
     )
@@ -270,7 +265,7 @@ async def dead_retry(request: Request[Any, Any, Any], action_id: FromPath[int]) 
 
 @post("/ui/dead-letters/purge", status_code=200, include_in_schema=False)
 async def dead_purge(request: Request[Any, Any, Any]) -> Template:
-    purged = await asyncio.wrap_future(purge_dead(_receiver(request).store))
+    purged = await asyncio.wrap_future(purge_dead(receiver_of(request).store))
     notice = f"purged {purged} dead letter(s)"
     return page("dead_table.html", request, **await dead_context(request, notice))
 

@@ -36,7 +36,7 @@ from engine.server.access import AccessMiddleware, HostCheck, add_security_heade
 from engine.server.metrics import CONTENT_TYPE
 from engine.server.omi_query import recover_query
 from engine.server.outbox import retry_action
-from engine.server.receiver import Answer, Incoming, Receiver
+from engine.server.receiver import Answer, Incoming, Receiver, receiver_of
 from engine.server.statuses import ActionStatus
 from engine.triggers import default_triggers
 from web import api_handlers, template_config, ui_handlers
@@ -48,11 +48,6 @@ log = logging.getLogger("omi_rules.app")
 def page_size(limit: int) -> int:
     """Between 1 and 1000 (SQLite reads LIMIT -1 as no limit at all)."""
     return max(1, min(limit, 1000))
-
-
-def _receiver(request: Request[Any, Any, Any]) -> Receiver:
-    receiver: Receiver = request.app.state.receiver
-    return receiver
 
 
 def query_of(request: Request[Any, Any, Any]) -> dict[str, str]:
@@ -145,17 +140,17 @@ def webhook_handlers() -> list[Any]:
 @get("/setup/completed", summary="Omi's Setup Completed URL (query: uid)")
 async def setup_completed(request: Request[Any, Any, Any]) -> dict[str, bool]:
     uid = query_of(request).get("uid", "").strip()  # older backends append ?uid= to a query
-    return {"is_setup_completed": bool(uid) and _receiver(request).setup_completed(uid)}
+    return {"is_setup_completed": bool(uid) and receiver_of(request).setup_completed(uid)}
 
 
 @get("/health", summary="Liveness, rule and outbox counts")
 async def health(request: Request[Any, Any, Any]) -> dict[str, Any]:
-    return await _receiver(request).health()
+    return await receiver_of(request).health()
 
 
 @get("/metrics", summary="Prometheus metrics (admin token)", media_type=CONTENT_TYPE)
 async def metrics(request: Request[Any, Any, Any]) -> bytes:
-    return await _receiver(request).scrape_metrics()
+    return await receiver_of(request).scrape_metrics()
 
 
 @get("/api/events", summary="Recent events with what each rule decided")
@@ -166,7 +161,7 @@ async def api_events(
     trigger: FromQuery[str | None] = None,
     uid: FromQuery[str | None] = None,
 ) -> list[dict[str, Any]]:
-    return await _receiver(request).store.read(
+    return await receiver_of(request).store.read(
         lambda store: history.list_events(
             store, limit=page_size(limit), since=since, trigger=trigger, uid=uid
         )
@@ -175,7 +170,9 @@ async def api_events(
 
 @get("/api/events/{event_id:str}", summary="One event: payload, decisions, actions")
 async def api_event(request: Request[Any, Any, Any], event_id: FromPath[str]) -> dict[str, Any]:
-    event = await _receiver(request).store.read(lambda store: history.event_detail(store, event_id))
+    event = await receiver_of(request).store.read(
+        lambda store: history.event_detail(store, event_id)
+    )
     if event is None:
         raise NotFoundException(f"no event {event_id}")
     return event
@@ -187,7 +184,7 @@ async def api_actions(
     status: FromQuery[str | None] = None,
     limit: FromQuery[int] = 100,
 ) -> list[dict[str, Any]]:
-    return await _receiver(request).store.read(
+    return await receiver_of(request).store.read(
         lambda store: history.list_actions(store, status=status, limit=page_size(limit))
     )
 
@@ -196,14 +193,14 @@ async def api_actions(
 async def api_dead_letters(
     request: Request[Any, Any, Any], limit: FromQuery[int] = 100
 ) -> list[dict[str, Any]]:
-    return await _receiver(request).store.read(
+    return await receiver_of(request).store.read(
         lambda store: history.list_actions(store, status=ActionStatus.DEAD, limit=page_size(limit))
     )
 
 
 @post("/api/actions/{action_id:int}/retry", status_code=202, summary="Send a dead letter again")
 async def api_retry(request: Request[Any, Any, Any], action_id: FromPath[int]) -> dict[str, Any]:
-    receiver = _receiver(request)
+    receiver = receiver_of(request)
     retried = 0 < action_id < 2**63 and await asyncio.wrap_future(  # SQLite's INTEGER range
         retry_action(receiver.store, action_id, time.time())
     )
@@ -217,7 +214,7 @@ async def api_retry(request: Request[Any, Any, Any], action_id: FromPath[int]) -
 async def api_rejections(
     request: Request[Any, Any, Any], limit: FromQuery[int] = 50
 ) -> list[dict[str, Any]]:
-    return await _receiver(request).store.read(
+    return await receiver_of(request).store.read(
         lambda store: history.list_rejections(store, limit=page_size(limit))
     )
 
@@ -235,7 +232,7 @@ def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dic
         "unexpected error on %s %s: %s",
         request.method,
         request.url.path,
-        _receiver(request).secrets.masked_traceback(exc),
+        receiver_of(request).secrets.masked_traceback(exc),
     )
     return Response({"error": "internal error"}, status_code=HTTP_500_INTERNAL_SERVER_ERROR)
 

@@ -606,3 +606,9 @@ class Receiver:
             return self.metrics.render()
 
         return await self.store.read(scrape)
+
+
+def receiver_of(request: Any) -> Receiver:
+    """The Receiver an app serves (engine.server.app keeps it in `app.state`)."""
+    receiver: Receiver = request.app.state.receiver
+    return receiver

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import msgspec
@@ -25,7 +26,13 @@ class Starter(msgspec.Struct):
 
 def starters() -> list[Starter]:
     """Every starter, blank first."""
-    return [
+    return list(_read_starters())
+
+
+@functools.cache
+def _read_starters() -> tuple[Starter, ...]:
+    """The starter files, read once (the rules list asks for them on every view)."""
+    return tuple(
         Starter(name, title, (HERE / f"{name}.yaml").read_text(encoding="utf-8"))
         for name, title in STARTERS
-    ]
+    )
