@@ -412,10 +412,10 @@ class Receiver:
                 secrets=self.secrets,
                 sealer=self.sealer,
             )
-        except BaseException as exc:
-            failed: Future[Any] = Future()
-            failed.set_exception(exc)
-            self._recording[event.id] = failed  # a repeat of it is answered 503 too
+        except BaseException:
+            # nothing was queued: let go of the claim, so Omi's retry is recorded, not
+            # taken for a repeat of an event that never reached the store
+            self.deduper.release(key)
             raise
         # a repeat (prepared after this, in this thread) waits for this write and shares
         # its fate
