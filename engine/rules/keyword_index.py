@@ -34,10 +34,11 @@ _TICK_EVERY = 64  # heard words or windows looked at between two checks of the t
 
 
 def reachable(length: int, longest: int, cutoff: float) -> bool:
-    """Whether a text of `length` characters can score `cutoff` (0-100) by ratio against
-    one no longer than `longest`: ratio is at most 2 * shorter / (both lengths), so a
-    much longer heard word never can (nor is it remembered: payload text picks the keys)."""
-    return 200 * min(length, longest) >= cutoff * (length + longest)
+    """Whether a text of `length` characters may score `cutoff` (0-100) by ratio against
+    one no longer than `longest`. Ratio is at most 2 * shorter / (both lengths): a text
+    longer than `longest` scores best against the longest, so one much longer never
+    reaches the cutoff (nor is it remembered: payload text picks those keys)."""
+    return length <= longest or 200 * longest >= cutoff * (length + longest)
 
 
 class PhraseIndex:
