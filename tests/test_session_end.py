@@ -167,15 +167,34 @@ def test_the_sample_is_a_session_end() -> None:
     assert "turn on the lights" in event.doc["text"]
 
 
-def test_a_session_open_at_shutdown_does_not_end_after_a_restart(tmp_path: Path) -> None:
+def test_a_session_open_at_shutdown_goes_on_and_ends_once_after_a_restart(
+    tmp_path: Path,
+) -> None:
     write_rules(tmp_path / "rules", RULES)
     settings = server_settings(tmp_path, session_idle=IDLE)
     with LiveServer(settings) as live:
-        post(live, "s", "cut off by a restart")
+        post(live, "s", "cut off by a")
     with LiveServer(settings) as live:
-        time.sleep(IDLE * 2.5)
-        assert ends(live) == []
-        post(live, "s", "after the restart")
+        post(live, "s", "cut off by a", "restart", start=0.0)  # the first one sent again
         [event] = wait_until(lambda: ends(live), timeout=10)
         detail = httpx.get(f"{live.url}/api/events/{event['id']}", headers=ADMIN).json()
-        assert detail["payload"]["text"] == "after the restart"
+        assert (detail["payload"]["text"], detail["payload"]["calls"]) == (
+            "cut off by a restart",
+            2,
+        )
+        time.sleep(IDLE * 2.5)
+        assert len(ends(live)) == 1
+
+
+def test_a_session_idle_when_the_server_stopped_ends_after_the_restart(tmp_path: Path) -> None:
+    write_rules(tmp_path / "rules", RULES)
+    settings = server_settings(tmp_path, session_idle=IDLE)
+    with LiveServer(settings) as live:
+        post(live, "s", "said just before a stop")
+        assert ends(live) == []
+    time.sleep(IDLE * 1.5)
+    with LiveServer(settings) as live:
+        [event] = wait_until(lambda: ends(live), timeout=10)
+        detail = httpx.get(f"{live.url}/api/events/{event['id']}", headers=ADMIN).json()
+        assert detail["payload"]["text"] == "said just before a stop"
+        assert wait_until(lambda: log_lines(tmp_path, "all-ends.jsonl"), timeout=10) == ["s"]

@@ -69,6 +69,7 @@ class Pipeline:
         clock: Clock = time.monotonic,
         indexed: bool = True,
         check_secrets: bool | None = None,
+        gate: FiringGate | None = None,
     ) -> None:
         self.rules = rules
         # False visits every rule (matcher.decide): the reference the rule index agrees with
@@ -90,7 +91,7 @@ class Pipeline:
         self.sessions = (
             sessions if sessions is not None else SessionStore(limits=self.limits.sessions)
         )
-        self.gate = FiringGate()
+        self.gate = gate if gate is not None else FiringGate()
         self._next_sweep = 0.0
 
     def sweep(self, now: float) -> None:

@@ -9,6 +9,12 @@ The sender chooses `session_id` and the segments, so everything here is bounded
 (`engine.runtime.limits.SessionLimits`): sessions per user and in all, segments and text per
 session (the oldest drop off the front), one segment's text (cut), and the memory of
 dropped segments (so one sent again is still recognized). What is dropped is logged.
+
+A store made with `journal=True` also notes what changed (`take_changes`): the receiver
+writes those changes in the same transaction as the event that caused them
+(engine.server.session_rows), and `restore` puts sessions read back from the store, so a
+restart or a failed write forgets nothing that was acknowledged, and keeps nothing that
+was not.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -89,13 +95,23 @@ class Session:
     number: int = 1  # which conversation this is, unique within the store
     segments: list[dict[str, Any]] = field(default_factory=list)
     keys: list[bytes] = field(default_factory=list)  # segment_digest of each segment
+    seqs: list[int] = field(default_factory=list)  # each segment's number in the session
     seen: set[bytes] = field(default_factory=set)  # keys of the segments kept
-    dropped: OrderedDict[bytes, None] = field(default_factory=OrderedDict)  # recently dropped
+    # recently dropped segments: key -> its number in the session
+    dropped: OrderedDict[bytes, int] = field(default_factory=OrderedDict)
     size: int = 0  # bytes counted for the kept segments
     first_seen: float = 0.0  # when its first call came
     last_seen: float = 0.0
+    heard: float = 0.0  # when a call last brought new segments
     last_end: float = 0.0
     calls: int = 0
+    next_seq: int = 0  # the number the next new segment gets
+    # an open slot (engine.rules.keywords) waits for more speech until then
+    waiting_until: float | None = None
+    # what the store has (engine.server.session_rows): segments numbered up to `flushed`,
+    # and whether segments were dropped since
+    flushed: int = -1
+    trimmed: bool = False
 
     @property
     def key(self) -> str:
@@ -117,6 +133,18 @@ class Observation:
 
 
 EndedBy = Literal["idle", "new_conversation"]
+
+
+@dataclass(frozen=True)
+class Change:
+    """What happened to a session, for the store: `saved` (heard, or its waiting changed),
+    `ended` (its end event is still to be raised) or `gone` (forget it)."""
+
+    kind: Literal["saved", "ended", "gone"]
+    session: Session
+    ended_by: EndedBy | None = None
+
+
 # called when a session ends: (session, why, when); the receiver raises transcript_session_end
 OnEnd = Callable[[Session, EndedBy, float], None]
 
@@ -153,10 +181,13 @@ class SessionStore:
         idle_seconds: float = DEFAULT_IDLE_SECONDS,
         limits: SessionLimits | None = None,
         on_end: OnEnd | None = None,
+        *,
+        journal: bool = False,
     ) -> None:
         self.idle_seconds = idle_seconds
         self.limits = limits or SessionLimits()
         self.on_end = on_end
+        self._journal: list[Change] | None = [] if journal else None
         # least recently heard first: eviction takes from the front
         self._sessions: OrderedDict[tuple[str, str], Session] = OrderedDict()
         self._per_uid: dict[str, set[tuple[str, str]]] = {}
@@ -165,6 +196,49 @@ class SessionStore:
 
     def __len__(self) -> int:
         return len(self._sessions)
+
+    def __iter__(self) -> Iterator[Session]:
+        return iter(list(self._sessions.values()))
+
+    def get(self, uid: str, session_id: str) -> Session | None:
+        return self._sessions.get((uid, session_id))
+
+    # -- the store's side ----------------------------------------------------------------
+    def note(self, kind: Literal["saved", "ended", "gone"], session: Session, **kw: Any) -> None:
+        if self._journal is not None:
+            self._journal.append(Change(kind, session, **kw))
+
+    def take_changes(self) -> list[Change]:
+        """What changed since the last call (empty unless made with `journal=True`)."""
+        if not self._journal:
+            return []
+        changes, self._journal = self._journal, []
+        return changes
+
+    def restore(self, sessions: Iterable[Session], ended: Mapping[int, EndedBy]) -> None:
+        """Put sessions read back from the store (engine.server.session_rows): live ones
+        in place of any held for their (uid, session id); those in `ended` (session
+        number -> why) go to `on_end`, whose end event was not raised yet."""
+        for session in sorted(sessions, key=lambda s: s.last_seen):
+            self._started = max(self._started, session.number)
+            why = ended.get(session.number)
+            if why is not None:
+                self._ended(session, why, session.last_seen)
+                continue
+            key = (session.uid, session.session_id)
+            if key in self._sessions:
+                self._forget(key)
+            self._sessions[key] = session
+            self._per_uid.setdefault(session.uid, set()).add(key)
+        while len(self._sessions) > self.limits.total:  # the limit was lowered since
+            oldest = next(iter(self._sessions))
+            self.note("gone", self._sessions[oldest])
+            self._forget(oldest)
+
+    def drop(self, uid: str, session_id: str) -> None:
+        """Forget a session held in memory (its store rows are read again with restore)."""
+        if (uid, session_id) in self._sessions:
+            self._forget((uid, session_id))
 
     def observe(self, uid: str, session_id: str, segments: list[Any], now: float) -> Observation:
         key = (uid, session_id)
@@ -176,6 +250,7 @@ class SessionStore:
                 dropped += self._make_room(uid)
             elif ended_by is not None:
                 self._ended(session, ended_by, now)
+                self._forget(key)
             # numbered across the store's life, so a key is never reused after expiry
             self._started += 1
             session = Session(uid, session_id, number=self._started, first_seen=now)
@@ -196,11 +271,15 @@ class SessionStore:
             cut += was_cut
             session.seen.add(marker)
             session.keys.append(marker)
+            session.seqs.append(session.next_seq)
+            session.next_seq += 1
             session.segments.append(kept)
             session.size += segment_size(kept)
             end = kept.get("end")
             if isinstance(end, int | float):
                 session.last_end = max(session.last_end, float(end))
+        if len(session.segments) > first_new:
+            session.heard = now
         if cut:
             dropped.append(f"{cut} segment(s) cut to {self.limits.segment_chars} characters")
         overflow = self._trim(session)
@@ -212,6 +291,7 @@ class SessionStore:
             )
         if dropped:
             log.info("session %s of uid %s: %s", session.key, uid, "; ".join(dropped))
+        self.note("saved", session)
         return Observation(session, first_new, dropped)
 
     def _trim(self, session: Session) -> int:
@@ -225,13 +305,15 @@ class SessionStore:
             count += 1
         if not count:
             return 0
-        for marker in session.keys[:count]:
+        for marker, seq in zip(session.keys[:count], session.seqs[:count], strict=True):
             session.seen.discard(marker)
-            session.dropped[marker] = None
+            session.dropped[marker] = seq
         while len(session.dropped) > limits.remembered_keys:
             session.dropped.popitem(last=False)
         del session.segments[:count]
         del session.keys[:count]
+        del session.seqs[:count]
+        session.trimmed = True
         return count
 
     def _make_room(self, uid: str) -> list[str]:
@@ -240,11 +322,13 @@ class SessionStore:
         mine = self._per_uid.get(uid, set())
         if len(mine) >= self.limits.per_uid:
             oldest = min(mine, key=lambda k: self._sessions[k].last_seen)
+            self.note("gone", self._sessions[oldest])
             self._forget(oldest)
             self.evicted += 1
             notes.append(f"evicted session {oldest[1]!r} (over {self.limits.per_uid} per uid)")
         while len(self._sessions) >= self.limits.total:
             oldest = next(iter(self._sessions))
+            self.note("gone", self._sessions[oldest])
             self._forget(oldest)
             self.evicted += 1
             notes.append(f"evicted a session of another uid (over {self.limits.total} in all)")
@@ -272,8 +356,13 @@ class SessionStore:
         return None
 
     def _ended(self, session: Session, ended_by: EndedBy, now: float) -> None:
+        """A session is over: its end event is raised (which forgets its store rows), or
+        with nothing kept or nobody to hear of it, it is forgotten at once."""
         if self.on_end is not None and session.segments:
+            self.note("ended", session, ended_by=ended_by)
             self.on_end(session, ended_by, now)
+        else:
+            self.note("gone", session)
 
     def expire(self, now: float) -> int:
         """Forget sessions quiet for longer than the idle period (each one ends); returns
@@ -285,11 +374,18 @@ class SessionStore:
         return len(stale)
 
 
-class FiringGate:
-    """once_per_session and cooldown, per rule, user and session."""
+FiringKey = tuple[str, str, str]  # (rule id, uid, session key; "" outside live sessions)
 
-    def __init__(self) -> None:
-        self._fired: dict[tuple[str, str, str], float] = {}
+
+class FiringGate:
+    """once_per_session and cooldown, per rule, user and session.
+
+    With `journal=True` it notes each firing and each forgetting for the store
+    (engine.server.session_rows), like SessionStore."""
+
+    def __init__(self, *, journal: bool = False) -> None:
+        self._fired: dict[FiringKey, float] = {}
+        self._journal: list[tuple[FiringKey, float] | float] | None = [] if journal else None
 
     def refusal(
         self,
@@ -311,11 +407,37 @@ class FiringGate:
         return None
 
     def fired(self, rule_id: str, uid: str, session: str, now: float) -> None:
-        self._fired[(rule_id, uid, session)] = now
+        key = (rule_id, uid, session)
+        self._fired[key] = now
+        if self._journal is not None:
+            self._journal.append((key, now))
 
     def forget_before(self, cutoff: float) -> int:
         """Drop firings older than `cutoff` (their sessions and cooldowns are long over)."""
         stale = [key for key, when in self._fired.items() if when < cutoff]
         for key in stale:
             del self._fired[key]
+        if stale and self._journal is not None:
+            self._journal.append(cutoff)
         return len(stale)
+
+    def take_changes(self) -> list[tuple[FiringKey, float] | float]:
+        """Firings (key, when) and forgettings (a cutoff) since the last call."""
+        if not self._journal:
+            return []
+        changes, self._journal = self._journal, []
+        return changes
+
+    def restore(self, firings: Iterable[tuple[FiringKey, float | None]]) -> None:
+        """Firings read back from the store; None: the store has none (forget it)."""
+        for key, when in firings:
+            if when is None:
+                self._fired.pop(key, None)
+            else:
+                self._fired[key] = when
+
+    def when(self, key: FiringKey) -> float | None:
+        return self._fired.get(key)
+
+    def keys(self) -> list[FiringKey]:
+        return list(self._fired)

@@ -20,7 +20,7 @@ from engine.server.dedupe import DedupeKey, key_column
 from engine.server.outbox import idempotency_key
 from engine.server.sealed import Sealer
 from engine.server.statuses import ActionStatus, EventStatus
-from engine.server.store import Store
+from engine.server.store import Store, Write
 from engine.server.why_not import stored_decisions
 from engine.triggers import default_triggers
 
@@ -149,8 +149,10 @@ def write_event(
     response: dict[str, Any],
     secrets: Secrets,
     sealer: Sealer,
+    also: Write | None = None,
 ) -> Future[Any]:
-    """Queue the event and its actions as one write; returns the store's future."""
+    """Queue the event and its actions as one write, with `also` (what the event changed
+    of live sessions) in the same transaction; returns the store's future."""
     row = event_row(
         event,
         body=body,
@@ -167,6 +169,8 @@ def write_event(
         insert_rows(db.conn, "events", [row])
         if actions:
             insert_rows(db.conn, "actions", actions)
+        if also is not None:
+            also(db)
 
     return store.submit(write)
 

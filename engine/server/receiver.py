@@ -12,10 +12,10 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import msgspec
 
@@ -26,9 +26,16 @@ from engine.rules.live_rules import LiveRules
 from engine.runtime.limits import Limits
 from engine.runtime.payloads import Event, decode_event
 from engine.runtime.pipeline import Outcome, Pipeline
-from engine.runtime.sessions import EndedBy, Session, SessionStore, session_end_doc
+from engine.runtime.sessions import (
+    EndedBy,
+    FiringGate,
+    FiringKey,
+    Session,
+    SessionStore,
+    session_end_doc,
+)
 from engine.secrets import Secrets
-from engine.server import rule_versions, signing
+from engine.server import rule_versions, session_rows, signing
 from engine.server.capture import (
     answer_context,
     dedupe_key,
@@ -49,6 +56,7 @@ from engine.server.webhook_auth import authenticate
 from engine.triggers import default_triggers
 
 log = logging.getLogger("omi_rules.receiver")
+T = TypeVar("T")
 
 
 def endpoint_of(trigger: str) -> str:
@@ -86,6 +94,8 @@ class Prepared:
     status: EventStatus = EventStatus.PROCESSED
     response: dict[str, Any] = field(default_factory=dict)
     store_write: Future[Any] | None = None  # the store's own future
+    # the firings this event made (engine.server.session_rows undoes them if unwritten)
+    firings: list[tuple[FiringKey, float] | float] = field(default_factory=list)
 
 
 class StoreBusy(TimeoutError):
@@ -136,6 +146,7 @@ class Counters:
 STOP_TIMEOUT = 10.0  # seconds background tasks get to finish on shutdown
 SESSION_CHECK_SECONDS = 1.0  # how often idle transcript sessions are ended
 SESSION_END = "transcript_session_end"
+SESSION_WRITE_WAIT = 30.0  # seconds a call waits for its session's previous write
 # Omi always names its type. text/plain, form types or none at all are what a web page can
 # post cross-site without asking (a "simple" request), so they are refused.
 JSON_TYPES = ("application/json",)
@@ -153,7 +164,10 @@ class Receiver:
             RuleSet(),
             self.secrets,
             data_dir=settings.data_dir,
-            sessions=SessionStore(settings.session_idle, limits.sessions, self._session_ended),
+            sessions=SessionStore(
+                settings.session_idle, limits.sessions, self._session_ended, journal=True
+            ),
+            gate=FiringGate(journal=True),
             allow_hosts=settings.outbound_allow_hosts,
             limits=limits,
         )
@@ -177,6 +191,8 @@ class Receiver:
         self._rules_thread = SerialThread("rules")
         # sessions that ended, to raise as transcript_session_end (rules thread only)
         self._ended: list[tuple[Session, EndedBy]] = []
+        # (uid, session id) -> the write of its last call (rules thread only)
+        self._session_writes: dict[tuple[str, str], Future[Any]] = {}
 
     # -- life cycle -------------------------------------------------------------------
     def _rules_changed(self, rules: RuleSet) -> None:
@@ -204,6 +220,11 @@ class Receiver:
             )
         now = time.time()
         await self.store.read(lambda store: self.deduper.seed(store, now))
+        restored = await self.in_rules_thread(
+            lambda: session_rows.restore(self.store, self.pipeline.sessions, self.pipeline.gate)
+        )
+        if restored:
+            log.info("resuming %d live transcript session(s) from the store", restored)
         self._tasks.append(asyncio.create_task(self.deliverer.run(), name="delivery"))
         if self.settings.retention_days > 0:
             sweep = sweep_daily(self.store, self.settings.retention_days, time.time)
@@ -231,6 +252,19 @@ class Receiver:
             raise LookupError(f"no stored event {event_id}")
         return bytes(rows[0]["body"])
 
+    async def in_rules_thread(self, fn: Callable[[], T]) -> T:
+        """`fn()` run in the rules thread, after what was given to it before."""
+        job: Future[T] = Future()
+
+        def run() -> None:
+            try:
+                job.set_result(fn())
+            except BaseException as exc:
+                job.set_exception(exc)
+
+        self._rules_thread.submit(run)
+        return await asyncio.wrap_future(job)
+
     # -- derived events: a live session's end ------------------------------------------
     def _session_ended(self, session: Session, ended_by: EndedBy, now: float) -> None:
         """SessionStore.on_end, in the rules thread: raised by the next check."""
@@ -247,19 +281,11 @@ class Receiver:
     async def end_sessions(self) -> int:
         """End the sessions idle for `session_idle` and raise one transcript_session_end
         event for each session that ended (here or on a call since the last check): decided
-        and recorded like a webhook event. Returns how many were recorded. A session open
-        when the server stops is forgotten unended, like the rest of session state."""
-        job: Future[list[Prepared]] = Future()
-
-        def run() -> None:
-            try:
-                job.set_result(self._raise_session_ends(time.time()))
-            except BaseException as exc:
-                job.set_exception(exc)
-
-        self._rules_thread.submit(run)
+        and recorded like a webhook event. Returns how many were recorded. Sessions are in
+        the store (engine.server.session_rows): one open when the server stops ends after
+        the restart, and one whose end could not be recorded ends again after one."""
         recorded = 0
-        for prepared in await asyncio.wrap_future(job):
+        for prepared in await self.in_rules_thread(lambda: self._raise_session_ends(time.time())):
             write = prepared.store_write
             try:
                 if write is None:
@@ -273,6 +299,7 @@ class Receiver:
                     exc,
                 )
                 self.metrics.events.labels(SESSION_END, "unrecorded").inc()
+                self._rules_thread.submit(self._write_failed, prepared)
                 continue
             recorded += 1
             self.count_recorded(prepared)
@@ -286,6 +313,7 @@ class Receiver:
         body is, so history and dry-run replay it)."""
         if len(self.pipeline.sessions):
             self.pipeline.sessions.expire(now)
+        self._forget_settled_writes()
         ended, self._ended = self._ended, []
         raised = []
         for session, ended_by in ended:
@@ -295,7 +323,8 @@ class Receiver:
             event.id = new_event_id(now)
             prepared = Prepared(event, None, {})
             try:
-                self._decide_and_write(prepared, body, now)
+                # the session's rows go in the transaction that records its end
+                self._decide_and_write(prepared, body, now, also=session_rows.gone_rows(session))
             except Exception:
                 log.exception("could not raise the end of session %s", session.key)
                 continue
@@ -379,11 +408,18 @@ class Receiver:
         self._decide_and_write(prepared, incoming.body, now)
         return prepared
 
-    def _decide_and_write(self, prepared: Prepared, body: bytes, now: float) -> None:
-        """In the rules thread: match and render `prepared.event`, then queue its write
-        (the event row and its actions in one transaction)."""
+    def _decide_and_write(
+        self, prepared: Prepared, body: bytes, now: float, also: session_rows.Rows | None = None
+    ) -> None:
+        """In the rules thread: match and render `prepared.event`, then queue its write:
+        the event row, its actions and what it changed of the live sessions and firings
+        (and `also`), in one transaction."""
         event, key, params = prepared.event, prepared.key, prepared.params
+        live = default_triggers()[event.trigger].live_sessions
+        session_key = (event.uid, event.session_id)
         try:
+            if live:
+                self._settle_session(session_key)
             started = time.perf_counter()
             try:
                 outcome = self.pipeline.process(event, now)
@@ -397,6 +433,10 @@ class Receiver:
                 outcome, status = Outcome(event), EventStatus.ERROR
             self.metrics.observe_matching(event.trigger, time.perf_counter() - started)
             prepared.outcome, prepared.status = outcome, status
+            rows = self._changes(prepared)
+            if also:
+                rows.statements.extend(also.statements)
+                rows.many.extend(also.many)
             message = outcome.inline_reply()
             if message:
                 prepared.response["message"] = message
@@ -411,6 +451,7 @@ class Receiver:
                 response=prepared.response,
                 secrets=self.secrets,
                 sealer=self.sealer,
+                also=rows.apply if rows else None,
             )
         except BaseException:
             # nothing was queued: let go of the claim, so Omi's retry is recorded, not
@@ -420,6 +461,49 @@ class Receiver:
         # a repeat (prepared after this, in this thread) waits for this write and shares
         # its fate
         self._recording[event.id] = prepared.store_write
+        if live:
+            self._session_writes[session_key] = prepared.store_write
+
+    def _changes(self, prepared: Prepared) -> session_rows.Rows:
+        """What deciding `prepared` changed of the sessions and firings, as rows (memory
+        has changed already: a write that fails puts it back, see _write_failed)."""
+        prepared.firings = self.pipeline.gate.take_changes()
+        return session_rows.rows_of(self.pipeline.sessions.take_changes(), prepared.firings)
+
+    def _settle_session(self, key: tuple[str, str]) -> None:
+        """In the rules thread, before a live call is decided: the session's previous
+        call must be on disk first (the two are decided in order; a write that failed
+        puts the session back to what the store has, so the retry of that call is new)."""
+        write = self._session_writes.pop(key, None)
+        if write is None:
+            return
+        try:
+            write.result(timeout=SESSION_WRITE_WAIT)
+        except TimeoutError:
+            raise StoreBusy(f"the store was busy for {SESSION_WRITE_WAIT:g}s") from None
+        except BaseException:  # did not commit (cancelled, or failed)
+            session_rows.reload_session(
+                self.store, self.pipeline.sessions, self.pipeline.gate, *key
+            )
+
+    def _forget_settled_writes(self) -> None:
+        """Drop the writes of sessions not heard again that are done (rules thread)."""
+        for key, write in list(self._session_writes.items()):
+            if write.done():
+                self._settle_session(key)
+
+    def _write_failed(self, prepared: Prepared) -> None:
+        """In the rules thread: an event's write did not commit, so what deciding it
+        changed in memory is put back to what the store has."""
+        event = prepared.event
+        key = (event.uid, event.session_id)
+        # otherwise the session's next call found it so and put the session back already
+        if self._session_writes.get(key) is prepared.store_write:
+            del self._session_writes[key]
+            session_rows.reload_session(
+                self.store, self.pipeline.sessions, self.pipeline.gate, *key
+            )
+        session_rows.undo_firings(self.store, self.pipeline.gate, prepared.firings)
 
     async def receive(self, incoming: Incoming) -> Answer:
         """Answer one webhook; only a recorded event gets 200. The rules thread prepares
@@ -493,6 +577,7 @@ class Receiver:
         is not a repeat) and Omi is told to retry."""
         if prepared is not None:
             self._rules_thread.submit(self.deduper.release, prepared.key)
+            self._rules_thread.submit(self._write_failed, prepared)
             trigger = prepared.event.trigger
             log.error("could not record a %s event", trigger, exc_info=exc or None)
             self.metrics.events.labels(trigger, "unrecorded").inc()

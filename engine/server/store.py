@@ -1,4 +1,5 @@
-"""The embedded store: events, the action outbox and rejections, in SQLite (WAL).
+"""The embedded store: events, the action outbox, rejections and live session state, in
+SQLite (WAL).
 
 All writes go through one writer thread that commits whatever is queued in a single
 transaction (group commit): many concurrent webhooks share one fsync, and each caller's
@@ -70,6 +71,33 @@ CREATE TABLE IF NOT EXISTS rule_versions (
     created_at REAL NOT NULL,
     rules BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS live_sessions (
+    number INTEGER PRIMARY KEY,
+    uid TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    first_seen REAL NOT NULL,
+    last_seen REAL NOT NULL,
+    heard REAL NOT NULL,
+    last_end REAL NOT NULL,
+    calls INTEGER NOT NULL,
+    waiting_until REAL,
+    ended_by TEXT
+);
+CREATE TABLE IF NOT EXISTS live_segments (
+    number INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    digest BLOB NOT NULL,
+    segment BLOB,
+    PRIMARY KEY (number, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS firings (
+    rule_id TEXT NOT NULL,
+    uid TEXT NOT NULL,
+    session TEXT NOT NULL,
+    fired_at REAL NOT NULL,
+    PRIMARY KEY (rule_id, uid, session)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS firings_session ON firings(uid, session);
 CREATE TABLE IF NOT EXISTS rejections (
     id INTEGER PRIMARY KEY,
     received_at REAL NOT NULL,
