@@ -82,6 +82,9 @@ class Event(Struct):
     received_at: float = 0.0
     audio: bytes | None = None
     id: str = ""
+    # raised by the server, not sent: a live session's open slots whose wait is over close
+    # (engine.rules.keywords); stored as a call with no segments and `closing` in params
+    closing: bool = False
 
 
 def _json(body: bytes, trigger: str) -> Any:

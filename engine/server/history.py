@@ -189,6 +189,7 @@ def stored_event(row: dict[str, Any]) -> Event | None:
         return None  # stored before a stricter decoder; nothing to replay
     event.id = row["id"]
     event.received_at = row["received_at"]
+    event.closing = bool(extra.get("closing"))
     return event
 
 

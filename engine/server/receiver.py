@@ -146,6 +146,7 @@ class Counters:
 STOP_TIMEOUT = 10.0  # seconds background tasks get to finish on shutdown
 SESSION_CHECK_SECONDS = 1.0  # how often idle transcript sessions are ended
 SESSION_END = "transcript_session_end"
+LIVE = "transcript"  # the trigger whose calls make live sessions
 SESSION_WRITE_WAIT = 30.0  # seconds a call waits for its session's previous write
 # Omi always names its type. text/plain, form types or none at all are what a web page can
 # post cross-site without asking (a "simple" request), so they are refused.
@@ -293,12 +294,13 @@ class Receiver:
                 await asyncio.wrap_future(write)
             except Exception as exc:
                 log.error(
-                    "could not record the end of session %s of uid %s: %s",
+                    "could not record a %s event of session %s of uid %s: %s",
+                    prepared.event.trigger,
                     prepared.event.session_id,
                     prepared.event.uid,
                     exc,
                 )
-                self.metrics.events.labels(SESSION_END, "unrecorded").inc()
+                self.metrics.events.labels(prepared.event.trigger, "unrecorded").inc()
                 self._rules_thread.submit(self._write_failed, prepared)
                 continue
             recorded += 1
@@ -308,14 +310,20 @@ class Receiver:
         return recorded
 
     def _raise_session_ends(self, now: float) -> list[Prepared]:
-        """In the rules thread: expire idle sessions, then decide and queue the write of
-        each ended session's event (its body the session document, decoded as any stored
-        body is, so history and dry-run replay it)."""
+        """In the rules thread: close the open slots that waited long enough, expire idle
+        sessions, then decide and queue the write of each ended session's event (its body
+        the session document, decoded as any stored body is, so history and dry-run replay
+        it)."""
+        raised = []
+        for session in self.pipeline.sessions:
+            if session.waiting_until is not None and session.waiting_until <= now:
+                closing = self._close_slots(session, now)
+                if closing is not None:
+                    raised.append(closing)
         if len(self.pipeline.sessions):
             self.pipeline.sessions.expire(now)
         self._forget_settled_writes()
         ended, self._ended = self._ended, []
-        raised = []
         for session, ended_by in ended:
             body = msgspec.json.encode(session_end_doc(session, ended_by))
             event = decode_event(SESSION_END, body, uid=session.uid)
@@ -332,6 +340,28 @@ class Receiver:
                 self._recording.pop(event.id, None)  # no repeat can wait for it
             raised.append(prepared)
         return raised
+
+    def _close_slots(self, session: Session, now: float) -> Prepared | None:
+        """In the rules thread: decide `session`'s transcript rules once more with its open
+        slots closed (engine.rules.keywords: a slot still being spoken waits at most its
+        `slot_wait`). Recorded as a transcript call with no segments and `closing` in its
+        params, acted on like one; its actions reach no webhook answer."""
+        session.waiting_until = None  # the decision sets it again for a longer wait
+        body = msgspec.json.encode({"session_id": session.session_id, "segments": []})
+        event = decode_event(LIVE, body, uid=session.uid, session_id=session.session_id)
+        event.closing = True
+        event.received_at = now
+        event.id = new_event_id(now)
+        params = {"session_id": session.session_id, "closing": "slot_wait"}
+        prepared = Prepared(event, None, params)
+        try:
+            self._decide_and_write(prepared, body, now)
+        except Exception:
+            log.exception("could not close the open slots of session %s", session.key)
+            return None
+        finally:
+            self._recording.pop(event.id, None)  # no repeat can wait for it
+        return prepared
 
     # -- receiving --------------------------------------------------------------------
     def body_limit(self, trigger: str) -> int:
