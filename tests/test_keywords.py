@@ -76,7 +76,12 @@ def test_hit_names_the_speaker_of_its_last_segment() -> None:
     )
     hit = KeywordMatcher(["remind me"]).find(spoken)
     assert hit is not None
-    assert hit.as_context() == {"phrase": "remind me", "text": "remind me", "speaker": "Sam"}
+    assert hit.as_context() == {
+        "phrase": "remind me",
+        "text": "remind me",
+        "speaker": "Sam",
+        "slots": {},
+    }
 
 
 def test_only_hits_ending_in_new_segments_count() -> None:

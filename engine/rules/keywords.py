@@ -10,6 +10,10 @@ characters of words are scanned at all (the rest is reported as not searched).
 
 A hit right after a negation in its clause ("don't turn on the lights") does not count
 unless the matcher allows negated phrases (engine.rules.negation says what negates).
+
+A phrase may hold slots ("remind me to {task}"): engine.rules.slots says what they capture
+and when a hit with a slot still being spoken fires; such a phrase scans a wider window
+(`KeywordMatcher.lookback_words`), to hold the phrase and its slots.
 """
 
 from __future__ import annotations
@@ -26,9 +30,19 @@ from rapidfuzz.fuzz import ratio
 
 from engine.rules.filters import speaker_label
 from engine.rules.negation import CLAUSE_BREAK, MAY_NEGATE, negation_before
+from engine.rules.slots import (
+    MAX_SLOT_WORDS,
+    SlotClock,
+    SlotMatch,
+    SlotPattern,
+    sentence_ends,
+    slot_matches,
+    slot_pattern,
+)
 
 _APOSTROPHES = re.compile(r"['’`´]")
 _NON_WORD = re.compile(r"[^\w]+|_+")
+_WORD_SPAN = re.compile(r"(?:[^\W_]|['’`´])+")  # a word as written: what normalize_words keeps
 
 FUZZY_TOKEN_SCORE = 70.0  # per word, for words of 3+ letters
 FUZZY_PHRASE_SCORE = 85.0  # whole phrase, when recognition split or joined words
@@ -99,6 +113,8 @@ class SpokenText:
     truncated: bool = False  # more speech than `max_chars`: the rest was not scanned
     max_chars: int | None = None
     _clause_cache: dict[int, list[int]] = field(default_factory=dict, repr=False)
+    _sentence_cache: dict[int, list[bool]] = field(default_factory=dict, repr=False)
+    _span_cache: dict[int, list[tuple[int, int]] | None] = field(default_factory=dict, repr=False)
 
     @classmethod
     def of(
@@ -168,6 +184,66 @@ class SpokenText:
             known = self._clause_cache[segment] = clause_numbers(text, count)
         return known
 
+    def is_new(self, word: int) -> bool:
+        return word >= self.first_new_word
+
+    def sentence_end(self, word: int) -> bool:
+        """Whether a sentence break (`. ? ! ;`) follows word `word` in its segment."""
+        segment = self.word_segment[word]
+        first = bisect_left(self.word_segment, segment)
+        known = self._sentence_cache.get(segment)
+        if known is None:
+            count = bisect_left(self.word_segment, segment + 1) - first
+            text = str(self.segments[segment].get("text") or "")
+            known = self._sentence_cache[segment] = sentence_ends(text, count, normalize_words)
+        return known[word - first]
+
+    def next_spoken(self, segment: int) -> int | None:
+        """The next segment of the session (any speaker) that holds a word."""
+        for index in range(segment + 1, len(self.segments)):
+            following = self.segments[index]
+            if isinstance(following, Mapping) and _segment_words(following):
+                return index
+        return None
+
+    def said(self, start: int, end: int) -> str:
+        """Words `start` to `end` as they were written (from the first word's first letter
+        to the last word's last, punctuation between them kept; segments joined by a
+        space), or as normalized words where the text cannot be lined up with them."""
+        parts = []
+        for segment, group in itertools.groupby(range(start, end), self.word_segment.__getitem__):
+            taken = list(group)
+            first = bisect_left(self.word_segment, segment)
+            spans = self._spans(segment)
+            if spans is None or taken[-1] - first >= len(spans):
+                parts.append(" ".join(self.words[i] for i in taken))
+                continue
+            text = str(self.segments[segment].get("text") or "")
+            parts.append(text[spans[taken[0] - first][0] : spans[taken[-1] - first][1]])
+        return " ".join(parts)
+
+    def _spans(self, segment: int) -> list[tuple[int, int]] | None:
+        """Where each word of a segment is written in its text; None when the text's
+        words do not line up one to one with normalize_words (rare letters that
+        lower-case into two)."""
+        if segment in self._span_cache:
+            return self._span_cache[segment]
+        text = str(self.segments[segment].get("text") or "")
+        spans: list[tuple[int, int]] | None = []
+        words: list[str] = []
+        for found in _WORD_SPAN.finditer(text):
+            normalized = normalize_words(found.group())
+            if len(normalized) > 1:
+                spans = None
+                break
+            if normalized and spans is not None:
+                spans.append(found.span())
+                words.extend(normalized)
+        if spans is not None and words != normalize_words(text):
+            spans = None
+        self._span_cache[segment] = spans
+        return spans
+
     @cached_property
     def positions(self) -> dict[str, list[int]]:
         index: dict[str, list[int]] = {}
@@ -182,15 +258,44 @@ class KeywordHit:
     text: str
     speaker: str
     negated_by: str = ""  # the negation cue before the phrase ("dont"), when negated
+    # what each slot of the phrase captured, as written (SpokenText.said)
+    slots: dict[str, str] = field(default_factory=dict, hash=False)
 
-    def as_context(self) -> dict[str, str]:
-        return {"phrase": self.phrase, "text": self.text, "speaker": self.speaker}
+    def as_context(self) -> dict[str, Any]:
+        return {
+            "phrase": self.phrase,
+            "text": self.text,
+            "speaker": self.speaker,
+            "slots": dict(self.slots),
+        }
 
 
 @dataclass(frozen=True)
 class Phrase:
     text: str
-    words: tuple[str, ...]
+    words: tuple[str, ...]  # with slots: the words of its literal parts
+    slots: SlotPattern | None = None
+
+    @classmethod
+    def of(cls, text: str) -> Phrase:
+        """A phrase as written; SlotSyntax when its slots are ill formed."""
+        pattern = slot_pattern(text, normalize_words)
+        if pattern is None:
+            return cls(text, tuple(normalize_words(text)))
+        return cls(text, tuple(w for part in pattern.literals for w in part), pattern)
+
+
+@dataclass(frozen=True)
+class Scan:
+    """What KeywordMatcher.scan found: the first hit that fires, else the first negated
+    one, and the first hit whose slot is still being spoken (with that slot's name)."""
+
+    hit: KeywordHit | None = None
+    negated: KeywordHit | None = None
+    waiting: tuple[KeywordHit, str] | None = None
+
+
+NO_WAIT = SlotClock()  # neither a closing evaluation nor a call after a slot's wait
 
 
 class KeywordMatcher:
@@ -200,10 +305,19 @@ class KeywordMatcher:
     def __init__(
         self, phrases: Sequence[str], fuzzy: bool = False, *, allow_negated: bool = False
     ) -> None:
-        self.phrases = [Phrase(p, tuple(normalize_words(p))) for p in phrases]
+        self.phrases = [Phrase.of(p) for p in phrases]
         self.phrases = [p for p in self.phrases if p.words]
         self.fuzzy = fuzzy
         self.allow_negated = allow_negated
+        self.has_slots = any(p.slots is not None for p in self.phrases)
+        self.has_trailing_slots = any(p.slots and p.slots.trailing for p in self.phrases)
+        # words before a call's new ones to scan: a hit completed by the first new word
+        # may hold its phrase and every slot in old words
+        self.lookback_words = LOOKBACK_WORDS
+        for phrase in self.phrases:
+            if phrase.slots is not None:
+                size = len(phrase.words) + MAX_SLOT_WORDS * len(phrase.slots.names) + 1
+                self.lookback_words = max(self.lookback_words, size)
 
     def find(
         self, spoken: SpokenText, tick: Callable[[], None] = lambda: None
@@ -216,9 +330,28 @@ class KeywordMatcher:
         self, spoken: SpokenText, tick: Callable[[], None] = lambda: None
     ) -> tuple[KeywordHit | None, KeywordHit | None]:
         """(the first hit, None), or (None, the first negated hit or None)."""
+        found = self.scan(spoken, tick)
+        return found.hit, found.negated
+
+    def scan(
+        self,
+        spoken: SpokenText,
+        tick: Callable[[], None] = lambda: None,
+        clock: SlotClock = NO_WAIT,
+    ) -> Scan:
+        """The phrases in listed order: the first that fires wins; `clock` says what an
+        open slot does (engine.rules.slots)."""
         negated: KeywordHit | None = None
+        waiting: tuple[KeywordHit, str] | None = None
         for phrase in self.phrases:
             tick()
+            if phrase.slots is not None:
+                hit, cue_hit, open_hit = self._scan_slots(phrase, phrase.slots, spoken, tick, clock)
+                if hit is not None:
+                    return Scan(hit)
+                negated = negated or cue_hit
+                waiting = waiting or open_hit
+                continue
             negated_starts: set[int] = set()  # negation depends on the start only
             spans = self._exact(phrase, spoken)
             if self.fuzzy:
@@ -228,11 +361,45 @@ class KeywordMatcher:
                     continue
                 cue = None if self.allow_negated else spoken.negation(start)
                 if cue is None:
-                    return self._hit(phrase, spoken, start, end), None
+                    return Scan(self._hit(phrase, spoken, start, end))
                 negated_starts.add(start)
                 if negated is None:
                     negated = self._hit(phrase, spoken, start, end, " ".join(cue))
-        return None, negated
+        return Scan(None, negated, waiting)
+
+    def _scan_slots(
+        self,
+        phrase: Phrase,
+        pattern: SlotPattern,
+        spoken: SpokenText,
+        tick: Callable[[], None],
+        clock: SlotClock,
+    ) -> tuple[KeywordHit | None, KeywordHit | None, tuple[KeywordHit, str] | None]:
+        """(the first hit that fires, the first negated one, the first open one)."""
+        negated = waiting = None
+
+        def literal(words: Sequence[str], start: int, part: tuple[str, ...]) -> int | None:
+            return literal_end(words, start, part, fuzzy=self.fuzzy)
+
+        found = slot_matches(pattern, spoken, clock, literal, fuzzy=self.fuzzy, tick=tick)
+        for match in found:
+            if match.state == "old":
+                continue
+            cue = None if self.allow_negated else spoken.negation(match.start)
+            if cue is not None:
+                negated = negated or self._slot_hit(phrase, spoken, match, " ".join(cue))
+            elif match.state == "fires":
+                return self._slot_hit(phrase, spoken, match), None, None
+            elif waiting is None:
+                waiting = (self._slot_hit(phrase, spoken, match), match.spans[-1][0])
+        return None, negated, waiting
+
+    def _slot_hit(
+        self, phrase: Phrase, spoken: SpokenText, match: SlotMatch, negated_by: str = ""
+    ) -> KeywordHit:
+        hit = self._hit(phrase, spoken, match.start, match.end, negated_by)
+        slots = {name: spoken.said(start, end) for name, start, end in match.spans}
+        return KeywordHit(hit.phrase, hit.text, hit.speaker, hit.negated_by, slots)
 
     def all_hits(
         self, spoken: SpokenText, tick: Callable[[], None] = lambda: None
@@ -243,6 +410,8 @@ class KeywordMatcher:
         spans: dict[int, tuple[int, Phrase]] = {}
         for phrase in self.phrases:
             tick()
+            if phrase.slots is not None:
+                continue  # counting slot phrases is refused when rules load
             found = self._exact(phrase, spoken)
             if self.fuzzy:
                 found = itertools.chain(found, self._fuzzy(phrase, spoken, tick))
@@ -325,6 +494,32 @@ def _similar_lengths(length: int) -> tuple[float, float]:
     ratio is at most 2 * min / (a + b)."""
     share = FUZZY_PHRASE_SCORE / 100
     return length * share / (2 - share), length * (2 - share) / share
+
+
+def literal_end(
+    words: Sequence[str], start: int, literal: tuple[str, ...], *, fuzzy: bool
+) -> int | None:
+    """Where a slot phrase's literal part heard from `words[start]` ends, or None. Fuzzy,
+    it is heard like a fuzzy phrase: every word close, or a window of its width or one
+    word wider or narrower scoring FUZZY_PHRASE_SCORE ("remind me too" for "remind me to")."""
+    size = len(literal)
+    if tuple(words[start : start + size]) == literal:
+        return start + size
+    if not fuzzy:
+        return None
+    joined = " ".join(literal)
+    for width in (size, size + 1, size - 1):
+        end = start + width
+        if width < 1 or end > len(words):
+            continue
+        window = words[start:end]
+        if width == size and all(map(_word_close, literal, window)):
+            return end
+        if width != size and window[0][0] != joined[0]:
+            continue  # split or joined words keep their first letter
+        if ratio(joined, " ".join(window), score_cutoff=FUZZY_PHRASE_SCORE):
+            return end
+    return None
 
 
 def _word_close(expected: str, heard: str) -> bool:
