@@ -29,6 +29,7 @@ class EventView(Protocol):
     # a closing evaluation: no new speech; open slots whose wait is over close (slots.py)
     closing: bool
     last_heard: float  # when the session last brought new speech (slot waits count from it)
+    closed_at: float | None  # the last closing evaluation since then (None: none)
     previous_heard: float | None  # before this call (None: this call is the first)
 
     def select(self, expression: str) -> list[Any]: ...
@@ -179,7 +180,11 @@ class KeywordTest:
     def clock(self, view: EventView) -> SlotClock:
         """What the time says about this condition's open slots (engine.rules.slots)."""
         if view.closing:
-            return SlotClock(closing=view.now >= view.last_heard + self.slot_wait)
+            over = view.last_heard + self.slot_wait
+            if view.now < over:
+                return SlotClock()
+            closed = view.closed_at is not None and view.closed_at >= over
+            return SlotClock(end="old" if closed else "fires")
         previous = view.previous_heard
         return SlotClock(waited=previous is not None and view.now - previous >= self.slot_wait)
 

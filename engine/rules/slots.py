@@ -109,18 +109,22 @@ def sentence_ends(text: str, count: int, normalize: Callable[[str], list[str]]) 
     return (ends + [False] * count)[:count]
 
 
+State = Literal["fires", "open", "old"]
+
+
 @dataclass(frozen=True)
 class SlotClock:
     """What the time says about open slots, for one rule's `slot_wait`."""
 
-    # a closing evaluation after the wait: the end of the words heard closes an open slot
-    closing: bool = False
+    # what the end of the words heard does to a slot that reaches it: "open" (it waits),
+    # "fires" (a closing evaluation once the wait is over closes it there) or "old" (an
+    # earlier closing evaluation closed it there)
+    end: State = "open"
     # this call came `slot_wait` or more after the last one that brought speech: a slot
     # open at the end of that call was closed there (and fired) by a closing evaluation
     waited: bool = False
 
 
-State = Literal["fires", "open", "old"]
 # where a literal part heard from words[start] ends, or None: (words, start, literal)
 LiteralEnd = Callable[[Sequence[str], int, tuple[str, ...]], "int | None"]
 
@@ -213,7 +217,7 @@ def _after(spoken: SpokenText, last: int, clock: SlotClock) -> tuple[State | Non
         return None, False
     following = spoken.next_spoken(segment)
     if following is None:
-        return ("fires" if clock.closing else "open"), False
+        return clock.end, False
     new = following >= spoken.first_new_segment
     if clock.waited and new and segment < spoken.first_new_segment:
         return "old", False  # closed at the end of the last call, by the closing evaluation

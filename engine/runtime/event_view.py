@@ -5,8 +5,9 @@ a thousand rules asking the same question of an event cost one walk, not a thous
 
 For keyword slots (engine.rules.slots) a view also says whether it is a closing evaluation
 (`closing`: no new speech, raised when an open slot's wait is over or the session ends),
-when the session last brought new speech (`last_heard`, by default `now`), and when the
-call before this one did (`previous_heard`).
+when the session last brought new speech (`last_heard`, by default `now`), when the call
+before this one did (`previous_heard`), and when a closing evaluation last ran since the
+last speech (`closed_at`: a slot it closed does not fire again).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class EventView:
         closing: bool = False,
         last_heard: float | None = None,
         previous_heard: float | None = None,
+        closed_at: float | None = None,
     ) -> None:
         self.event = event
         self.doc = event.doc
@@ -52,6 +54,7 @@ class EventView:
         self.closing = closing
         self.last_heard = last_heard if last_heard is not None else self.now
         self.previous_heard = previous_heard
+        self.closed_at = closed_at
         self.secrets = secrets
         self.segments = (
             list(session_segments) if session_segments is not None else spoken_segments(event)

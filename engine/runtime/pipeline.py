@@ -101,8 +101,10 @@ class Pipeline:
         )
         self.gate = FiringGate()
         self._next_sweep = 0.0
-        # session key -> when a call last brought it new segments (keyword slots wait from it)
+        # session key -> when a call last brought it new segments (keyword slots wait from
+        # it), and when its last closing evaluation ran
         self._heard: dict[str, float] = {}
+        self._closed: dict[str, float] = {}
 
     def sweep(self, now: float) -> None:
         """Forget idle sessions and old firings, so memory stays bounded on a long run."""
@@ -114,6 +116,7 @@ class Pipeline:
         self.gate.forget_before(now - max(longest, self.sessions.idle_seconds, FIRING_MEMORY))
         quiet = now - self.sessions.idle_seconds - MAX_SLOT_WAIT
         self._heard = {key: when for key, when in self._heard.items() if when >= quiet}
+        self._closed = {key: when for key, when in self._closed.items() if when >= quiet}
 
     def trust(self) -> HostTrust:
         """Hosts of the secrets and `outbound_allow_hosts` (the rules add their own)."""
@@ -141,7 +144,7 @@ class Pipeline:
         session_key = ""
         session_segments = None
         first_new = 0
-        last_heard = previous_heard = None
+        last_heard = previous_heard = closed_at = None
         live = default_triggers()[event.trigger].live_sessions
         if live:
             segments = [] if closing else event.doc.get("segments") or []
@@ -150,6 +153,11 @@ class Pipeline:
             if observation.has_new:
                 self._heard[observation.session.key] = now
             last_heard = self._heard.get(observation.session.key, now)
+            if closing:
+                closed_at = self._closed.get(observation.session.key)
+                if closed_at is not None and closed_at < last_heard:
+                    closed_at = None  # before the last speech: it closed other slots
+                self._closed[observation.session.key] = now
             if not observation.has_new and not closing:
                 # made only when read: a resent call costs nothing per rule
                 outcome.decisions = Decisions(
@@ -175,6 +183,7 @@ class Pipeline:
             closing=closing,
             last_heard=last_heard,
             previous_heard=None if closing else previous_heard,
+            closed_at=closed_at,
         )
 
         def gate(rule: CompiledRule) -> str | None:
