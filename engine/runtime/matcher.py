@@ -109,7 +109,8 @@ def decide_closing(
 ) -> Decisions:
     """A closing evaluation (`view.closing`, no new speech): the rules holding a phrase that
     ends in a slot are decided; one fires only with a hit whose slots its wait closed (no
-    other condition fires a rule without new speech)."""
+    other condition fires a rule without new speech). History keeps these decisions (not
+    `replayable`): replaying a session's calls does not raise closing evaluations."""
     visited = {}
     for position, rule in enumerate(rules):
         if not slot_tests(rule.predicate):
@@ -117,6 +118,8 @@ def decide_closing(
         decision = _decide(rule, view, gate, missing_secrets, for_each_limit)
         if decision.matched and (decision.hit is None or not decision.hit.slots):
             decision = Decision(rule, False, NO_SLOT_HIT, decision.hit)
+        # it depends on when the evaluation ran, which replaying the session's calls omits
+        decision.replayable = False
         visited[position] = decision
     return Decisions(rules, visited, lambda i: Decision(rules[i], False, NOT_WAITING))
 
