@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.rules.keywords import LOOKBACK_WORDS, KeywordMatcher, SpokenText, normalize_words
+from engine.rules.keywords import KeywordMatcher
+from engine.rules.spoken import LOOKBACK_WORDS, SpokenText, normalize_words
 from tests.helpers import decision, event, load_ok, pipeline
 
 

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from engine.rules.jsonpaths import plain_steps, select, select_walked
 from engine.rules.keyword_index import PhraseIndex
-from engine.rules.keywords import KeywordMatcher, SpokenText
+from engine.rules.keywords import KeywordMatcher
+from engine.rules.spoken import SpokenText
 from engine.rules.template_keys import template_equality
 from engine.runtime.limits import Limits
 from engine.runtime.pipeline import Outcome, Pipeline

@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 
 from engine.dryrun import dry_run_events
 from engine.rules.compiled import RuleSet
-from engine.rules.keywords import KeywordHit, KeywordMatcher, Scan, SpokenText, normalize_words
-from engine.rules.slots import MAX_SLOT_WORDS, SlotClock, SlotSyntax, sentence_ends, slot_pattern
+from engine.rules.keywords import KeywordHit, KeywordMatcher, Scan
+from engine.rules.slots import MAX_SLOT_WORDS, SlotClock, SlotSyntax, slot_pattern
+from engine.rules.spoken import SpokenText, sentence_ends
 from engine.runtime.limits import Limits
 from engine.runtime.pipeline import Outcome, Pipeline
 from engine.secrets import Secrets
@@ -27,19 +28,19 @@ from tests.helpers import NOW, decision, event, load_errors, load_ok
 
 
 def test_a_phrase_is_split_into_literal_parts_and_slots_before_normalizing() -> None:
-    pattern = slot_pattern("Add {item} to the shopping-list", normalize_words)
+    pattern = slot_pattern("Add {item} to the shopping-list")
     assert pattern is not None
     assert pattern.literals == (("add",), ("to", "the", "shopping", "list"))
     assert pattern.names == ("item",)
     assert not pattern.trailing
-    trailing = slot_pattern("remind me to { task }", normalize_words)
+    trailing = slot_pattern("remind me to { task }")
     assert trailing is not None
     assert (trailing.literals, trailing.names, trailing.trailing) == (
         (("remind", "me", "to"),),
         ("task",),
         True,
     )
-    assert slot_pattern("turn on the lights", normalize_words) is None
+    assert slot_pattern("turn on the lights") is None
 
 
 @pytest.mark.parametrize(
@@ -73,7 +74,7 @@ def test_a_phrase_is_split_into_literal_parts_and_slots_before_normalizing() -> 
 )
 def test_bad_slots(phrase: str, message: str) -> None:
     with pytest.raises(SlotSyntax) as raised:
-        slot_pattern(phrase, normalize_words)
+        slot_pattern(phrase)
     assert str(raised.value).startswith(message)
 
 
@@ -159,7 +160,7 @@ def slots(found: Scan) -> dict[str, str] | None:
 
 def test_sentence_ends() -> None:
     text = "Remind me to buy milk. Then 3.5 kilos? Yes; ok"
-    assert sentence_ends(text, 11, normalize_words) == [
+    assert sentence_ends(text, 11) == [
         *[False] * 4,
         True,  # milk.
         False,
@@ -497,3 +498,44 @@ def test_splitting_a_transcript_into_calls_fires_the_same_hits(
 
 def test_keyword_hit_equality_includes_slots() -> None:
     assert KeywordHit("p", "t", "s", slots={"a": "1"}) != KeywordHit("p", "t", "s", slots={})
+
+
+def test_outcome_wait_until_reads_only_the_rules_visited(tmp_path: Path) -> None:
+    others = "".join(
+        f"- id: z{i}\n  trigger: transcript\n  when: [{{keywords: zebra{i}}}]\n  do: [log: {{}}]\n"
+        for i in range(20)
+    )
+    session = Session(load_ok(tmp_path, SLOT_RULE + others))
+    outcome = session.call("remind me to feed the", now=NOW)
+    decisions: Any = outcome.decisions
+    assert outcome.wait_until == NOW + 10.0
+    assert [d.rule.id for d in decisions.visited] == ["remind"]
+    assert decisions._explained == {}  # the zebra rules were left out and stay unexplained
+    assert decision(outcome, "z3").reason == "when[0]: no new speech says 'zebra3'"
+
+
+def test_a_middle_slot_split_across_calls_fires_when_its_last_part_is_heard(
+    tmp_path: Path,
+) -> None:
+    text = SLOT_RULE.replace('"remind me to {task}"', '"add {item} to the shopping list"')
+    text = text.replace("match.slots.task", "match.slots.item")
+    session = Session(load_ok(tmp_path, text))
+    first = session.call("add oat milk to the", now=NOW)
+    assert fired(first) == [] and first.wait_until is None
+    assert decision(first, "remind").reason == (
+        "when[0]: no new speech says 'add {item} to the shopping list'"
+    )
+    second = session.call("shopping list please", now=NOW + 1)
+    assert fired(second) == [("remind", {"item": "oat milk"})]
+    assert messages(second) == ["Task: oat milk"]
+    assert fired(session.call("and that is all.", now=NOW + 2)) == []
+
+
+def test_a_negated_open_slot_does_not_wait(tmp_path: Path) -> None:
+    session = Session(load_ok(tmp_path, SLOT_RULE))
+    outcome = session.call("please don't remind me to", now=NOW)
+    assert outcome.wait_until is None
+    assert decision(outcome, "remind").reason == (
+        'when[0]: keywords: "remind me to {task}" was negated ("please don\'t remind me to")'
+    )
+    assert fired(session.closing(now=NOW + 30)) == []

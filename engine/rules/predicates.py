@@ -16,9 +16,10 @@ from zoneinfo import ZoneInfo
 
 from engine.rules.budget import Budget
 from engine.rules.keyword_count import KeywordCount, mentions
-from engine.rules.keywords import LOOKBACK_WORDS, KeywordHit, KeywordMatcher, SpokenText
+from engine.rules.keywords import KeywordHit, KeywordMatcher
 from engine.rules.linear_regex import is_linear_regex
 from engine.rules.slots import DEFAULT_SLOT_WAIT, SlotClock
+from engine.rules.spoken import LOOKBACK_WORDS, SpokenText
 
 
 class EventView(Protocol):

@@ -28,19 +28,16 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from engine.rules.filters import speaker_label
-
-if TYPE_CHECKING:
-    from engine.rules.keywords import SpokenText
+from engine.rules.spoken import SpokenText, normalize_words
 
 MAX_SLOTS = 4  # per phrase
 MAX_SLOT_WORDS = 30  # a slot stops after this many words
 SLOT_PAUSE_SECONDS = 2.0  # a gap between two segments longer than this is a pause
 DEFAULT_SLOT_WAIT = 10.0  # seconds an open slot waits for more speech (`slot_wait`)
 MAX_SLOT_WAIT = 120.0
-SENTENCE_BREAK = re.compile(r"[?!;]|\.(?!\w)")  # not a decimal point ("3.5")
 
 _SLOT = re.compile(r"\{([^{}]*)\}")
 
@@ -60,7 +57,7 @@ class SlotPattern:
     trailing: bool
 
 
-def slot_pattern(text: str, normalize: Callable[[str], list[str]]) -> SlotPattern | None:
+def slot_pattern(text: str) -> SlotPattern | None:
     """The slots of a phrase (None: a plain phrase); SlotSyntax when they are ill formed."""
     if "{" not in text and "}" not in text:
         return None
@@ -81,7 +78,7 @@ def slot_pattern(text: str, normalize: Callable[[str], list[str]]) -> SlotPatter
         seen.add(name)
     if len(names) > MAX_SLOTS:
         raise SlotSyntax(f'"{text}" has {len(names)} slots; a phrase holds at most {MAX_SLOTS}')
-    literals = [tuple(normalize(part)) for part in parts]
+    literals = [tuple(normalize_words(part)) for part in parts]
     if not any(literals):
         raise SlotSyntax(f'"{text}" has no word besides its slots')
     if not literals[0]:
@@ -94,19 +91,6 @@ def slot_pattern(text: str, normalize: Callable[[str], list[str]]) -> SlotPatter
             )
     trailing = not literals[-1]
     return SlotPattern(tuple(w for w in literals if w), tuple(names), trailing)
-
-
-def sentence_ends(text: str, count: int, normalize: Callable[[str], list[str]]) -> list[bool]:
-    """Whether a sentence break follows each of the first `count` words of `text`."""
-    ends: list[bool] = []
-    parts = SENTENCE_BREAK.split(text)
-    for index, part in enumerate(parts):
-        ends.extend([False] * len(normalize(part)))
-        if index < len(parts) - 1 and ends:
-            ends[-1] = True
-        if len(ends) > count:
-            break
-    return (ends + [False] * count)[:count]
 
 
 State = Literal["fires", "open", "old"]

@@ -19,7 +19,7 @@ from typing import Any
 
 from engine.rules.budget import Budget
 from engine.rules.jsonpaths import select
-from engine.rules.keywords import LOOKBACK_WORDS, SpokenText
+from engine.rules.spoken import LOOKBACK_WORDS, SpokenText
 from engine.rules.templates import Templates
 from engine.runtime.payloads import Event
 from engine.triggers import default_triggers
