@@ -22,7 +22,7 @@ from engine.rules.spoken import SpokenText, sentence_ends
 from engine.runtime.limits import Limits
 from engine.runtime.pipeline import Outcome, Pipeline
 from engine.secrets import Secrets
-from tests.helpers import NOW, decision, event, load_errors, load_ok
+from tests.helpers import NOW, decision, event, load_errors, load_ok, memory, run
 
 # -- phrases ------------------------------------------------------------------------------
 
@@ -539,3 +539,14 @@ def test_a_negated_open_slot_does_not_wait(tmp_path: Path) -> None:
         'when[0]: keywords: "remind me to {task}" was negated ("please don\'t remind me to")'
     )
     assert fired(session.closing(now=NOW + 30)) == []
+
+
+def test_a_memory_is_all_there_is_so_its_end_closes_a_slot(tmp_path: Path) -> None:
+    text = SLOT_RULE.replace("trigger: transcript", "trigger: memory")
+    doc = memory()
+    doc["transcript_segments"] = [
+        {"text": "Remind me to book the venue", "speaker": "SPEAKER_00", "is_user": True}
+    ]
+    outcome = run(load_ok(tmp_path, text), event("memory", doc))
+    assert fired(outcome) == [("remind", {"task": "book the venue"})]
+    assert outcome.wait_until is None

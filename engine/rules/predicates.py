@@ -32,6 +32,7 @@ class EventView(Protocol):
     last_heard: float  # when the session last brought new speech (slot waits count from it)
     closed_at: float | None  # the last closing evaluation since then (None: none)
     previous_heard: float | None  # before this call (None: this call is the first)
+    complete: bool  # not a live session's call: the end of the words closes an open slot
 
     def select(self, expression: str) -> list[Any]: ...
 
@@ -180,6 +181,8 @@ class KeywordTest:
 
     def clock(self, view: EventView) -> SlotClock:
         """What the time says about this condition's open slots (engine.rules.slots)."""
+        if view.complete:
+            return SlotClock(end="fires")
         if view.closing:
             over = view.last_heard + self.slot_wait
             if view.now < over:

@@ -7,7 +7,8 @@ For keyword slots (engine.rules.slots) a view also says whether it is a closing 
 (`closing`: no new speech, raised when an open slot's wait is over or the session ends),
 when the session last brought new speech (`last_heard`, by default `now`), when the call
 before this one did (`previous_heard`), and when a closing evaluation last ran since the
-last speech (`closed_at`: a slot it closed does not fire again).
+last speech (`closed_at`: a slot it closed does not fire again). An event that is not
+part of a live session (a memory) is `complete`: the end of its words closes a slot.
 """
 
 from __future__ import annotations
@@ -59,6 +60,9 @@ class EventView:
         self.segments = (
             list(session_segments) if session_segments is not None else spoken_segments(event)
         )
+        # the event's own text, not a live session's: nothing more will be said, so the
+        # end of its words closes a keyword slot still open there (a memory's transcript)
+        self.complete = session_segments is None
         self.first_new_segment = first_new_segment
         self.max_text = max_text  # characters of speech keyword matching scans
         self.budget = budget or Budget.unlimited()
