@@ -18,7 +18,7 @@ from engine.dryrun import dry_run_events
 from engine.rules.compiled import RuleSet
 from engine.rules.keywords import KeywordHit, KeywordMatcher, Scan
 from engine.rules.slots import MAX_SLOT_WORDS, SlotClock, SlotSyntax, slot_pattern
-from engine.rules.spoken import SpokenText, sentence_ends
+from engine.rules.spoken import LOOKBACK_WORDS, SpokenText, sentence_ends
 from engine.runtime.limits import Limits
 from engine.runtime.pipeline import Outcome, Pipeline
 from engine.secrets import Secrets
@@ -550,3 +550,17 @@ def test_a_memory_is_all_there_is_so_its_end_closes_a_slot(tmp_path: Path) -> No
     outcome = run(load_ok(tmp_path, text), event("memory", doc))
     assert fired(outcome) == [("remind", {"task": "book the venue"})]
     assert outcome.wait_until is None
+
+
+def test_a_hit_longer_than_the_usual_look_back_is_still_found(tmp_path: Path) -> None:
+    """Four slots of 25 words, all heard in call 1 and closed by call 2's first segment:
+    the window reaches back past LOOKBACK_WORDS for slot phrases."""
+    text = SLOT_RULE.replace('"remind me to {task}"', '"one {a} two {b} three {c} four {d}"')
+    session = Session(load_ok(tmp_path, text))
+    filler = [f"w{i}" for i in range(25)]
+    words = ["one", *filler, "two", *filler, "three", *filler, "four", *filler]
+    assert len(words) > LOOKBACK_WORDS + 30
+    segments = [" ".join(words[i : i + 5]) for i in range(0, len(words), 5)]
+    assert fired(session.call(*segments, now=NOW)) == []
+    closed = session.call(seg("right", user=False), now=NOW + 1)
+    assert fired(closed) == [("remind", dict.fromkeys("abcd", " ".join(filler)))]

@@ -102,7 +102,9 @@ class KeywordMatcher:
         self.lookback_words = LOOKBACK_WORDS
         for phrase in self.phrases:
             if phrase.slots is not None:
-                size = len(phrase.words) + MAX_SLOT_WORDS * len(phrase.slots.names) + 1
+                # a fuzzy literal part may be heard one word wider
+                literal = len(phrase.words) + len(phrase.slots.literals)
+                size = literal + MAX_SLOT_WORDS * len(phrase.slots.names) + 1
                 self.lookback_words = max(self.lookback_words, size)
 
     def find(
