@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.rules.keywords import LOOKBACK_WORDS, KeywordMatcher, SpokenText, normalize_words
+from engine.rules.keywords import KeywordMatcher
+from engine.rules.spoken import LOOKBACK_WORDS, SpokenText, normalize_words
 from tests.helpers import decision, event, load_ok, pipeline
 
 
@@ -76,7 +77,12 @@ def test_hit_names_the_speaker_of_its_last_segment() -> None:
     )
     hit = KeywordMatcher(["remind me"]).find(spoken)
     assert hit is not None
-    assert hit.as_context() == {"phrase": "remind me", "text": "remind me", "speaker": "Sam"}
+    assert hit.as_context() == {
+        "phrase": "remind me",
+        "text": "remind me",
+        "speaker": "Sam",
+        "slots": {},
+    }
 
 
 def test_only_hits_ending_in_new_segments_count() -> None:

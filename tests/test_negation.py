@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from engine.rules.keywords import KeywordMatcher, SpokenText, clause_numbers
+from engine.rules.keywords import KeywordMatcher
 from engine.rules.negation import CUES, FILLERS, MAX_FILLERS
+from engine.rules.spoken import SpokenText, clause_numbers
 from engine.server.app import create_app
 from tests.helpers import decision, event, load_ok, pipeline
 from tests.server_helpers import admin_client, server_settings, write_rules

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from engine.rules.jsonpaths import plain_steps, select, select_walked
 from engine.rules.keyword_index import PhraseIndex
-from engine.rules.keywords import KeywordMatcher, SpokenText
+from engine.rules.keywords import KeywordMatcher
+from engine.rules.spoken import SpokenText
 from engine.rules.template_keys import template_equality
 from engine.runtime.limits import Limits
 from engine.runtime.pipeline import Outcome, Pipeline
@@ -42,6 +43,8 @@ PATHS = st.sampled_from(
 PATTERNS = st.sampled_from(["^wor", "k$", "(?i)WORK", "topic-\\d+", "a|e", "^$"])
 WORDS = ["launch", "deadline", "next", "sprint", "hey", "omi", "homie", "lights", "on", "ok"]
 PHRASES = st.lists(st.sampled_from(WORDS), min_size=1, max_size=3).map(" ".join)
+# keyword slots (engine.rules.slots): never looked up by words, so always candidates
+SLOT_PHRASES = st.sampled_from(["hey {x}", "next {x} on", "ok {a} lights {b}", "launch {what}"])
 
 
 def _yaml(value: Any) -> str:
@@ -65,7 +68,8 @@ def path_condition(draw: st.DrawFn) -> str:
 
 @st.composite
 def keyword_condition(draw: st.DrawFn) -> str:
-    phrases = draw(st.lists(PHRASES, min_size=1, max_size=3))
+    phrases = draw(st.lists(PHRASES | SLOT_PHRASES, min_size=1, max_size=3))
+    slots = any("{" in phrase for phrase in phrases)
     options = ""
     if draw(st.booleans()):
         options += ", fuzzy: true"
@@ -78,8 +82,11 @@ def keyword_condition(draw: st.DrawFn) -> str:
     count = draw(
         st.sampled_from([None, "{at_least: 2}", "{at_least: 2, within: 1s}", "{at_least: 3}"])
     )
-    if count:
+    if count and not slots:  # counting slot phrases is refused
         options += f", count: {count}"
+    trailing = any(phrase.endswith("}") for phrase in phrases)
+    if trailing and draw(st.booleans()):
+        options += f", slot_wait: {draw(st.sampled_from(['1s', 2, '30s']))}"
     return f"{{keywords: {_yaml(phrases)}{options}}}"
 
 
@@ -206,7 +213,8 @@ def test_indexed_memory_decisions_equal_visiting_every_rule(
 def test_indexed_transcript_decisions_equal_visiting_every_rule(
     text: str, calls: list[list[dict[str, Any]]]
 ) -> None:
-    """Live sessions too: a phrase split across calls, words already heard."""
+    """Live sessions too: a phrase split across calls, words already heard, keyword slots
+    left open and closed by a closing evaluation."""
     with tempfile.TemporaryDirectory() as folder:
         indexed, reference = _pipelines(text, Path(folder))
         start = 0.0
@@ -220,6 +228,13 @@ def test_indexed_transcript_decisions_equal_visiting_every_rule(
             fast = indexed.process(event("transcript", body, session="s"), now=now)
             slow = reference.process(event("transcript", body, session="s"), now=now)
             assert _decided(fast) == _decided(slow)
+            assert fast.wait_until == slow.wait_until
+        # a closing evaluation closes the keyword slots still open, on both sides alike
+        body = {"session_id": "s", "segments": []}
+        now = NOW + len(calls) + 60
+        fast = indexed.process(event("transcript", body, session="s"), now=now, closing=True)
+        slow = reference.process(event("transcript", body, session="s"), now=now, closing=True)
+        assert _decided(fast) == _decided(slow)
 
 
 def test_rules_the_index_leaves_out_are_explained_only_when_read(tmp_path: Path) -> None:

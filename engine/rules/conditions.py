@@ -15,7 +15,7 @@ from msgspec import UNSET
 from engine.durations import parse_duration
 from engine.rules.jsonpaths import JsonPathSyntax, compile_jsonpath
 from engine.rules.keyword_count import KeywordCount
-from engine.rules.keywords import KeywordMatcher
+from engine.rules.keywords import KeywordMatcher, Phrase
 from engine.rules.linear_regex import compile_regex
 from engine.rules.predicates import (
     WEEKDAYS,
@@ -36,6 +36,7 @@ from engine.rules.rule_model import (
     condition_kinds,
     path_operators,
 )
+from engine.rules.slots import DEFAULT_SLOT_WAIT, MAX_SLOT_WAIT, SlotSyntax
 from engine.rules.templates import TemplateSyntax
 from engine.rules.yaml_source import Path
 from engine.triggers import default_triggers
@@ -123,6 +124,13 @@ def _compile_keywords(cond: Condition, path: Path, errors: CompileErrors) -> Pre
         return None
     keywords = cond.keywords
     phrases = [keywords] if isinstance(keywords, str) else list(keywords) if keywords else []
+    for index, phrase in enumerate(phrases):
+        try:
+            Phrase.of(phrase)
+        except SlotSyntax as exc:
+            where = (*path, "keywords") if isinstance(keywords, str) else (*path, "keywords", index)
+            errors.error(where, f"keywords: {exc}")
+            return None
     matcher = KeywordMatcher(
         phrases,
         fuzzy=bool(cond.fuzzy) if cond.fuzzy is not UNSET else False,
@@ -143,7 +151,38 @@ def _compile_keywords(cond: Condition, path: Path, errors: CompileErrors) -> Pre
                 return None
         within_text = _duration_text(cond.count.within)
         count = KeywordCount(cond.count.at_least, within, within_text)
-    return KeywordTest(matcher, speaker, count)
+    if count is not None and matcher.has_slots:
+        message = "count: does not go with a phrase with slots (counting slots is not supported)"
+        errors.error((*path, "count"), message, key=True)
+        return None
+    wait = _slot_wait(cond, matcher, path, errors)
+    if wait is None:
+        return None
+    return KeywordTest(matcher, speaker, count, *wait)
+
+
+def _slot_wait(
+    cond: Condition, matcher: KeywordMatcher, path: Path, errors: CompileErrors
+) -> tuple[float, str] | None:
+    """`slot_wait:` in seconds and as written (the default when unset), or None (an error)."""
+    if cond.slot_wait is UNSET:
+        return DEFAULT_SLOT_WAIT, _duration_text(DEFAULT_SLOT_WAIT)
+    if not matcher.has_trailing_slots:
+        message = (
+            "'slot_wait' only goes with a phrase ending in a slot, like \"remind me to {task}\""
+        )
+        errors.error((*path, "slot_wait"), message, key=True)
+        return None
+    try:
+        wait = parse_duration(cond.slot_wait)
+    except ValueError as exc:
+        errors.error((*path, "slot_wait"), f"slot_wait: {exc}")
+        return None
+    if wait > MAX_SLOT_WAIT:
+        text = _duration_text(cond.slot_wait)
+        errors.error((*path, "slot_wait"), f"slot_wait: {text} is longer than {MAX_SLOT_WAIT:g}s")
+        return None
+    return wait, _duration_text(cond.slot_wait)
 
 
 def _duration_text(value: str | float | None) -> str:

@@ -22,7 +22,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from engine.rules.keywords import KeywordHit, KeywordMatcher, SpokenText
+from engine.rules.keywords import KeywordHit, KeywordMatcher
+from engine.rules.spoken import SpokenText
 
 
 @dataclass(frozen=True)

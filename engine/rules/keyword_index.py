@@ -25,7 +25,8 @@ import ahocorasick
 from rapidfuzz import process
 from rapidfuzz.fuzz import ratio
 
-from engine.rules.keywords import FUZZY_PHRASE_SCORE, FUZZY_TOKEN_SCORE, Phrase, SpokenText
+from engine.rules.keywords import FUZZY_PHRASE_SCORE, FUZZY_TOKEN_SCORE, Phrase
+from engine.rules.spoken import SpokenText
 
 _MARGIN = 1.0  # score points below the matcher's cutoffs (float rounding only widens)
 _SHORT_WORD = 3  # phrase words shorter than this must be heard exactly (keywords._word_close)

@@ -2,7 +2,8 @@
 engine.rules.conditions when rules load).
 
 A predicate answers `check(view) -> Verdict`: whether it holds, and if not, a reason a person
-can read in dry-run and history ("$.structured.category is 'personal', not in [work]").
+can read in dry-run and history ("$.structured.category is 'personal', not in [work]"), and
+for a keyword slot still being spoken, when its waiting ends (`wait_until`).
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from zoneinfo import ZoneInfo
 
 from engine.rules.budget import Budget
 from engine.rules.keyword_count import KeywordCount, mentions
-from engine.rules.keywords import KeywordHit, KeywordMatcher, SpokenText
+from engine.rules.keywords import KeywordHit, KeywordMatcher
 from engine.rules.linear_regex import is_linear_regex
+from engine.rules.slots import DEFAULT_SLOT_WAIT, SlotClock
+from engine.rules.spoken import LOOKBACK_WORDS, SpokenText
 
 
 class EventView(Protocol):
@@ -24,12 +27,18 @@ class EventView(Protocol):
 
     now: float
     budget: Budget
+    # a closing evaluation: no new speech; open slots whose wait is over close (slots.py)
+    closing: bool
+    last_heard: float  # when the session last brought new speech (slot waits count from it)
+    closed_at: float | None  # the last closing evaluation since then (None: none)
+    previous_heard: float | None  # before this call (None: this call is the first)
+    complete: bool  # not a live session's call: the end of the words closes an open slot
 
     def select(self, expression: str) -> list[Any]: ...
 
     first_new_segment: int
 
-    def spoken(self, speaker: str) -> SpokenText: ...
+    def spoken(self, speaker: str, lookback_words: int = LOOKBACK_WORDS) -> SpokenText: ...
 
     def spoken_session(self, speaker: str) -> SpokenText: ...
 
@@ -41,6 +50,7 @@ class Verdict:
     ok: bool
     reason: str = ""
     hit: KeywordHit | None = None
+    wait_until: float | None = None  # not held: a slot still being spoken waits until then
 
 
 HOLDS = Verdict(True)
@@ -166,10 +176,34 @@ class KeywordTest:
     matcher: KeywordMatcher
     speaker: str
     count: KeywordCount | None = None  # `count:` (engine.rules.keyword_count)
+    slot_wait: float = DEFAULT_SLOT_WAIT  # seconds an open trailing slot waits
+    slot_wait_text: str = "10s"  # as the rule wrote it, for reasons
+
+    def clock(self, view: EventView) -> SlotClock:
+        """What the time says about this condition's open slots (engine.rules.slots)."""
+        if view.complete:
+            return SlotClock(end="fires")
+        if view.closing:
+            over = view.last_heard + self.slot_wait
+            if view.now < over:
+                return SlotClock()
+            closed = view.closed_at is not None and view.closed_at >= over
+            return SlotClock(end="old" if closed else "fires")
+        previous = view.previous_heard
+        return SlotClock(waited=previous is not None and view.now - previous >= self.slot_wait)
 
     def check(self, view: EventView) -> Verdict:
-        spoken = view.spoken(self.speaker)
-        hit, negated = self.matcher.search(spoken, tick=view.budget.check)
+        spoken = view.spoken(self.speaker, self.matcher.lookback_words)
+        found = self.matcher.scan(spoken, view.budget.check, self.clock(view))
+        hit, negated = found.hit, found.negated
+        if hit is None and found.waiting is not None:
+            name = found.waiting[1]
+            return Verdict(
+                False,
+                f"slot {{{name}}} still being spoken; waits for the next call"
+                f" (up to {self.slot_wait_text})",
+                wait_until=view.last_heard + self.slot_wait,
+            )
         if hit is None and negated is not None:
             return Verdict(
                 False,
@@ -255,7 +289,8 @@ class AllOf:
             view.budget.check()
             verdict = predicate.check(view)
             if not verdict.ok:
-                return Verdict(False, f"{label}: {verdict.reason}" if label else verdict.reason)
+                reason = f"{label}: {verdict.reason}" if label else verdict.reason
+                return Verdict(False, reason, wait_until=verdict.wait_until)
             hit = hit or verdict.hit
         return Verdict(True, hit=hit)
 
@@ -266,13 +301,16 @@ class AnyOf:
 
     def check(self, view: EventView) -> Verdict:
         reasons = []
+        waits = []
         for _label, predicate in self.items:
             view.budget.check()
             verdict = predicate.check(view)
             if verdict.ok:
                 return verdict
             reasons.append(verdict.reason)
-        return Verdict(False, "none of: " + "; ".join(reasons))
+            if verdict.wait_until is not None:
+                waits.append(verdict.wait_until)
+        return Verdict(False, "none of: " + "; ".join(reasons), wait_until=min(waits, default=None))
 
 
 @dataclass
@@ -284,3 +322,13 @@ class NotOf:
         if verdict.ok:
             return Verdict(False, "'not' condition holds")
         return HOLDS
+
+
+def slot_tests(predicate: Predicate) -> list[KeywordTest]:
+    """The keyword conditions inside `predicate` whose phrases end in a slot (a closing
+    evaluation decides only rules holding one)."""
+    if isinstance(predicate, KeywordTest):
+        return [predicate] if predicate.matcher.has_trailing_slots else []
+    if isinstance(predicate, AllOf | AnyOf):
+        return [test for _label, item in predicate.items for test in slot_tests(item)]
+    return []  # a slot under `not:` makes no rule fire when it closes

@@ -7,7 +7,10 @@ required item it can look up for a whole rule set at once:
 - `path:` with `equals` or `in` of plain values: a table per JSONPath from value to rules,
   looked up with each value the path selects (keys follow predicates._same: true is not 1);
 - `keywords:`: every phrase of every rule in one engine.rules.keyword_index.PhraseIndex per
-  speaker filter;
+  speaker filter; not a condition with a slot phrase ("remind me to {task}"): its hit may be
+  completed by a pause in new speech after words all heard before, or by a closing
+  evaluation with no new speech at all (engine.rules.slots), so it is never looked up by
+  words (a rule with no other key is a candidate for every event of its trigger);
 - `path:` with `matches`: every pattern on the path in one RE2 set, searched once per value;
 - `template:` that only compares a payload field with a text (engine.rules.template_keys):
   looked up like `equals`.
@@ -128,7 +131,7 @@ def index_key(predicate: Predicate, names: frozenset[str] = frozenset()) -> Key 
         key: Key | None = None
         if type(item) is PathTest:
             key = _path_key(item)
-        elif type(item) is KeywordTest:
+        elif type(item) is KeywordTest and not item.matcher.has_slots:
             key = _PhraseKey(item)
         elif type(item) is TemplateTest:
             key = _template_key(item, names)

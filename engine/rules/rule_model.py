@@ -92,6 +92,16 @@ class Condition(Struct, forbid_unknown_fields=True, omit_defaults=True):
         | UnsetType
     ) = UNSET
     count: KeywordCount | UnsetType = UNSET
+    slot_wait: (
+        Annotated[
+            str | float,
+            Meta(
+                description="how long a slot still being spoken ('remind me to {task}') waits "
+                "for more speech: seconds or 10s, 2m (default 10s, at most 120s)"
+            ),
+        ]
+        | UnsetType
+    ) = UNSET
 
     template: Template | UnsetType = UNSET
     time: TimeWindow | UnsetType = UNSET
@@ -124,7 +134,7 @@ class Rule(Struct, forbid_unknown_fields=True, omit_defaults=True):
 
 
 CONDITION_KINDS = ("path", "keywords", "template", "time", "any", "all", "not")
-KEYWORD_OPTIONS = ("speaker", "fuzzy", "negation", "count")
+KEYWORD_OPTIONS = ("speaker", "fuzzy", "negation", "count", "slot_wait")
 
 
 def condition_kinds(condition: Condition) -> list[str]:

@@ -5,6 +5,8 @@ is skipped with that reason and the other rules are still decided.
 
 `decide_indexed` visits only the rules engine.rules.rule_index finds may fire and explains
 the others when asked; `decide` visits every rule and is the reference it must agree with.
+`decide_closing` decides a closing evaluation (engine.rules.slots): only rules waiting on a
+keyword slot are visited, and only a hit with slots fires.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from engine.rules.budget import Budget, BudgetExceeded
 from engine.rules.compiled import CompiledRule
 from engine.rules.jsonpaths import select
 from engine.rules.keywords import KeywordHit
+from engine.rules.predicates import slot_tests
 from engine.rules.rule_index import RuleIndex
 from engine.runtime.event_view import EventView
 from engine.runtime.limits import Limits
@@ -40,6 +43,7 @@ class Decision:
     # time budgets, firing history): history keeps such a decision; the others it can
     # compute again when asked (engine.server.why_not)
     replayable: bool = True
+    wait_until: float | None = None  # a slot still being spoken: the rule waits until then
 
 
 # A gate answers why a rule may not fire now (cooldown, once per session) or None.
@@ -89,6 +93,35 @@ def decide_indexed(
         return decision
 
     return Decisions(index.rules, visited, explain)
+
+
+NOT_WAITING = "closing evaluation: the rule waits on no keyword slot"
+NO_SLOT_HIT = "closing evaluation: only a keyword slot closed by its wait fires"
+
+
+def decide_closing(
+    rules: Sequence[CompiledRule],
+    view: EventView,
+    *,
+    gate: Gate = lambda rule: None,
+    missing_secrets: Callable[[CompiledRule], list[str]] = lambda rule: [],
+    for_each_limit: int = DEFAULT_FOR_EACH_LIMIT,
+) -> Decisions:
+    """A closing evaluation (`view.closing`, no new speech): the rules holding a phrase that
+    ends in a slot are decided; one fires only with a hit whose slots its wait closed (no
+    other condition fires a rule without new speech). History keeps these decisions (not
+    `replayable`): replaying a session's calls does not raise closing evaluations."""
+    visited = {}
+    for position, rule in enumerate(rules):
+        if not slot_tests(rule.predicate):
+            continue
+        decision = _decide(rule, view, gate, missing_secrets, for_each_limit)
+        if decision.matched and (decision.hit is None or not decision.hit.slots):
+            decision = Decision(rule, False, NO_SLOT_HIT, decision.hit)
+        # it depends on when the evaluation ran, which replaying the session's calls omits
+        decision.replayable = False
+        visited[position] = decision
+    return Decisions(rules, visited, lambda i: Decision(rules[i], False, NOT_WAITING))
 
 
 class Decisions(Sequence[Decision]):
@@ -186,7 +219,7 @@ def _match(rule: CompiledRule, view: EventView, for_each_limit: int) -> Decision
     verdict = rule.predicate.check(view)
     view.budget.check()  # a single slow condition counts too
     if not verdict.ok:
-        return Decision(rule, False, verdict.reason, verdict.hit)
+        return Decision(rule, False, verdict.reason, verdict.hit, wait_until=verdict.wait_until)
     if rule.spec.for_each is None:
         return Decision(rule, True, hit=verdict.hit)
     # the selection's time (bounded by the body size) counts toward the event's budget,

@@ -10,11 +10,12 @@ from dataclasses import dataclass, field
 
 from engine.rules.budget import Budget, Clock
 from engine.rules.compiled import CompiledRule, RuleSet
+from engine.rules.slots import MAX_SLOT_WAIT
 from engine.rules.templates import Templates
 from engine.rules.trust import HostTrust, hosts_in_values
 from engine.runtime.event_view import EventView
 from engine.runtime.limits import Limits
-from engine.runtime.matcher import Decision, Decisions, decide, decide_indexed
+from engine.runtime.matcher import Decision, Decisions, decide, decide_closing, decide_indexed
 from engine.runtime.payloads import Event
 from engine.runtime.planner import PlannedAction, plan_actions
 from engine.runtime.sessions import FiringGate, SessionStore
@@ -40,6 +41,14 @@ class Outcome:
         if isinstance(self.decisions, Decisions):
             return self.decisions.matched  # without explaining the rules the index left out
         return [d for d in self.decisions if d.matched]
+
+    @property
+    def wait_until(self) -> float | None:
+        """The earliest time a rule waits until for a keyword slot still being spoken
+        (when to raise a closing evaluation), among the decisions made: rules the index
+        left out wait on nothing and are not explained for this."""
+        made = self.decisions.visited if isinstance(self.decisions, Decisions) else self.decisions
+        return min((d.wait_until for d in made if d.wait_until is not None), default=None)
 
     @property
     def skipped(self) -> list[Decision]:
@@ -93,6 +102,10 @@ class Pipeline:
         )
         self.gate = gate if gate is not None else FiringGate()
         self._next_sweep = 0.0
+        # session key -> when a call last brought it new segments (keyword slots wait from
+        # it), and when its last closing evaluation ran
+        self._heard: dict[str, float] = {}
+        self._closed: dict[str, float] = {}
 
     def sweep(self, now: float) -> None:
         """Forget idle sessions and old firings, so memory stays bounded on a long run."""
@@ -102,6 +115,9 @@ class Pipeline:
         self.sessions.expire(now)
         longest = max((r.cooldown or 0.0 for r in self.rules.rules), default=0.0)
         self.gate.forget_before(now - max(longest, self.sessions.idle_seconds, FIRING_MEMORY))
+        quiet = now - self.sessions.idle_seconds - MAX_SLOT_WAIT
+        self._heard = {key: when for key, when in self._heard.items() if when >= quiet}
+        self._closed = {key: when for key, when in self._closed.items() if when >= quiet}
 
     def trust(self) -> HostTrust:
         """Hosts of the secrets and `outbound_allow_hosts` (the rules add their own)."""
@@ -119,7 +135,9 @@ class Pipeline:
     def missing_secrets(self, rule: CompiledRule) -> list[str]:
         return self.secrets.missing(rule.secrets) if self.check_secrets else []
 
-    def process(self, event: Event, now: float | None = None) -> Outcome:
+    def process(self, event: Event, now: float | None = None, *, closing: bool = False) -> Outcome:
+        """One event; `closing` is a closing evaluation of its session (engine.rules.slots):
+        no new segments are taken from it, and only open keyword slots may fire."""
         now = time.time() if now is None else now
         self.sweep(now)
         rules = self.rules.for_trigger(event.trigger)
@@ -127,12 +145,21 @@ class Pipeline:
         session_key = ""
         session_segments = None
         first_new = 0
+        last_heard = previous_heard = closed_at = None
         live = default_triggers()[event.trigger].live_sessions
         if live:
-            observation = self.sessions.observe(
-                event.uid, event.session_id, event.doc.get("segments") or [], now
-            )
-            if not observation.has_new:
+            segments = [] if closing else event.doc.get("segments") or []
+            observation = self.sessions.observe(event.uid, event.session_id, segments, now)
+            previous_heard = self._heard.get(observation.session.key)
+            if observation.has_new:
+                self._heard[observation.session.key] = now
+            last_heard = self._heard.get(observation.session.key, now)
+            if closing:
+                closed_at = self._closed.get(observation.session.key)
+                if closed_at is not None and closed_at < last_heard:
+                    closed_at = None  # before the last speech: it closed other slots
+                self._closed[observation.session.key] = now
+            if not observation.has_new and not closing:
                 # made only when read: a resent call costs nothing per rule
                 outcome.decisions = Decisions(
                     rules, {}, lambda i: Decision(rules[i], False, NO_NEW_SEGMENTS)
@@ -154,6 +181,10 @@ class Pipeline:
                 event_ms=self.limits.event_budget_ms,
                 clock=self.clock,
             ),
+            closing=closing,
+            last_heard=last_heard,
+            previous_heard=None if closing else previous_heard,
+            closed_at=closed_at,
         )
 
         def gate(rule: CompiledRule) -> str | None:
@@ -164,7 +195,15 @@ class Pipeline:
                 rule.id, event.uid, session_key, once=once, cooldown=rule.cooldown, now=now
             )
 
-        if self.indexed:
+        if closing:
+            outcome.decisions = decide_closing(
+                rules,
+                view,
+                gate=gate,
+                missing_secrets=self.missing_secrets,
+                for_each_limit=self.limits.for_each_limit,
+            )
+        elif self.indexed:
             outcome.decisions = decide_indexed(
                 self.rules.index_for(event.trigger),
                 view,
