@@ -33,6 +33,7 @@ class EventView(Protocol):
     closed_at: float | None  # the last closing evaluation since then (None: none)
     previous_heard: float | None  # before this call (None: this call is the first)
     complete: bool  # not a live session's call: the end of the words closes an open slot
+    session_ended: bool  # a closing evaluation as the session ends: every open slot closes
 
     def select(self, expression: str) -> list[Any]: ...
 
@@ -185,7 +186,7 @@ class KeywordTest:
             return SlotClock(end="fires")
         if view.closing:
             over = view.last_heard + self.slot_wait
-            if view.now < over:
+            if view.now < over and not view.session_ended:  # the session's end: no wait
                 return SlotClock()
             closed = view.closed_at is not None and view.closed_at >= over
             return SlotClock(end="old" if closed else "fires")

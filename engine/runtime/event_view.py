@@ -47,6 +47,7 @@ class EventView:
         last_heard: float | None = None,
         previous_heard: float | None = None,
         closed_at: float | None = None,
+        session_ended: bool = False,
     ) -> None:
         self.event = event
         self.doc = event.doc
@@ -56,6 +57,7 @@ class EventView:
         self.last_heard = last_heard if last_heard is not None else self.now
         self.previous_heard = previous_heard
         self.closed_at = closed_at
+        self.session_ended = session_ended  # a closing evaluation at the session's end
         self.secrets = secrets
         self.segments = (
             list(session_segments) if session_segments is not None else spoken_segments(event)

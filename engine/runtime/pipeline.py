@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 
 from engine.rules.budget import Budget, Clock
 from engine.rules.compiled import CompiledRule, RuleSet
-from engine.rules.slots import MAX_SLOT_WAIT
 from engine.rules.templates import Templates
 from engine.rules.trust import HostTrust, hosts_in_values
 from engine.runtime.event_view import EventView
@@ -18,7 +17,7 @@ from engine.runtime.limits import Limits
 from engine.runtime.matcher import Decision, Decisions, decide, decide_closing, decide_indexed
 from engine.runtime.payloads import Event
 from engine.runtime.planner import PlannedAction, plan_actions
-from engine.runtime.sessions import FiringGate, SessionStore
+from engine.runtime.sessions import FiringGate, Session, SessionStore
 from engine.secrets import Secrets
 from engine.triggers import default_triggers
 
@@ -102,10 +101,6 @@ class Pipeline:
         )
         self.gate = gate if gate is not None else FiringGate()
         self._next_sweep = 0.0
-        # session key -> when a call last brought it new segments (keyword slots wait from
-        # it), and when its last closing evaluation ran
-        self._heard: dict[str, float] = {}
-        self._closed: dict[str, float] = {}
 
     def sweep(self, now: float) -> None:
         """Forget idle sessions and old firings, so memory stays bounded on a long run."""
@@ -115,9 +110,6 @@ class Pipeline:
         self.sessions.expire(now)
         longest = max((r.cooldown or 0.0 for r in self.rules.rules), default=0.0)
         self.gate.forget_before(now - max(longest, self.sessions.idle_seconds, FIRING_MEMORY))
-        quiet = now - self.sessions.idle_seconds - MAX_SLOT_WAIT
-        self._heard = {key: when for key, when in self._heard.items() if when >= quiet}
-        self._closed = {key: when for key, when in self._closed.items() if when >= quiet}
 
     def trust(self) -> HostTrust:
         """Hosts of the secrets and `outbound_allow_hosts` (the rules add their own)."""
@@ -135,10 +127,19 @@ class Pipeline:
     def missing_secrets(self, rule: CompiledRule) -> list[str]:
         return self.secrets.missing(rule.secrets) if self.check_secrets else []
 
-    def process(self, event: Event, now: float | None = None, *, closing: bool = False) -> Outcome:
-        """One event; `closing` is a closing evaluation of its session (engine.rules.slots):
-        no new segments are taken from it, and only open keyword slots may fire."""
+    def process(
+        self,
+        event: Event,
+        now: float | None = None,
+        *,
+        closing: bool = False,
+        ended: Session | None = None,
+    ) -> Outcome:
+        """One event; `closing` (or `event.closing`) is a closing evaluation of its session
+        (engine.rules.slots): no new segments are taken from it, and only open keyword
+        slots may fire. `ended` closes the slots of a session that ended (any wait over)."""
         now = time.time() if now is None else now
+        closing = closing or event.closing or ended is not None
         self.sweep(now)
         rules = self.rules.for_trigger(event.trigger)
         outcome = Outcome(event, rules_version=self.rules.version)
@@ -146,27 +147,40 @@ class Pipeline:
         session_segments = None
         first_new = 0
         last_heard = previous_heard = closed_at = None
+        session: Session | None = None
         live = default_triggers()[event.trigger].live_sessions
-        if live:
-            segments = [] if closing else event.doc.get("segments") or []
-            observation = self.sessions.observe(event.uid, event.session_id, segments, now)
-            previous_heard = self._heard.get(observation.session.key)
-            if observation.has_new:
-                self._heard[observation.session.key] = now
-            last_heard = self._heard.get(observation.session.key, now)
-            if closing:
-                closed_at = self._closed.get(observation.session.key)
-                if closed_at is not None and closed_at < last_heard:
-                    closed_at = None  # before the last speech: it closed other slots
-                self._closed[observation.session.key] = now
-            if not observation.has_new and not closing:
+        if live and closing:  # not a call: the session is not heard from
+            session = ended or self.sessions.get(event.uid, event.session_id)
+            if session is None:
+                outcome.decisions = []  # it ended or was evicted; nothing is open
+                return outcome
+            last_heard = session.heard or now
+            if session.closed_at is not None and session.closed_at >= last_heard:
+                closed_at = session.closed_at  # since the last speech: what it closed is old
+            session.closed_at = now
+            if ended is None:
+                self.sessions.note("saved", session)
+            session_key = session.key
+            session_segments = session.segments
+            first_new = len(session.segments)
+        elif live:
+            held = self.sessions.get(event.uid, event.session_id)
+            heard_before = held.heard if held is not None else 0.0
+            observation = self.sessions.observe(
+                event.uid, event.session_id, event.doc.get("segments") or [], now
+            )
+            if not observation.has_new:
                 # made only when read: a resent call costs nothing per rule
                 outcome.decisions = Decisions(
                     rules, {}, lambda i: Decision(rules[i], False, NO_NEW_SEGMENTS)
                 )
                 return outcome
-            session_key = observation.session.key
-            session_segments = observation.session.segments
+            session = observation.session
+            if session is held and heard_before:
+                previous_heard = heard_before
+            last_heard = session.heard
+            session_key = session.key
+            session_segments = session.segments
             first_new = observation.first_new
         view = EventView(
             event,
@@ -183,8 +197,9 @@ class Pipeline:
             ),
             closing=closing,
             last_heard=last_heard,
-            previous_heard=None if closing else previous_heard,
+            previous_heard=previous_heard,
             closed_at=closed_at,
+            session_ended=ended is not None,
         )
 
         def gate(rule: CompiledRule) -> str | None:
@@ -219,6 +234,8 @@ class Pipeline:
                 missing_secrets=self.missing_secrets,
                 for_each_limit=self.limits.for_each_limit,
             )
+        if session is not None and ended is None:  # when to close its open slots
+            session.waiting_until = outcome.wait_until
         secret = self.secrets.lookup(placeholders=self.dry_run)
         for decision in outcome.matched:
             self.gate.fired(decision.rule.id, event.uid, session_key, now)

@@ -108,6 +108,7 @@ class Session:
     next_seq: int = 0  # the number the next new segment gets
     # an open slot (engine.rules.keywords) waits for more speech until then
     waiting_until: float | None = None
+    closed_at: float | None = None  # when its last closing evaluation ran
     # what the store has (engine.server.session_rows): segments numbered up to `flushed`,
     # and whether segments were dropped since
     flushed: int = -1

@@ -325,6 +325,10 @@ class Receiver:
         self._forget_settled_writes()
         ended, self._ended = self._ended, []
         for session, ended_by in ended:
+            if session.waiting_until is not None:  # its open slots close with it
+                closing = self._close_slots(session, now, ended=True)
+                if closing is not None:
+                    raised.append(closing)
             body = msgspec.json.encode(session_end_doc(session, ended_by))
             event = decode_event(SESSION_END, body, uid=session.uid)
             event.received_at = now
@@ -341,21 +345,22 @@ class Receiver:
             raised.append(prepared)
         return raised
 
-    def _close_slots(self, session: Session, now: float) -> Prepared | None:
+    def _close_slots(self, session: Session, now: float, *, ended: bool = False) -> Prepared | None:
         """In the rules thread: decide `session`'s transcript rules once more with its open
         slots closed (engine.rules.keywords: a slot still being spoken waits at most its
-        `slot_wait`). Recorded as a transcript call with no segments and `closing` in its
-        params, acted on like one; its actions reach no webhook answer."""
+        `slot_wait`, or until the session ends: `ended`). Recorded as a transcript call with
+        no segments and `closing` in its params, acted on like one; its actions reach no
+        webhook answer."""
         session.waiting_until = None  # the decision sets it again for a longer wait
         body = msgspec.json.encode({"session_id": session.session_id, "segments": []})
         event = decode_event(LIVE, body, uid=session.uid, session_id=session.session_id)
         event.closing = True
         event.received_at = now
         event.id = new_event_id(now)
-        params = {"session_id": session.session_id, "closing": "slot_wait"}
-        prepared = Prepared(event, None, params)
+        why = "session_end" if ended else "slot_wait"
+        prepared = Prepared(event, None, {"session_id": session.session_id, "closing": why})
         try:
-            self._decide_and_write(prepared, body, now)
+            self._decide_and_write(prepared, body, now, ended=session if ended else None)
         except Exception:
             log.exception("could not close the open slots of session %s", session.key)
             return None
@@ -439,7 +444,12 @@ class Receiver:
         return prepared
 
     def _decide_and_write(
-        self, prepared: Prepared, body: bytes, now: float, also: session_rows.Rows | None = None
+        self,
+        prepared: Prepared,
+        body: bytes,
+        now: float,
+        also: session_rows.Rows | None = None,
+        ended: Session | None = None,
     ) -> None:
         """In the rules thread: match and render `prepared.event`, then queue its write:
         the event row, its actions and what it changed of the live sessions and firings
@@ -452,7 +462,7 @@ class Receiver:
                 self._settle_session(session_key)
             started = time.perf_counter()
             try:
-                outcome = self.pipeline.process(event, now)
+                outcome = self.pipeline.process(event, now, ended=ended)
                 status = EventStatus.PROCESSED
             except Exception as exc:  # a bug in a rule must not lose the event
                 log.error(

@@ -35,12 +35,13 @@ from engine.server.store import Store
 
 _UPSERT_SESSION = """
 INSERT INTO live_sessions (number, uid, session_id, first_seen, last_seen, heard, last_end,
-    calls, waiting_until, ended_by)
+    calls, waiting_until, closed_at, ended_by)
 VALUES (:number, :uid, :session_id, :first_seen, :last_seen, :heard, :last_end, :calls,
-    :waiting_until, :ended_by)
+    :waiting_until, :closed_at, :ended_by)
 ON CONFLICT (number) DO UPDATE SET last_seen = excluded.last_seen, heard = excluded.heard,
     last_end = excluded.last_end, calls = excluded.calls,
-    waiting_until = excluded.waiting_until, ended_by = excluded.ended_by
+    waiting_until = excluded.waiting_until, closed_at = excluded.closed_at,
+    ended_by = excluded.ended_by
 """
 _INSERT_SEGMENT = (
     "INSERT OR REPLACE INTO live_segments (number, seq, digest, segment) VALUES (?, ?, ?, ?)"
@@ -81,6 +82,7 @@ def _session_row(session: Session, ended_by: EndedBy | None) -> dict[str, Any]:
         "last_end": session.last_end,
         "calls": session.calls,
         "waiting_until": session.waiting_until,
+        "closed_at": session.closed_at,
         "ended_by": ended_by,
     }
 
@@ -180,6 +182,7 @@ def _session_of(row: dict[str, Any], segments: list[dict[str, Any]]) -> Session:
         last_end=row["last_end"],
         calls=row["calls"],
         waiting_until=row["waiting_until"],
+        closed_at=row["closed_at"],
     )
     dropped: OrderedDict[bytes, int] = OrderedDict()
     for segment in segments:

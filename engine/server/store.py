@@ -81,6 +81,7 @@ CREATE TABLE IF NOT EXISTS live_sessions (
     last_end REAL NOT NULL,
     calls INTEGER NOT NULL,
     waiting_until REAL,
+    closed_at REAL,
     ended_by TEXT
 );
 CREATE TABLE IF NOT EXISTS live_segments (
