@@ -82,7 +82,7 @@ def test_notify_message_rides_in_the_response(tmp_path: Path) -> None:
         ]
     assert [a.status_code for a in answers] == [200, 200, 200]
     assert answers[0].json() == {}
-    assert answers[1].json()["message"] == ("Noted: Oh, and remind me to water the plants tonight.")
+    assert answers[1].json()["message"] == ("Noted: water the plants tonight")
     assert "message" not in answers[2].json()
 
 

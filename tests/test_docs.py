@@ -97,18 +97,13 @@ def test_every_rule_key_and_operator_is_documented() -> None:
     assert documented_path_operators() == set(PATH_OPERATORS)
 
 
-# options whose README section is being written on another branch (keyword slots): take
-# `slot_wait` out of here when the keywords example shows it
-AWAITING_README = {"slot_wait"}
-
-
 def test_every_keywords_option_is_in_the_keywords_example() -> None:
     """`speaker`, `fuzzy`, `negation`: each a key of the YAML example under **keywords**."""
     section = README.split("### Conditions", 1)[1].split("\n**keywords**", 1)[1]
     match = re.search(r"```yaml\n(.*?)```", section, re.S)
     assert match, "no YAML example under **keywords**"
     keys = set(re.findall(r"^\s+(?:- )?(\w+):", match.group(1), re.M))
-    assert keys == {"keywords", *KEYWORD_OPTIONS} - AWAITING_README
+    assert keys == {"keywords", *KEYWORD_OPTIONS}
 
 
 def test_every_setting_is_documented() -> None:

@@ -197,7 +197,7 @@ def test_transcript_stream_fires_lights_on_exactly_once_on_call_two() -> None:
     # "remind me" is said once, in call 2; call 3 sends that segment again
     assert ["remind-me" in fired(call) for call in calls] == [False, True, False]
     assert matched(calls[1], "remind-me")[0]["request"]["message"] == (
-        "Noted: Oh, and remind me to water the plants tonight."
+        "Noted: water the plants tonight"
     )
     (log,) = matched(calls[2], "log-transcripts")
     assert json.loads(log["request"]["line"])["message"] == (

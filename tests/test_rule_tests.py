@@ -37,13 +37,13 @@ def test_the_shipped_cases_pass_without_secrets(monkeypatch: pytest.MonkeyPatch)
     assert code == 0, out
     lines = out.splitlines()
     cases = [line for line in lines if "::" in line]
-    assert len(cases) == 21
+    assert len(cases) == 23
     assert all(line.endswith(" PASSED") for line in cases), out
     assert any(
         line.endswith("work-to-slack.test.yaml::a work conversation is posted to Slack PASSED")
         for line in cases
     )
-    assert lines[-1].startswith("21 passed in ") and lines[-1].endswith("s")
+    assert lines[-1].startswith("23 passed in ") and lines[-1].endswith("s")
 
 
 def test_every_example_rule_file_has_cases() -> None:
