@@ -12,11 +12,17 @@ import msgspec
 import pytest
 
 from connectors.omi import connector as omi
+from engine.dryrun import report
 from engine.errors import DeliveryError
+from engine.report_text import format_report
+from engine.rules.loader import load_rules
+from engine.runtime.pipeline import Pipeline
+from engine.secrets import Secrets
 from engine.server.app import create_app
 from tests.conftest import fixture_path
 from tests.connectors.helpers import render, send
 from tests.connectors.services import serving
+from tests.helpers import event, memory, write_rule
 from tests.omi_server import APP_ID, APP_SECRET, DEV_KEY, DEV_UID, FakeOmi
 from tests.server_helpers import admin_client, server_settings, write_rules
 from tests.servers import Reply, TargetServer
@@ -373,3 +379,24 @@ def test_a_rule_talks_back_to_omi_through_the_server(tmp_path: Path) -> None:
     assert fake.memories == [
         {"uid": "user-1", "text": "", "memories": [{"content": f"Worked on {title}", "tags": []}]}
     ]
+
+
+def test_dry_run_shows_the_call_with_the_app_id_and_secret_masked(tmp_path: Path) -> None:
+    write_rule(
+        tmp_path,
+        """
+        - id: talk-back
+          trigger: memory
+          do:
+            - omi: {action: notification, message: "Saved {{ memory.structured.title }}"}
+        """,
+    )
+    secrets = Secrets(APP_SECRETS)
+    outcome = Pipeline(load_rules(tmp_path), secrets, dry_run=True).process(
+        event("memory", memory(), uid="user-1")
+    )
+    text = format_report(report(outcome, secrets), "memory.json")
+    assert "POST https://api.omi.me/v2/integrations/<secret:OMI_APP_ID>/notification" in text
+    assert "Authorization: Bearer <secret:OMI_APP_SECRET>" in text
+    assert '"message": "Saved Launch planning"' in text
+    assert APP_ID not in text and APP_SECRET not in text
