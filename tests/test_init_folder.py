@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import sysconfig
 import zipfile
 from pathlib import Path
 
@@ -193,3 +194,31 @@ def test_the_wheel_carries_exactly_what_init_writes(tmp_path: Path) -> None:
     assert len(packed_rules) == len(REPO_RULES)
     assert {f"engine/samples/{name}" for name in SAMPLES} <= names
     assert "engine/init_folder.py" in names
+    # installed from the wheel alone (its dependencies from this venv, not the checkout),
+    # `init` writes the repository's rules
+    installed = tmp_path / "installed"
+    pip_install = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index"]
+    subprocess.run([*pip_install, "--target", str(installed), str(wheel)], check=True)
+    site_packages = sysconfig.get_paths()["purelib"]
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": f"{installed}{os.pathsep}{site_packages}"}
+    # -S: no .pth files, so the checkout's editable install is not on the path
+    run_installed = [sys.executable, "-S", "-c", RUN_INSTALLED_CLI]
+    folder = tmp_path / "from-wheel"
+    done = subprocess.run(
+        [*run_installed, "init", str(folder)],
+        cwd=tmp_path,  # not the checkout: `-c` puts the current folder first on the path
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"engine from {installed}")
+    for path in REPO_RULES:
+        assert (folder / "rules" / path.name).read_bytes() == path.read_bytes(), path.name
+
+
+# the CLI of the `engine` package found on the path, saying where that package is
+RUN_INSTALLED_CLI = (
+    "import sys, engine; print('engine from', engine.__file__); "
+    "sys.argv[0] = 'omi-rules'; from engine.cli import run; run()"
+)
