@@ -116,6 +116,9 @@ def route(options: OmiOptions) -> Via:
     return options.via or ROUTES[options.action][0]
 
 
+_DEFAULTS = OmiOptions(action="notification")
+
+
 def _given(options: OmiOptions) -> set[str]:
     """The options set to something other than their default."""
     return {
@@ -125,7 +128,12 @@ def _given(options: OmiOptions) -> set[str]:
     }
 
 
-_DEFAULTS = OmiOptions(action="notification")
+def _filled(name: str, value: str) -> str:
+    """`value` stripped; a required text that rendered empty is an error, not a blank call."""
+    text = value.strip()
+    if not text:
+        raise ValueError(f"{name} rendered empty: nothing to send")
+    return text
 
 
 def _memory(item: str | OmiMemory) -> OmiMemory:
@@ -230,7 +238,7 @@ class Omi(HttpDestination, ConnectorBase[OmiOptions, HttpRequest]):
         url = f"{base}/v2/integrations/{quote(app_id, safe='')}"
         if options.action == "notification":
             # Omi reads uid and message from the query; the request has no body
-            query = {"uid": uid, "message": options.message.strip()}
+            query = {"uid": uid, "message": _filled("message", options.message)}
             return HttpRequest(
                 "POST",
                 url + "/notification",
@@ -256,7 +264,7 @@ class Omi(HttpDestination, ConnectorBase[OmiOptions, HttpRequest]):
             return "/v1/dev/user/conversations", _conversation(options, DEV_CONVERSATION_LIMIT)
         if options.action == "create_action_item":
             item: dict[str, Any] = {
-                "description": _clip(options.description.strip(), DEV_TEXT_LIMIT),
+                "description": _clip(_filled("description", options.description), DEV_TEXT_LIMIT),
                 "completed": options.completed,
             }
             if options.due_at:
@@ -276,7 +284,7 @@ class Omi(HttpDestination, ConnectorBase[OmiOptions, HttpRequest]):
 
 def _conversation(options: OmiOptions, limit: int | None) -> dict[str, Any]:
     """Omi's ExternalIntegrationCreateConversation (the Developer API takes the same)."""
-    text = options.text.strip()
+    text = _filled("text", options.text)
     body: dict[str, Any] = {"text": _clip(text, limit) if limit else text}
     for name in ("text_source", "text_source_spec", "started_at", "finished_at", "language"):
         value = getattr(options, name)

@@ -12,6 +12,7 @@ import msgspec
 import pytest
 
 from connectors.omi import connector as omi
+from engine.connector import RenderEnv
 from engine.dryrun import report
 from engine.errors import DeliveryError
 from engine.report_text import format_report
@@ -400,3 +401,21 @@ def test_dry_run_shows_the_call_with_the_app_id_and_secret_masked(tmp_path: Path
     assert "Authorization: Bearer <secret:OMI_APP_SECRET>" in text
     assert '"message": "Saved Launch planning"' in text
     assert APP_ID not in text and APP_SECRET not in text
+
+
+@pytest.mark.parametrize(
+    ("options", "name"),
+    [
+        ({"action": "notification", "message": "  "}, "message"),
+        ({"action": "create_conversation", "text": "\n"}, "text"),
+        ({"action": "create_action_item", "description": " "}, "description"),
+    ],
+)
+def test_a_text_that_renders_empty_is_not_sent(options: dict[str, Any], name: str) -> None:
+    """What a template rendered reaches render unchecked: a blank call is refused there."""
+    decoded = msgspec.convert(options, omi.Options)
+    env = RenderEnv(
+        secret=Secrets({**APP_SECRETS, **DEV_SECRETS}).get, has_secret=lambda _: False, uid="u"
+    )
+    with pytest.raises(ValueError, match=f"^{name} rendered empty: nothing to send$"):
+        omi.render(decoded, env)
