@@ -41,6 +41,7 @@ from connectors.http_kit import (
 )
 from engine.connector import ConnectorBase, Delivered, RenderEnv, SendEnv
 from engine.rules.templates import is_template
+from engine.secrets import placeholder_name
 
 OMI_API = "https://api.omi.me"
 API_URL_SECRET = "OMI_API_URL"
@@ -235,7 +236,9 @@ class Omi(HttpDestination, ConnectorBase[OmiOptions, HttpRequest]):
         uid = (options.uid if options.uid is not None else env.uid).strip()
         if not uid:
             raise ValueError("no uid to send to: the event has none, and the action gives none")
-        url = f"{base}/v2/integrations/{quote(app_id, safe='')}"
+        # a dry-run's `<secret:OMI_APP_ID>` stays readable; a real id is letters and digits
+        path_id = app_id if placeholder_name(app_id) else quote(app_id, safe="")
+        url = f"{base}/v2/integrations/{path_id}"
         if options.action == "notification":
             # Omi reads uid and message from the query; the request has no body
             query = {"uid": uid, "message": _filled("message", options.message)}
