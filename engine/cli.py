@@ -34,6 +34,7 @@ from engine.server.statuses import ActionStatus
 from engine.server.store import Store
 from engine.soak import run_soak
 from engine.triggers import default_triggers
+from engine.user_setup import setup_instructions
 
 PROGRESS_THRESHOLD = 20  # events; fewer replay without a progress bar
 
@@ -340,6 +341,23 @@ def example(trigger: str | None, name: str | None, as_list: bool) -> None:
     sys.stdout.flush()
     sys.stdout.buffer.write(samples.sample_bytes(chosen))
     sys.stdout.buffer.flush()
+
+
+@main.command("setup-instructions")
+@rules_option
+@click.option(
+    "--url",
+    "base_url",
+    default="https://your.host",
+    show_default=True,
+    help="Where Omi reaches this server (https, see Exposing the server).",
+)
+def setup_instructions_command(rules_dir: str, base_url: str) -> None:
+    """Print the fields of Omi's app submission form for these rules: Webhook URL, Setup
+    Completed URL, Auth URL and Setup Instructions (from the rules' `settings:`)."""
+    ruleset = load_rules(rules_dir)
+    report_rule_errors(ruleset)
+    click.echo(setup_instructions(ruleset, base_url), nl=False)
 
 
 @main.command("test")

@@ -12,7 +12,7 @@ from engine.connector import Connector
 from engine.errors import RuleError
 from engine.rules.predicates import AllOf
 from engine.rules.rule_index import RuleIndex
-from engine.rules.rule_model import Rule
+from engine.rules.rule_model import Rule, UserSetting
 
 
 @dataclass
@@ -39,6 +39,11 @@ class CompiledRule:
     uids: frozenset[str] | None = None
     trusted_hosts: frozenset[str] = frozenset()  # hosts its actions name literally
     warnings: list[RuleError] = field(default_factory=list)  # valid, but likely a mistake
+    # per-user settings (`settings:`) its actions read, and which of them must be set
+    settings: tuple[UserSetting, ...] = ()
+    required_settings: frozenset[str] = frozenset()
+    # the setting names each action's templates read (index of the action -> names)
+    action_settings: dict[int, frozenset[str]] = field(default_factory=dict)
 
     @property
     def trigger(self) -> str:

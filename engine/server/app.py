@@ -33,6 +33,7 @@ from engine.config import Settings
 from engine.rules.rule_files import RuleFolder
 from engine.server import history
 from engine.server.access import AccessMiddleware, HostCheck, add_security_headers, admin_token
+from engine.server.form_tokens import FormTokens
 from engine.server.metrics import CONTENT_TYPE
 from engine.server.omi_query import recover_query
 from engine.server.outbox import retry_action
@@ -140,7 +141,7 @@ def webhook_handlers() -> list[Any]:
 @get("/setup/completed", summary="Omi's Setup Completed URL (query: uid)")
 async def setup_completed(request: Request[Any, Any, Any]) -> dict[str, bool]:
     uid = query_of(request).get("uid", "").strip()  # older backends append ?uid= to a query
-    return {"is_setup_completed": bool(uid) and receiver_of(request).setup_completed(uid)}
+    return {"is_setup_completed": bool(uid) and await receiver_of(request).setup_completed(uid)}
 
 
 @get("/health", summary="Liveness, rule and outbox counts")
@@ -295,4 +296,5 @@ def create_app(
         settings.rules, settings.data_dir, registry=receiver.live_rules.registry
     )
     app.state.web_auth = web_auth
+    app.state.form_tokens = FormTokens()  # the setup page's one-time tokens (web.setup_pages)
     return app

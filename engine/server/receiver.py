@@ -50,10 +50,13 @@ from engine.server.outbox import counts_by_status, recover_in_flight
 from engine.server.retention import sweep_daily
 from engine.server.sealed import Sealer
 from engine.server.serial_thread import SerialThread
+from engine.server.setting_keys import SettingsCipher
 from engine.server.statuses import EventStatus
 from engine.server.store import Store
+from engine.server.user_settings import UserSettings
 from engine.server.webhook_auth import authenticate
 from engine.triggers import default_triggers
+from engine.user_setup import applying_rules
 
 log = logging.getLogger("omi_rules.receiver")
 T = TypeVar("T")
@@ -159,6 +162,10 @@ class Receiver:
         self.settings = settings
         self.secrets = secrets or Secrets.load(settings.secrets)
         self.store = Store(settings.db)
+        # what each Omi user entered on the setup page (engine.server.user_settings)
+        self.user_settings = UserSettings(
+            self.store, SettingsCipher.for_settings(settings), lambda: self.secrets
+        )
         self.live_rules = LiveRules(settings.rules, on_change=self._rules_changed)
         limits = Limits.from_settings(settings)
         self.pipeline = Pipeline(
@@ -171,6 +178,7 @@ class Receiver:
             gate=FiringGate(journal=True),
             allow_hosts=settings.outbound_allow_hosts,
             limits=limits,
+            user_settings=self.user_settings.values,
         )
         self.deduper = Deduper(settings.dedupe_window)
         self.counters = Counters()
@@ -185,6 +193,7 @@ class Receiver:
             self.sealer,
             trusted=self.pipeline.trusts,
             metrics=self.metrics,
+            user_secrets=self._user_secrets,
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._recording: dict[str, Future[Any]] = {}  # event id -> its pending write
@@ -212,8 +221,18 @@ class Receiver:
                     ", ".join(missing),
                 )
 
+    def _user_secrets(self, store: Store, event_id: str) -> Secrets:
+        """The secrets with those of `event_id`'s user (blocking)."""
+        rows = store.query("SELECT uid FROM events WHERE id = ?", (event_id,))
+        if not rows:
+            return self.secrets
+        return self.user_settings.values(rows[0]["uid"]).secrets
+
     async def start(self) -> None:
         self.live_rules.reload()
+        rotated = self.user_settings.rotate_all()
+        if rotated:
+            log.info("re-encrypted %d user setting(s) with the first of settings_keys", rotated)
         recovered = recover_in_flight(self.store)
         if recovered:
             log.warning(
@@ -480,6 +499,10 @@ class Receiver:
             message = outcome.inline_reply()
             if message:
                 prepared.response["message"] = message
+            secrets = self.secrets
+            if any(decision.rule.settings for decision in outcome.matched):
+                # a user's secret settings are sealed in the stored requests too
+                secrets = self.user_settings.values(event.uid).secrets
             prepared.store_write = write_event(
                 self.store,
                 event,
@@ -489,7 +512,7 @@ class Receiver:
                 key=key,
                 status=status,
                 response=prepared.response,
-                secrets=self.secrets,
+                secrets=secrets,
                 sealer=self.sealer,
                 also=rows.apply if rows else None,
             )
@@ -701,14 +724,17 @@ class Receiver:
         return Answer(exc.status, {"error": reason})
 
     # -- questions --------------------------------------------------------------------
-    def setup_completed(self, uid: str) -> bool:
-        """Whether some enabled rule would act for this user with the secrets set now."""
-        for rule in self.pipeline.rules.rules:
-            if not rule.enabled or (rule.uids is not None and uid not in rule.uids):
-                continue
-            if not self.secrets.missing(rule.secrets):
-                return True
-        return False
+    async def setup_completed(self, uid: str) -> bool:
+        """Whether some enabled rule would act for this user with the secrets set now, and
+        the user has set every required setting of those rules (engine.user_setup)."""
+        applying = applying_rules(self.pipeline.rules, uid, self.secrets)
+        if not applying:
+            return False
+        required = frozenset().union(*(rule.required_settings for rule in applying))
+        if not required:
+            return True
+        user = await self.store.read(lambda _store: self.user_settings.values(uid))
+        return not user.missing(required)
 
     async def health(self) -> dict[str, Any]:
         actions = await self.store.read(counts_by_status)
