@@ -229,3 +229,22 @@ def test_a_users_url_reaches_loopback_only_when_the_owner_trusts_it(tmp_path: Pa
             assert target.received == []
     finally:
         target.stop()
+
+
+def test_tests_and_admin_token_guesses_are_limited(tmp_path: Path) -> None:
+    with TestClient(app=create_app(settings_for(tmp_path))) as client:
+
+        def test_slack(uid: str) -> httpx.Response:
+            token = form_token(client.get("/setup", params={"uid": uid}).text)
+            return client.post(
+                "/setup/test", data={"uid": uid, "_form": token, "connector": "slack"}
+            )
+
+        answers = [test_slack("u1").status_code for _ in range(6)]
+        assert answers == [200, 200, 200, 200, 200, 429]
+        assert test_slack("u2").status_code == 200  # per uid
+        guesses = [save(client, "u1", admin_token=f"guess-{n}").status_code for n in range(6)]
+        assert guesses == [403, 403, 403, 403, 403, 429]
+        # the login page counts the same guesses
+        login = client.post("/ui/login", data={"token": ADMIN_TOKEN, "next": "/ui"})
+        assert login.status_code == 429

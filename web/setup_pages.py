@@ -14,6 +14,7 @@ user changes theirs by disconnecting and entering them again.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,12 +29,13 @@ from engine.server.omi_query import recover_query
 from engine.server.receiver import Receiver, receiver_of
 from engine.server.setup_probe import probe_connector
 from engine.user_setup import SetupField, applying_rules, connectors_to_test, setup_fields
-from web.session import WebAuth
+from web.session import LoginLimiter, WebAuth, client_address
 
 FORM_BODY_LIMIT = 64 * 1024  # a page's settings; the page is public
 MAX_UID = 200
 MAX_VALUE = 2048
 FORM_TOKEN_FIELD = "_form"
+TESTS_PER_MINUTE = 5  # per uid
 
 
 class SetupRefused(Exception):
@@ -50,9 +52,22 @@ def query_uid(request: Request[Any, Any, Any]) -> str:
     return recover_query(request.scope.get("query_string", b"")).get("uid", "")
 
 
+@dataclass
+class SetupGuards:
+    """One app's setup-page state (app.state.setup): its one-time form tokens, and the
+    limit on test requests per uid (a test sends a message to the user's own channel)."""
+
+    tokens: FormTokens = field(default_factory=FormTokens)
+    tests: LoginLimiter = field(default_factory=lambda: LoginLimiter(TESTS_PER_MINUTE, 60.0))
+
+
+def _guards(request: Request[Any, Any, Any]) -> SetupGuards:
+    guards: SetupGuards = request.app.state.setup
+    return guards
+
+
 def _tokens(request: Request[Any, Any, Any]) -> FormTokens:
-    tokens: FormTokens = request.app.state.form_tokens
-    return tokens
+    return _guards(request).tokens
 
 
 def valid_uid(uid: str) -> str:
@@ -143,11 +158,22 @@ async def _form(request: Request[Any, Any, Any]) -> tuple[str, FormMultiDict]:
 
 
 def is_admin(request: Request[Any, Any, Any], form: FormMultiDict) -> bool:
+    """Whether the request carries the admin token (header, or the form's owner field). A
+    wrong one counts against the client as a failed login does (web.session.LoginLimiter),
+    so the public form is no faster way to guess the token than the login page."""
     from engine.server.access import presented_token  # access imports web: not at load
 
     auth: WebAuth = request.app.state.web_auth
     given = presented_token(dict(request.scope)) or str(form.get("admin_token") or "")
-    return auth.token_matches(given)
+    if not given:
+        return False
+    client = client_address(request)
+    if auth.limiter.retry_after(client):
+        raise SetupRefused(429, "too many wrong admin tokens; try again later")
+    if auth.token_matches(given):
+        return True
+    auth.limiter.failed(client)
+    raise SetupRefused(403, "wrong admin token")
 
 
 async def save_settings(receiver: Receiver, uid: str, form: FormMultiDict, *, admin: bool) -> str:
@@ -194,6 +220,10 @@ async def setup_test(request: Request[Any, Any, Any]) -> Template:
     except SetupRefused as exc:
         return await _refused(request, exc)
     connector = str(form.get("connector") or "")
+    tests = _guards(request).tests
+    if tests.retry_after(uid):
+        return await render(request, uid, status=429, error="too many tests; try again in a minute")
+    tests.failed(uid)  # every test counts
     result = await probe_connector(receiver_of(request), uid, connector)
     return await render(request, uid, probe=(connector, result))
 

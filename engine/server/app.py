@@ -33,7 +33,6 @@ from engine.config import Settings
 from engine.rules.rule_files import RuleFolder
 from engine.server import history
 from engine.server.access import AccessMiddleware, HostCheck, add_security_headers, admin_token
-from engine.server.form_tokens import FormTokens
 from engine.server.metrics import CONTENT_TYPE
 from engine.server.omi_query import recover_query
 from engine.server.outbox import retry_action
@@ -42,6 +41,7 @@ from engine.server.statuses import ActionStatus
 from engine.triggers import default_triggers
 from web import api_handlers, template_config, ui_handlers
 from web.session import WebAuth
+from web.setup_pages import SetupGuards
 
 log = logging.getLogger("omi_rules.app")
 
@@ -296,5 +296,5 @@ def create_app(
         settings.rules, settings.data_dir, registry=receiver.live_rules.registry
     )
     app.state.web_auth = web_auth
-    app.state.form_tokens = FormTokens()  # the setup page's one-time tokens (web.setup_pages)
+    app.state.setup = SetupGuards()  # the setup page's one-time tokens and test limit
     return app
