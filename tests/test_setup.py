@@ -248,3 +248,26 @@ def test_tests_and_admin_token_guesses_are_limited(tmp_path: Path) -> None:
         # the login page counts the same guesses
         login = client.post("/ui/login", data={"token": ADMIN_TOKEN, "next": "/ui"})
         assert login.status_code == 429
+
+
+def test_a_users_secret_in_a_notify_reply_is_sealed_and_answered_again(tmp_path: Path) -> None:
+    settings = server_settings(tmp_path)
+    write_rules(
+        Path(settings.rules),
+        """
+        - id: reply-with-code
+          trigger: memory
+          settings:
+            - {name: code, secret: true}
+          do:
+            - notify: {message: "your code is {{ user.settings.code }}"}
+        """,
+    )
+    with TestClient(app=create_app(settings)) as client:
+        assert save(client, "u1", code="c0de-5e4f").status_code == 200
+        first = client.post("/webhook/memory", params={"uid": "u1"}, json=memory("m"))
+        again = client.post("/webhook/memory", params={"uid": "u1"}, json=memory("m"))
+        assert first.json() == {"message": "your code is c0de-5e4f"}
+        assert again.json() == first.json()  # Omi's retry: the same answer, opened again
+    raw = b"".join(path.read_bytes() for path in tmp_path.glob("omi.db*") if path.is_file())
+    assert b"c0de-5e4f" not in raw

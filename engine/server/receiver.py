@@ -44,7 +44,7 @@ from engine.server.capture import (
     write_event,
 )
 from engine.server.dedupe import DedupeKey, Deduper
-from engine.server.delivery import Deliverer
+from engine.server.delivery import USER_SEAL, Deliverer
 from engine.server.metrics import OUTBOX_STATES, Metrics
 from engine.server.outbox import counts_by_status, recover_in_flight
 from engine.server.retention import sweep_daily
@@ -678,9 +678,12 @@ class Receiver:
         )
         response = msgspec.json.decode(rows[0]["response"] or "{}") if rows else {}
         stored = response
+        secrets = self.secrets
+        if rows and USER_SEAL in (rows[0]["response"] or ""):  # a user's setting in the reply
+            secrets = await self.store.read(lambda _s: self.user_settings.values(event.uid).secrets)
         try:
             # stored sealed; Omi gets the real text, and only what the rule rendered
-            response = self.sealer.unseal(stored, self.secrets, answer_context(repeat_of))
+            response = self.sealer.unseal(stored, secrets, answer_context(repeat_of))
         except SecretError:
             log.warning("a secret in the first answer to %s is no longer set", repeat_of)
         try:

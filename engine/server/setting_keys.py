@@ -2,10 +2,10 @@
 
 `settings_keys` (config, or OMI_RULES_SETTINGS_KEYS, comma-separated) lists Fernet keys: the
 first encrypts, every one decrypts, so a key is rotated by putting a new one first and
-keeping the old one until the server has started once (it re-encrypts every stored value
-with the first key at start, then the old key may go). Unset, one key is made at first
-start and kept in `<data_dir>/settings.key` (mode 0600), like the sealing key: back it up
-with the database, or the stored secrets cannot be read.
+keeping the old one until the server has started once (with more than one key, it
+re-encrypts every stored value with the first at start; then the old key may go).
+Unset, one key is made at first start and kept in `<data_dir>/settings.key` (mode 0600),
+like the sealing key: back it up with the database, or the stored secrets cannot be read.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ class SettingsCipher:
     def __init__(self, keys: Sequence[str]) -> None:
         if not keys:
             raise ConfigError("settings_keys: at least one key is needed")
+        self.rotating = len(keys) > 1  # an older key is still listed: rotate at start
         try:
             self._fernet = MultiFernet([Fernet(key.strip().encode()) for key in keys])
         except (ValueError, TypeError):

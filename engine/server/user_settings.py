@@ -142,7 +142,10 @@ class UserSettings:
 
     def rotate_all(self) -> int:
         """Encrypt every stored secret setting again with the first key (at start, so an old
-        key can be retired); returns how many were rewritten. Blocking."""
+        key can be retired); returns how many were rewritten. Blocking. With one key there is
+        nothing to rotate."""
+        if not self.cipher.rotating:
+            return 0
         rows = self.store.query("SELECT uid, name, value FROM user_settings WHERE secret = 1")
         changed = []
         for row in rows:
