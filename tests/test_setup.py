@@ -180,15 +180,30 @@ def test_disconnect_removes_settings_and_on_request_the_users_events(tmp_path: P
         assert not completed(client, "u1") and completed(client, "u2")
         assert len(client.get("/api/events", headers=ADMIN).json()) == 2
         assert save(client, "u1", slack_webhook_url=url).status_code == 200  # set anew
+        for uid in ("u1", "u2"):  # a live transcript session each, in memory and stored
+            call = {"session_id": "s1", "segments": [{"text": "hello", "is_user": True}]}
+            assert client.post("/webhook/transcript", params={"uid": uid}, json=call).is_success
+        receiver = client.app.state.receiver
+        assert live_uids(receiver) == ["u1", "u2"]
         token = form_token(client.get("/setup", params={"uid": "u1"}).text)
         gone = client.post(
             "/setup/disconnect", data={"uid": "u1", "_form": token, "forget_events": "on"}
         )
-        assert "1 stored event(s) deleted" in gone.text
+        assert "2 stored event(s) deleted" in gone.text  # the memory and the call
         events = client.get("/api/events", headers=ADMIN).json()
-        assert [event["uid"] for event in events] == ["u2"]
+        assert [event["uid"] for event in events] == ["u2", "u2"]
         actions = client.get("/api/actions", headers=ADMIN).json()
-        assert {action["event_id"] for action in actions} == {events[0]["id"]}
+        assert {action["event_id"] for action in actions} == {
+            event["id"] for event in events if event["trigger"] == "memory"
+        }
+        # u1's live session is gone from memory and the store, and never raises its end
+        assert live_uids(receiver) == ["u2"]
+        assert {session.uid for session in receiver.pipeline.sessions} == {"u2"}
+
+
+def live_uids(receiver: Any) -> list[str]:
+    rows = receiver.store.query("SELECT uid FROM live_sessions ORDER BY uid")
+    return [row["uid"] for row in rows]
 
 
 def test_the_test_button_sends_one_harmless_request_and_shows_the_answer(

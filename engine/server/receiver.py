@@ -726,6 +726,19 @@ class Receiver:
             log.exception("could not record a rejection")
         return Answer(exc.status, {"error": reason})
 
+    async def forget_live_sessions(self, uid: str) -> None:
+        """Drop `uid`'s live transcript sessions from memory and the store, without raising
+        their end (a user who disconnects and asks for their events to go)."""
+
+        def forget() -> Future[Any]:
+            for session in [s for s in self.pipeline.sessions if s.uid == uid]:
+                self.pipeline.sessions.drop(uid, session.session_id)
+                self._session_writes.pop((uid, session.session_id), None)
+            self._ended = [(s, why) for s, why in self._ended if s.uid != uid]
+            return self.store.submit(session_rows.forget_uid(uid))
+
+        await asyncio.wrap_future(await self.in_rules_thread(forget))
+
     # -- questions --------------------------------------------------------------------
     async def setup_completed(self, uid: str) -> bool:
         """Whether some enabled rule would act for this user with the secrets set now, and
