@@ -25,6 +25,7 @@ from engine.rule_tests import run_rule_tests
 from engine.rules.compiled import RuleSet
 from engine.rules.loader import load_rules
 from engine.rules.schema import rule_file_schema
+from engine.rules.user_setup import setup_instructions
 from engine.secrets import ENV_PREFIX, SecretRedactor, Secrets
 from engine.server import history as history_queries
 from engine.server import retention
@@ -34,7 +35,6 @@ from engine.server.statuses import ActionStatus
 from engine.server.store import Store
 from engine.soak import run_soak
 from engine.triggers import default_triggers
-from engine.user_setup import setup_instructions
 
 PROGRESS_THRESHOLD = 20  # events; fewer replay without a progress bar
 

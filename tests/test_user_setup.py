@@ -1,4 +1,4 @@
-"""Rules' per-user settings (engine.user_setup, the loader, the pipeline): what a user must
+"""Rules' per-user settings (engine.rules.user_setup, the loader, the pipeline): what a user must
 set, the submission form's text, the loader's errors, and skipping a user not set up."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from engine.cli import main
+from engine.rules.user_setup import applying_rules, setup_fields, setup_instructions
 from engine.runtime.pipeline import Pipeline
 from engine.runtime.user_values import UserValues
 from engine.secrets import Secrets
-from engine.user_setup import applying_rules, setup_fields, setup_instructions
 from tests.helpers import NOW, event, load_errors, load_ok, memory
 
 RULES = """

@@ -23,12 +23,12 @@ from litestar.datastructures import FormMultiDict
 from litestar.response import Template
 
 from engine.connector import Probe
+from engine.rules.user_setup import SetupField, applying_rules, connectors_to_test, setup_fields
 from engine.secrets import MIN_MASKED_LENGTH
 from engine.server.form_tokens import FormTokens
 from engine.server.omi_query import recover_query
 from engine.server.receiver import Receiver, receiver_of
 from engine.server.setup_probe import probe_connector
-from engine.user_setup import SetupField, applying_rules, connectors_to_test, setup_fields
 from web.session import LoginLimiter, WebAuth, client_address
 
 FORM_BODY_LIMIT = 64 * 1024  # a page's settings; the page is public

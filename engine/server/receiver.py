@@ -23,6 +23,7 @@ from engine.config import Settings
 from engine.errors import PayloadError, SecretError
 from engine.rules.compiled import RuleSet
 from engine.rules.live_rules import LiveRules
+from engine.rules.user_setup import applying_rules
 from engine.runtime.limits import Limits
 from engine.runtime.payloads import Event, decode_event
 from engine.runtime.pipeline import Outcome, Pipeline
@@ -56,7 +57,6 @@ from engine.server.store import Store
 from engine.server.user_settings import UserSettings
 from engine.server.webhook_auth import authenticate
 from engine.triggers import default_triggers
-from engine.user_setup import applying_rules
 
 log = logging.getLogger("omi_rules.receiver")
 T = TypeVar("T")
@@ -742,7 +742,7 @@ class Receiver:
     # -- questions --------------------------------------------------------------------
     async def setup_completed(self, uid: str) -> bool:
         """Whether some enabled rule would act for this user with the secrets set now, and
-        the user has set every required setting of those rules (engine.user_setup)."""
+        the user has set every required setting of those rules (engine.rules.user_setup)."""
         applying = applying_rules(self.pipeline.rules, uid, self.secrets)
         if not applying:
             return False

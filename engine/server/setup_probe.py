@@ -20,9 +20,9 @@ from engine.connector import Probe, SendEnv, probe_of
 from engine.errors import OmiRulesError
 from engine.outbound import make_client
 from engine.rules.compiled import CompiledAction, CompiledRule
+from engine.rules.user_setup import applying_rules
 from engine.runtime.user_values import UserValues
 from engine.server.receiver import Receiver
-from engine.user_setup import applying_rules
 
 
 def probed_action(
