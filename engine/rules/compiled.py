@@ -70,6 +70,8 @@ class RuleSet:
         for rule in self.rules:
             self.by_trigger.setdefault(rule.trigger, []).append(rule)
         self.trusted_hosts = frozenset().union(*(rule.trusted_hosts for rule in self.rules))
+        # triggers with a rule that reads per-user settings (their events load the user's)
+        self.settings_triggers = frozenset(rule.trigger for rule in self.rules if rule.settings)
         self._indexes: dict[str, RuleIndex] = {}
 
     @property

@@ -198,7 +198,7 @@ class Pipeline:
             session_key = session.key
             session_segments = session.segments
             first_new = observation.first_new
-        user = self._user(event.uid, rules)
+        user = self._user(event)
         view = EventView(
             event,
             self.templates,
@@ -275,11 +275,11 @@ class Pipeline:
             )
         return outcome
 
-    def _user(self, uid: str, rules: Sequence[CompiledRule]) -> UserValues | None:
-        """`uid`'s settings when serving and a rule of this trigger declares some."""
-        if self.user_settings is None or not any(rule.settings for rule in rules):
+    def _user(self, event: Event) -> UserValues | None:
+        """The event's user's settings when serving and a rule of its trigger declares some."""
+        if self.user_settings is None or event.trigger not in self.rules.settings_triggers:
             return None
-        return self.user_settings(uid)
+        return self.user_settings(event.uid)
 
     def _unready(self, user: UserValues | None) -> Callable[[CompiledRule], str | None]:
         def unready(rule: CompiledRule) -> str | None:
