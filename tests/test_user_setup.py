@@ -55,6 +55,27 @@ def test_fields_are_those_of_the_rules_that_apply_to_the_uid(tmp_path: Path) -> 
     assert [f.name for f in others] == ["ha_url", "ha_token"]
 
 
+def test_a_setting_several_rules_declare_is_one_field_secret_if_any_says_so(
+    tmp_path: Path,
+) -> None:
+    rules = load_ok(
+        tmp_path,
+        """
+        - id: a
+          trigger: memory
+          settings: [{name: key, label: Key, required: false}]
+          do: [{log: {message: "{{ user.settings.key | default('') }}"}}]
+        - id: b
+          trigger: memory
+          settings: [{name: key, label: Other label, secret: true}]
+          do: [{log: {message: "{{ user.settings.key }}"}}]
+        """,
+    )
+    (field,) = setup_fields(applying_rules(rules, "u1", Secrets()))
+    assert (field.setting.label, field.required, field.secret) == ("Key", True, True)
+    assert field.rules == ["a", "b"] and field.connectors == ["log"]
+
+
 def test_setup_instructions_name_every_field_of_the_form(tmp_path: Path) -> None:
     load_ok(tmp_path, RULES)
     result = CliRunner().invoke(

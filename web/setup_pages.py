@@ -83,7 +83,7 @@ def check_value(entry: SetupField, value: str) -> str | None:
     label = setting.label or setting.name
     if len(value) > MAX_VALUE or not value.isprintable():
         return f"{label}: at most {MAX_VALUE} printable characters"
-    if setting.secret and len(value) < MIN_MASKED_LENGTH:
+    if entry.secret and len(value) < MIN_MASKED_LENGTH:
         return f"{label}: a secret has at least {MIN_MASKED_LENGTH} characters"
     if setting.type == "url":
         try:
@@ -194,7 +194,7 @@ async def save_settings(receiver: Receiver, uid: str, form: FormMultiDict, *, ad
                 f"{entry.setting.label or entry.name} is already set; only the server's owner "
                 "(admin token) can replace it. Disconnect to start again.",
             )
-        changes[entry.name] = (value, entry.setting.secret)
+        changes[entry.name] = (value, entry.secret)
     if not changes:
         return "nothing to save"
     await receiver.user_settings.save(uid, changes)

@@ -2,9 +2,10 @@
 to them, and the text for the Omi app submission form (`omi-rules setup-instructions`).
 
 A rule applies to a uid when it is enabled, its `uids` (if any) name the uid, and the
-server's own secrets it needs are set. A setting declared by several rules is one setting
-(the first declaration, in rule order, gives its label and help); it is required when any
-applying rule requires it.
+server's own secrets it needs are set. Settings are declared per rule (there is no folder-level
+declaration): a setting declared by several rules is one setting (the first declaration, in
+rule order, gives its label, help and type); it is required when any applying rule requires
+it, and secret when any declares it secret.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class SetupField:
 
     setting: UserSetting
     required: bool = False
+    secret: bool = False  # any declaration says so: a value is never stored less protected
     connectors: list[str] = field(default_factory=list)
     rules: list[str] = field(default_factory=list)
 
@@ -51,6 +53,7 @@ def setup_fields(rules: list[CompiledRule]) -> list[SetupField]:
         for setting in rule.settings:
             entry = fields.setdefault(setting.name, SetupField(setting))
             entry.required = entry.required or setting.required
+            entry.secret = entry.secret or setting.secret
             entry.rules.append(rule.id)
         for action in rule.actions:
             for name in sorted(rule.action_settings.get(action.index, ())):
@@ -96,7 +99,7 @@ def setup_instructions(rules: RuleSet, base_url: str) -> str:
     )
     for entry in fields:
         setting = entry.setting
-        kind = "secret" if setting.secret else setting.type
+        kind = "secret" if entry.secret else setting.type
         need = "required" if entry.required else "optional"
         lines.append(f"  - {setting.label or setting.name} ({kind}, {need})")
         if setting.help:
