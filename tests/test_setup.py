@@ -71,6 +71,10 @@ def settings_for(tmp_path: Path, **overrides: Any) -> Any:
 def test_setup_completed_before_and_after_the_user_saves(tmp_path: Path) -> None:
     with TestClient(app=create_app(settings_for(tmp_path))) as client:
         assert not completed(client, "u1")
+        no_uid = client.get("/setup")
+        assert no_uid.status_code == 400 and "needs the uid Omi adds" in no_uid.text
+        # older Omi backends append ?uid= to a URL that has a query already
+        assert '<code id="setup-uid">u1</code>' in client.get("/setup?x=1?uid=u1").text
         page = client.get("/setup", params={"uid": "u1"})
         assert page.status_code == 200
         assert "Slack webhook URL" in page.text and "not set" in page.text
