@@ -18,9 +18,10 @@ from connectors.http_kit import (
     bearer,
     delivered,
     json_message,
+    probe_http,
     send_http,
 )
-from engine.connector import ConnectorBase, Delivered, RenderEnv, SendEnv
+from engine.connector import ConnectorBase, Delivered, Probe, RenderEnv, SendEnv
 
 _SERVICE = re.compile(r"^[a-z0-9_]+\.[a-z0-9_]+$")
 _EVENT = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -64,6 +65,12 @@ class HomeAssistant(HttpDestination, ConnectorBase[HomeAssistantOptions, HttpReq
 
     async def send(self, request: HttpRequest, env: SendEnv) -> Delivered:
         return delivered(await send_http(request, env, self.name, describe=json_message))
+
+    async def probe(self, options: HomeAssistantOptions, env: SendEnv) -> Probe:
+        """`GET <url>/api/`: Home Assistant answers {"message": "API running."}."""
+        url = options.url.rstrip("/") + "/api/"
+        request = HttpRequest("GET", url, headers=bearer(options.token), timeout=options.timeout)
+        return await probe_http(request, env, self.name, describe=json_message)
 
 
 connector = HomeAssistant()

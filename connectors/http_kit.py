@@ -46,7 +46,7 @@ import httpx
 import msgspec
 from msgspec import UNSET, Struct, UnsetType
 
-from engine.connector import Delivered, SendEnv
+from engine.connector import Delivered, Probe, SendEnv
 from engine.errors import DeliveryError
 
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -221,3 +221,19 @@ def delivered(response: httpx.Response) -> Delivered:
 def bearer(token: str) -> dict[str, str]:
     # a token pasted into a secrets file often carries a trailing newline
     return {"Authorization": f"Bearer {token.strip()}"}
+
+
+async def probe_http(
+    request: HttpRequest,
+    env: SendEnv,
+    connector: str,
+    *,
+    describe: Callable[[httpx.Response], str] = error_text,
+) -> Probe:
+    """Send a connector's test request (`Connector.probe`) and report the service's answer;
+    never raises for the service's refusal (that is what a test shows)."""
+    try:
+        response = await send_http(request, env, connector, describe=describe)
+    except DeliveryError as exc:
+        return Probe(ok=False, status=exc.status, answer=exc.message)
+    return Probe(ok=True, status=response.status_code, answer=error_text(response))

@@ -9,6 +9,7 @@ number, url, email and phone_number. Text over Notion's 2,000-character limit is
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from msgspec import Struct
@@ -22,9 +23,11 @@ from connectors.http_kit import (
     delivered,
     error_text,
     json_answer,
+    probe_http,
     send_http,
 )
-from engine.connector import ConnectorBase, Delivered, RenderEnv, SendEnv
+from engine.connector import ConnectorBase, Delivered, Probe, RenderEnv, SendEnv
+from engine.errors import SecretError
 
 NOTION_API = "https://api.notion.com"
 NOTION_VERSION = "2022-06-28"
@@ -230,6 +233,20 @@ class Notion(HttpDestination, ConnectorBase[NotionOptions, HttpRequest]):
             request, env, self.name, describe=notion_error, retryable_status=NOTION_RETRYABLE_STATUS
         )
         return delivered(response)
+
+    async def probe(self, options: NotionOptions, env: SendEnv) -> Probe:
+        """Reads the database (`GET /v1/databases/<id>`): token and id both checked."""
+        base = options.api_url
+        if not base:
+            try:
+                base = env.secret("NOTION_API_URL")
+            except SecretError:
+                base = NOTION_API
+        headers = {**bearer(options.token), "Notion-Version": options.notion_version}
+        database = quote(options.database_id.strip(), safe="")
+        url = f"{base.rstrip('/')}/v1/databases/{database}"
+        request = HttpRequest("GET", url, headers=headers, timeout=options.timeout)
+        return await probe_http(request, env, self.name, describe=notion_error)
 
 
 def notion_error(response: httpx.Response) -> str:

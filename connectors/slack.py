@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import msgspec
 from msgspec import Struct
 
 from connectors.http_kit import (
@@ -21,10 +22,11 @@ from connectors.http_kit import (
     delivered,
     error_text,
     json_answer,
+    probe_http,
     retry_after_seconds,
     send_http,
 )
-from engine.connector import ConnectorBase, Delivered, RenderEnv, SendEnv
+from engine.connector import ConnectorBase, Delivered, Probe, RenderEnv, SendEnv
 from engine.errors import DeliveryError
 
 # chat.postMessage answers 200 with ok: false; these errors are worth retrying
@@ -92,6 +94,21 @@ class Slack(HttpDestination, ConnectorBase[SlackOptions, HttpRequest]):
             retryable=error in RETRYABLE_API_ERRORS,
             retry_after=retry_after_seconds(response.headers.get("Retry-After")),
         )
+
+    async def probe(self, options: SlackOptions, env: SendEnv) -> Probe:
+        """Posts "omi-rules test" where the rule posts (webhook, or token and channel)."""
+        test = msgspec.structs.replace(options, text=PROBE_TEXT, blocks=None, thread_ts=None)
+        request = self.render(test, RenderEnv(secret=env.secret, has_secret=lambda name: False))
+        if request.url.endswith("/chat.postMessage"):
+            try:
+                await self.send(request, env)
+            except DeliveryError as exc:
+                return Probe(ok=False, status=exc.status, answer=exc.message)
+            return Probe(ok=True, status=200, answer="ok")
+        return await probe_http(request, env, self.name, describe=slack_error)
+
+
+PROBE_TEXT = "omi-rules test: this Slack connection works"
 
 
 def slack_error(response: httpx.Response) -> str:

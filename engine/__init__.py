@@ -6,17 +6,18 @@
     server/     app, access, webhook_auth, omi_query,  HTTP, durable capture, the outbox
                 receiver, capture, dedupe, statuses,   and its delivery workers, history,
                 store, outbox, delivery, breaker,      retention, metrics
-                history, retention, sealed, signing,
-                metrics
+                history, retention, sealed, signing,   and per-user settings (the setup
+                metrics, user_settings, setting_keys,  page's store, keys, tokens, tests)
+                form_tokens, setup_probe
     runtime/    payloads, event_view, matcher,         one event: decoded, matched against
                 planner, pipeline, sessions, limits,   the rules, actions planned (shared by
-                destinations                           dry-run and the server)
+                destinations, user_values              dry-run and the server)
     rules/      yaml_source, rule_model, rule_decode,  rule files: loaded with file:line,
                 loader, compiled, live_rules,          compiled once (JSONPath, RE2
                 conditions, predicates, linear_regex,  regexes, keyword phrases, templates)
                 keywords, templates, template_bounds,  into predicates; reloaded live
                 filters, jsonpaths, schema, trust,
-                budget
+                budget, user_setup
     base        connector (the connectors' SDK), triggers (the trigger registry), outbound,
                 secrets, config, errors, durations, paths, keyfiles, samples
 

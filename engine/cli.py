@@ -26,6 +26,7 @@ from engine.rule_tests import run_rule_tests
 from engine.rules.compiled import RuleSet
 from engine.rules.loader import load_rules
 from engine.rules.schema import rule_file_schema
+from engine.rules.user_setup import setup_instructions
 from engine.secrets import ENV_PREFIX, SecretRedactor, Secrets
 from engine.server import history as history_queries
 from engine.server import retention
@@ -350,6 +351,23 @@ def example(trigger: str | None, name: str | None, as_list: bool) -> None:
     sys.stdout.flush()
     sys.stdout.buffer.write(samples.sample_bytes(chosen))
     sys.stdout.buffer.flush()
+
+
+@main.command("setup-instructions")
+@rules_option
+@click.option(
+    "--url",
+    "base_url",
+    default="https://your.host",
+    show_default=True,
+    help="Where Omi reaches this server (https, see Exposing the server).",
+)
+def setup_instructions_command(rules_dir: str, base_url: str) -> None:
+    """Print the fields of Omi's app submission form for these rules: Webhook URL, Setup
+    Completed URL, Auth URL and Setup Instructions (from the rules' `settings:`)."""
+    ruleset = load_rules(rules_dir)
+    report_rule_errors(ruleset)
+    click.echo(setup_instructions(ruleset, base_url), nl=False)
 
 
 @main.command("test")

@@ -45,6 +45,9 @@ class Settings(Struct, forbid_unknown_fields=True):
     secrets: str | None = None  # secrets file
     token: str | None = None  # shared token (query `token` or header) for setups without signing
     admin_token: str | None = None  # for /api, /schema, /ui; made under data_dir when unset
+    # Fernet keys for per-user secret settings: the first encrypts, all decrypt (rotation);
+    # unset, one is made under data_dir (engine.server.setting_keys)
+    settings_keys: list[str] = msgspec.field(default_factory=list)
     allowed_hosts: list[str] = msgspec.field(default_factory=list)  # beside loopback names
     signing_secret: str | None = None  # Omi's whsec_... secret: verify X-Omi-Signature
     signature_tolerance: float = 300.0

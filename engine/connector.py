@@ -76,6 +76,15 @@ class Delivered:
     response: str = ""
 
 
+@dataclass(frozen=True)
+class Probe:
+    """The answer to a connector's test request (the setup page shows it)."""
+
+    ok: bool
+    status: int | None = None
+    answer: str = ""  # the service's answer, or why the test could not be made
+
+
 @runtime_checkable
 class Connector(Protocol[OptionsT, RequestT]):
     """One service omi-rules can act on, generic over its options and request types."""
@@ -116,6 +125,10 @@ class Connector(Protocol[OptionsT, RequestT]):
     #     (the replies of an event's actions are joined), or None.
     # def deadline(self, request) -> float | None: seconds one attempt to send `request`
     #     may take in all, or None for the server's `delivery_deadline`.
+    # async def probe(self, options, env) -> Probe: one harmless request that shows whether
+    #     the options (rendered with a user's settings) reach the service: the setup page's
+    #     "test" button (engine.server.setup_probe). `env` is a SendEnv whose guard is the
+    #     deliveries' one. A connector without it has no test button.
     # def destination(self, request) -> str | None: where `request` goes, as a URL
     #     (`https://host:port/...`, `smtp://host:port`), or None when it stays on this
     #     machine. The engine limits delivery, and refuses hosts taken from payload text,
@@ -187,6 +200,14 @@ def deadline_of(connector: Connector[Any, Any], request: msgspec.Struct) -> floa
     """`connector.deadline(request)`, or None when the connector does not say."""
     deadline = getattr(connector, "deadline", None)
     return deadline(request) if deadline is not None else None
+
+
+def probe_of(
+    connector: Connector[Any, Any],
+) -> Callable[[msgspec.Struct, SendEnv], Awaitable[Probe]] | None:
+    """`connector.probe`, or None when the connector has no test request."""
+    probe = getattr(connector, "probe", None)
+    return probe if callable(probe) else None
 
 
 def needs_of(connector: Connector[Any, Any]) -> frozenset[str]:

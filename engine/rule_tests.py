@@ -20,6 +20,7 @@ of `sample`s or `event`s) are one stream, in order; `expect` is about the last e
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import time
@@ -260,9 +261,18 @@ def run_case(
     events = list(_events(case, trigger, bodies))
     if not events:
         raise _CaseError("the case gives no event", ())
-    reports = list(dry_run_events(events, RuleSet(rules=[rule]), secrets))
+    # a case tries its rule as if enabled: a rule shipped `enabled: false` is tested before
+    # it is turned on
+    reports = list(dry_run_events(events, RuleSet(rules=[switched_on(rule)]), secrets))
     problems = compare(case.expect, rule.id, reports[-1])
     return CaseResult(file, 0, case.name, rule.id, not problems, "\n".join(problems))
+
+
+def switched_on(rule: CompiledRule) -> CompiledRule:
+    """`rule` with `enabled: true`."""
+    if rule.enabled:
+        return rule
+    return dataclasses.replace(rule, spec=msgspec.structs.replace(rule.spec, enabled=True))
 
 
 def _rule_id(case: Case) -> str:

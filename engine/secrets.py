@@ -86,6 +86,10 @@ class Secrets:
                 values[key[len(ENV_PREFIX) :]] = value
         return cls(values)
 
+    def with_values(self, extra: Mapping[str, str]) -> Secrets:
+        """These secrets and `extra` (a user's secret settings, named `user.NAME`)."""
+        return Secrets({**self._values, **extra})
+
     def has(self, name: str) -> bool:
         return name in self._values
 

@@ -214,7 +214,7 @@ def test_dry_run_text_report() -> None:
     )
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
-    assert lines[0] == f"{payload} (memory): 1 matched, 3 skipped"
+    assert lines[0] == f"{payload} (memory): 1 matched, 5 skipped"  # 2 of them disabled
     assert "  ✔ log-memories: 1 action(s)" in lines
     assert "  · action-items-to-notion: when[0]: $.discarded is True, not equal to False" in lines
 

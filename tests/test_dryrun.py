@@ -127,7 +127,9 @@ def test_memory_work() -> None:
     assert skipped(report) == {
         "personal-to-webhook": (
             "when[0]: $.structured.category is 'work', not in ['personal', 'health', 'family']"
-        )
+        ),
+        "published-slack": "disabled (enabled: false)",  # rules/published-app.yaml
+        "published-notion": "disabled (enabled: false)",
     }
     (log,) = matched(report, "log-memories")
     assert json.loads(log["request"]["line"])["message"] == {
@@ -146,6 +148,8 @@ def test_memory_personal_discarded() -> None:
         "personal-to-webhook": (
             "when[0]: $.structured.category is 'other', not in ['personal', 'health', 'family']"
         ),
+        "published-slack": "disabled (enabled: false)",
+        "published-notion": "disabled (enabled: false)",
     }
 
 
@@ -208,7 +212,7 @@ def test_transcript_stream_fires_lights_on_exactly_once_on_call_two() -> None:
 def test_transcript_app_shape_is_only_the_first_call() -> None:
     (report,) = run_fixture("transcript-app-shape")
     assert fired(report) == {"log-transcripts"}
-    assert set(skipped(report)) == {"lights-on", "remind-me"}
+    assert set(skipped(report)) == {"lights-on", "remind-me", "published-lights"}
 
 
 def summary_email(report: dict[str, Any]) -> email.message.EmailMessage:

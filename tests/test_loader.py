@@ -368,7 +368,7 @@ def test_template_naming_an_unknown_variable(tmp_path: Path) -> None:
         16,
         "var",
         "do[0].log.message: template uses unknown variable 'memroy' "
-        "(known: event, memory, now, rule, secrets, uid)",
+        "(known: event, memory, now, rule, secrets, uid, user)",
     )
 
 
@@ -912,6 +912,9 @@ def test_the_shipped_rules_load_without_errors() -> None:
         "log-memories",
         "log-transcripts",
         "personal-to-webhook",
+        "published-lights",
+        "published-notion",
+        "published-slack",
         "record-audio",
         "remind-me",
         "work-to-slack",

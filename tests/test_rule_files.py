@@ -162,7 +162,11 @@ def test_set_enabled_on_every_example_rule_changes_one_line(tmp_path: Path) -> N
     rules = tmp_path / "rules"
     shutil.copytree(EXAMPLES, rules, ignore=shutil.ignore_patterns("*.test.yaml"))
     folder = RuleFolder(rules, tmp_path / "data")
+    shipped_off = {rule.id for rule in load_rules(rules).rules if not rule.enabled}
+    assert shipped_off == {"published-slack", "published-notion", "published-lights"}
     for rule_id in folder.rule_ids():
+        if rule_id in shipped_off:  # rules/published-app.yaml: already `enabled: false`
+            continue
         file = folder.read(rule_id).file
         before = live(folder, file).splitlines()
         assert folder.set_enabled(rule_id, False).status == "saved"

@@ -37,13 +37,13 @@ def test_the_shipped_cases_pass_without_secrets(monkeypatch: pytest.MonkeyPatch)
     assert code == 0, out
     lines = out.splitlines()
     cases = [line for line in lines if "::" in line]
-    assert len(cases) == 23
+    assert len(cases) == 26
     assert all(line.endswith(" PASSED") for line in cases), out
     assert any(
         line.endswith("work-to-slack.test.yaml::a work conversation is posted to Slack PASSED")
         for line in cases
     )
-    assert lines[-1].startswith("23 passed in ") and lines[-1].endswith("s")
+    assert lines[-1].startswith("26 passed in ") and lines[-1].endswith("s")
 
 
 def test_every_example_rule_file_has_cases() -> None:
@@ -56,7 +56,7 @@ def test_test_files_are_not_loaded_as_rules() -> None:
     ruleset = load_rules(RULES_DIR)
     assert ruleset.errors == []
     assert not [f for f in ruleset.files if f.endswith(".test.yaml")]
-    assert len(ruleset.files) == 8
+    assert len(ruleset.files) == 9
 
 
 def write(folder: Path, name: str, text: str) -> Path:

@@ -166,7 +166,7 @@ def test_check_returns_the_secrets_a_template_names() -> None:
             "transcript",
             "{{ foo }}",
             "template uses unknown variable 'foo' "
-            "(known: event, now, rule, secrets, segments, session, uid)",
+            "(known: event, now, rule, secrets, segments, session, uid, user)",
         ),
         (
             "memory",

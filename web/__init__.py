@@ -17,7 +17,7 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
-from web import api_data, api_rules, api_trial, pages
+from web import api_data, api_rules, api_trial, pages, setup_pages
 from web.session import HANDLERS as SESSION_HANDLERS
 from web.session import template_csrf_token
 
@@ -52,6 +52,7 @@ def ui_handlers() -> list[Any]:
     return [
         *SESSION_HANDLERS,
         *pages.ROUTES,
+        *setup_pages.ROUTES,
         create_static_files_router(path="/ui/static", directories=[STATIC], name="ui-static"),
     ]
 

@@ -12,7 +12,7 @@ from engine.connector import Connector
 from engine.errors import RuleError
 from engine.rules.predicates import AllOf
 from engine.rules.rule_index import RuleIndex
-from engine.rules.rule_model import Rule
+from engine.rules.rule_model import Rule, UserSetting
 
 
 @dataclass
@@ -39,6 +39,11 @@ class CompiledRule:
     uids: frozenset[str] | None = None
     trusted_hosts: frozenset[str] = frozenset()  # hosts its actions name literally
     warnings: list[RuleError] = field(default_factory=list)  # valid, but likely a mistake
+    # per-user settings (`settings:`) its actions read, and which of them must be set
+    settings: tuple[UserSetting, ...] = ()
+    required_settings: frozenset[str] = frozenset()
+    # the setting names each action's templates read (index of the action -> names)
+    action_settings: dict[int, frozenset[str]] = field(default_factory=dict)
 
     @property
     def trigger(self) -> str:
@@ -65,6 +70,8 @@ class RuleSet:
         for rule in self.rules:
             self.by_trigger.setdefault(rule.trigger, []).append(rule)
         self.trusted_hosts = frozenset().union(*(rule.trusted_hosts for rule in self.rules))
+        # triggers with a rule that reads per-user settings (their events load the user's)
+        self.settings_triggers = frozenset(rule.trigger for rule in self.rules if rule.settings)
         self._indexes: dict[str, RuleIndex] = {}
 
     @property

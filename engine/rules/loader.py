@@ -28,6 +28,7 @@ from engine.rules.templates import (
     COMMON_NAMES,
     Templates,
     TemplateSyntax,
+    setting_names,
     template_strings,
 )
 from engine.rules.trust import literal_hosts
@@ -53,6 +54,7 @@ class RuleCompiler:
         self.trigger = "memory"
         self.allowed_names: frozenset[str] = COMMON_NAMES
         self.secrets: set[str] = set()
+        self.settings_read: set[str] = set()  # user.settings.NAME the rule's templates read
         self.decoder = DecodeContext(source, None, registry)
 
     @property
@@ -73,6 +75,7 @@ class RuleCompiler:
                 source, trigger=self.trigger, allowed_extra=self.allowed_names
             )
             self.templates.compile(source)
+            self.settings_read |= setting_names(source)
         except TemplateSyntax as exc:
             line = f" (template line {exc.line})" if exc.line > 1 else ""
             self.error(path, f"{self.decoder.describe(path)}: {exc.message}{line}")
@@ -88,6 +91,8 @@ class RuleCompiler:
             return None
         self.trigger = spec.trigger
         self.secrets = set()
+        self.settings_read = set()
+        self.action_settings: dict[int, frozenset[str]] = {}
         self.warnings: list[RuleError] = []
         names = set(COMMON_NAMES)
         if spec.for_each is not None:
@@ -112,6 +117,7 @@ class RuleCompiler:
             except ValueError as exc:
                 self.error((*path, "cooldown"), f"cooldown: {exc}")
         actions = self._compile_actions(spec.do, (*path, "do"))
+        self._check_settings(spec, path)
         if len(self.errors) > before:
             return None
         mark = self.source.mark_of(path)
@@ -127,7 +133,28 @@ class RuleCompiler:
             uids=frozenset(spec.uids) if spec.uids is not None else None,
             trusted_hosts=frozenset().union(*(_named_hosts(action) for action in actions)),
             warnings=self.warnings,
+            settings=tuple(spec.settings),
+            required_settings=frozenset(s.name for s in spec.settings if s.required),
+            action_settings=self.action_settings,
         )
+
+    def _check_settings(self, spec: Rule, path: Path) -> None:
+        """Each setting declared once; each `user.settings.NAME` a template reads declared."""
+        declared: set[str] = set()
+        for index, setting in enumerate(spec.settings):
+            if setting.name in declared:
+                self.error(
+                    (*path, "settings", index, "name"),
+                    f"settings[{index}].name: '{setting.name}' is declared twice",
+                )
+            declared.add(setting.name)
+        for name in sorted(self.settings_read - declared):
+            known = ", ".join(sorted(declared)) or "none declared"
+            self.error(
+                path,
+                f"templates read user.settings.{name}, which the rule's `settings:` does not "
+                f"declare ({known})",
+            )
 
     def _compile_actions(self, raw: list[dict[str, Any]], path: Path) -> list[CompiledAction]:
         compiled = []
@@ -137,8 +164,10 @@ class RuleCompiler:
             name, options = decoded
             connector = self.registry[name]
             option_path = (*path, index, name)
+            reads: set[str] = set()
             for key, value in msgspec.to_builtins(options).items():
                 for sub, text in template_strings(value):
+                    reads |= setting_names(text)
                     try:
                         self.template(text, (*option_path, key, *_sub_path(sub)))
                     except TemplateSyntax:
@@ -148,6 +177,7 @@ class RuleCompiler:
             for option, message in advice_of(connector, options, self.trigger):
                 self.warn((*option_path, option) if option else option_path, f"{name}: {message}")
             self.secrets |= connector.required_secrets(options)
+            self.action_settings[index] = frozenset(reads)
             compiled.append(CompiledAction(index, connector, options))
         return compiled
 

@@ -111,6 +111,24 @@ class Condition(Struct, forbid_unknown_fields=True, omit_defaults=True):
     not_: Condition | list[Condition] | UnsetType = msgspec.field(default=UNSET, name="not")
 
 
+class UserSetting(Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """One per-user setting a rule needs (`settings:`): each Omi user fills it in on the
+    setup page (`GET /setup?uid=...`); templates read it as `user.settings.NAME`."""
+
+    name: Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_]{0,63}$", description="snake_case")]
+    label: str = ""
+    help: str = ""
+    type: Annotated[
+        Literal["text", "url"], Meta(description="url: an http(s) URL, checked when saved")
+    ] = "text"
+    secret: Annotated[
+        bool, Meta(description="encrypted at rest, never shown again, sealed in stored requests")
+    ] = False
+    required: Annotated[
+        bool, Meta(description="the rule is skipped for a user who has not set it")
+    ] = True
+
+
 class Rule(Struct, forbid_unknown_fields=True, omit_defaults=True):
     """One automation: when `trigger` fires and every `when:` item holds, run `do:`."""
 
@@ -131,6 +149,7 @@ class Rule(Struct, forbid_unknown_fields=True, omit_defaults=True):
     ) = None
     cooldown: Duration | None = None
     once_per_session: bool = False
+    settings: list[UserSetting] = msgspec.field(default_factory=list)
 
 
 CONDITION_KINDS = ("path", "keywords", "template", "time", "any", "all", "not")

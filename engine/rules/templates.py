@@ -31,10 +31,17 @@ from engine.rules import filters, template_bounds
 from engine.rules.template_bounds import MAX_OUTPUT, MAX_POWER_BITS, Clock
 from engine.triggers import default_triggers
 
-__all__ = ["MAX_OUTPUT", "MAX_POWER_BITS", "Templates", "TemplateSyntax", "template_strings"]
+__all__ = [
+    "MAX_OUTPUT",
+    "MAX_POWER_BITS",
+    "Templates",
+    "TemplateSyntax",
+    "setting_names",
+    "template_strings",
+]
 
 # Names a template may use; the trigger alias is checked against the rule's trigger.
-COMMON_NAMES = frozenset({"event", "uid", "rule", "now", "secrets"})
+COMMON_NAMES = frozenset({"event", "uid", "rule", "now", "secrets", "user"})
 # `item` exists only under for_each, `match` only when the rule has a keywords condition
 
 
@@ -327,6 +334,36 @@ def template_strings(value: Any) -> Iterable[tuple[str, str]]:
         for key, item in value.items():
             for sub, text in template_strings(item):
                 yield f".{key}{sub}", text
+
+
+_PARSER = jinja2.Environment()  # parsing only: nothing it parses is rendered
+
+
+def setting_names(source: str) -> set[str]:
+    """The per-user settings a template reads (`user.settings.NAME`, `user.settings['NAME']`);
+    a template that does not compile reads none (its error is reported elsewhere)."""
+    if "user" not in source:
+        return set()
+    try:
+        tree = _PARSER.parse(source)
+    except jinja2.TemplateSyntaxError:
+        return set()
+    names: set[str] = set()
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        target = node.node  # type: ignore[attr-defined]
+        if not (
+            isinstance(target, nodes.Getattr)
+            and target.attr == "settings"
+            and isinstance(target.node, nodes.Name)
+            and target.node.name == "user"
+        ):
+            continue
+        if isinstance(node, nodes.Getattr):
+            names.add(node.attr)
+        elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+            if isinstance(node.arg.value, str):
+                names.add(node.arg.value)
+    return names
 
 
 def _secret_names(tree: nodes.Template) -> set[str]:

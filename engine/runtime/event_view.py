@@ -48,8 +48,11 @@ class EventView:
         previous_heard: float | None = None,
         closed_at: float | None = None,
         session_ended: bool = False,
+        user: Mapping[str, Any] | None = None,
     ) -> None:
         self.event = event
+        # `user` in templates: uid and per-user settings (engine.runtime.user_values)
+        self.user = user if user is not None else {"uid": event.uid, "settings": {}}
         self.doc = event.doc
         self.templates = templates
         self.now = now if now is not None else time.time()
@@ -121,6 +124,7 @@ class EventView:
                 "uid": self.event.uid,
                 "now": datetime.fromtimestamp(self.now, UTC),
                 "secrets": self.secrets,
+                "user": self.user,
                 **default_triggers()[self.event.trigger].aliases(self),
             }
         return self._context

@@ -48,6 +48,8 @@ class Decision:
 
 # A gate answers why a rule may not fire now (cooldown, once per session) or None.
 Gate = Callable[[CompiledRule], str | None]
+# Why a rule cannot act for this event's user yet (a per-user setting not set), or None.
+Unready = Callable[[CompiledRule], str | None]
 
 
 def decide(
@@ -57,9 +59,10 @@ def decide(
     gate: Gate = lambda rule: None,
     missing_secrets: Callable[[CompiledRule], list[str]] = lambda rule: [],
     for_each_limit: int = DEFAULT_FOR_EACH_LIMIT,
+    unready: Unready = lambda rule: None,
 ) -> list[Decision]:
     """Every rule visited in turn (the reference `decide_indexed` agrees with)."""
-    return [_decide(rule, view, gate, missing_secrets, for_each_limit) for rule in rules]
+    return [_decide(rule, view, gate, missing_secrets, for_each_limit, unready) for rule in rules]
 
 
 def decide_indexed(
@@ -69,11 +72,14 @@ def decide_indexed(
     gate: Gate = lambda rule: None,
     missing_secrets: Callable[[CompiledRule], list[str]] = lambda rule: [],
     for_each_limit: int = DEFAULT_FOR_EACH_LIMIT,
+    unready: Unready = lambda rule: None,
 ) -> Decisions:
     """The decisions `decide(index.rules, ...)` makes, visiting only the index's candidates:
     a rule it leaves out cannot fire, and its reason is worked out when someone reads it."""
     visited = {
-        position: _decide(index.rules[position], view, gate, missing_secrets, for_each_limit)
+        position: _decide(
+            index.rules[position], view, gate, missing_secrets, for_each_limit, unready
+        )
         for position in index.candidates(view)
     }
 
@@ -87,7 +93,7 @@ def decide_indexed(
             copied.budget = Budget(rule_ms=view.budget.rule_ms, clock=view.budget.clock)
             quiet.append(copied)
         rule = index.rules[position]
-        decision = _decide(rule, quiet[0], gate, missing_secrets, for_each_limit)
+        decision = _decide(rule, quiet[0], gate, missing_secrets, for_each_limit, unready)
         if decision.matched:  # the index must never leave out a rule that fires
             log.error("rule index left out rule %s, which matches; it was not acted on", rule.id)
         return decision
@@ -106,6 +112,7 @@ def decide_closing(
     gate: Gate = lambda rule: None,
     missing_secrets: Callable[[CompiledRule], list[str]] = lambda rule: [],
     for_each_limit: int = DEFAULT_FOR_EACH_LIMIT,
+    unready: Unready = lambda rule: None,
 ) -> Decisions:
     """A closing evaluation (`view.closing`, no new speech): the rules holding a phrase that
     ends in a slot are decided; one fires only with a hit whose slots its wait closed (no
@@ -115,7 +122,7 @@ def decide_closing(
     for position, rule in enumerate(rules):
         if not slot_tests(rule.predicate):
             continue
-        decision = _decide(rule, view, gate, missing_secrets, for_each_limit)
+        decision = _decide(rule, view, gate, missing_secrets, for_each_limit, unready)
         if decision.matched and (decision.hit is None or not decision.hit.slots):
             decision = Decision(rule, False, NO_SLOT_HIT, decision.hit)
         # it depends on when the evaluation ran, which replaying the session's calls omits
@@ -176,6 +183,7 @@ def _decide(
     gate: Gate,
     missing_secrets: Callable[[CompiledRule], list[str]],
     for_each_limit: int,
+    unready: Unready = lambda rule: None,
 ) -> Decision:
     if not rule.enabled:
         return Decision(rule, False, "disabled (enabled: false)")
@@ -185,6 +193,9 @@ def _decide(
     missing = missing_secrets(rule)
     if missing:  # replayable: a rule version records the secrets unset when it served
         return Decision(rule, False, f"secrets not set: {', '.join(missing)}")
+    not_set_up = unready(rule)
+    if not_set_up:  # the user's settings change without the rules: history keeps it
+        return Decision(rule, False, not_set_up, replayable=False)
     spent = view.budget.event_spent()
     if spent:
         return Decision(rule, False, spent, replayable=False)

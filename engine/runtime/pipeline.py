@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from engine.rules.budget import Budget, Clock
@@ -18,10 +18,23 @@ from engine.runtime.matcher import Decision, Decisions, decide, decide_closing, 
 from engine.runtime.payloads import Event
 from engine.runtime.planner import PlannedAction, plan_actions
 from engine.runtime.sessions import FiringGate, Session, SessionStore
+from engine.runtime.user_values import UserValues, placeholder_user
 from engine.secrets import Secrets
 from engine.triggers import default_triggers
 
+# a user's settings (engine.server.user_settings.UserValues) by uid; read per event
+UserLookup = Callable[[str], UserValues]
+
 log = logging.getLogger("omi_rules.pipeline")
+
+
+def user_hosts(rule: CompiledRule, user: UserValues) -> frozenset[str]:
+    """Hosts of the user's own `type: url` settings the rule declares: the user chose them
+    for their own events, so they are not payload text (the outbound guard still lets them
+    reach public addresses only, unless outbound_allow_hosts names them)."""
+    urls = [user.values[s.name] for s in rule.settings if s.type == "url" and s.name in user.values]
+    return hosts_in_values(urls)
+
 
 SWEEP_SECONDS = 60.0
 NO_NEW_SEGMENTS = "no new segments (all were sent before)"
@@ -78,8 +91,11 @@ class Pipeline:
         indexed: bool = True,
         check_secrets: bool | None = None,
         gate: FiringGate | None = None,
+        user_settings: UserLookup | None = None,
     ) -> None:
         self.rules = rules
+        # serving: each user's settings (`user.settings`); None: placeholders (dry-run)
+        self.user_settings = user_settings
         # False visits every rule (matcher.decide): the reference the rule index agrees with
         self.indexed = indexed
         self.secrets = secrets
@@ -184,10 +200,12 @@ class Pipeline:
             session_key = session.key
             session_segments = session.segments
             first_new = observation.first_new
+        user = self._user(event)
         view = EventView(
             event,
             self.templates,
             secrets=self.secrets.view(placeholders=self.dry_run),
+            user=user.template_view() if user is not None else placeholder_user(event.uid),
             now=now,
             session_segments=session_segments,
             first_new_segment=first_new,
@@ -219,6 +237,7 @@ class Pipeline:
                 gate=gate,
                 missing_secrets=self.missing_secrets,
                 for_each_limit=self.limits.for_each_limit,
+                unready=self._unready(user),
             )
         elif self.indexed:
             outcome.decisions = decide_indexed(
@@ -227,6 +246,7 @@ class Pipeline:
                 gate=gate,
                 missing_secrets=self.missing_secrets,
                 for_each_limit=self.limits.for_each_limit,
+                unready=self._unready(user),
             )
         else:
             outcome.decisions = decide(
@@ -235,12 +255,16 @@ class Pipeline:
                 gate=gate,
                 missing_secrets=self.missing_secrets,
                 for_each_limit=self.limits.for_each_limit,
+                unready=self._unready(user),
             )
         if session is not None and ended is None:  # when to close its open slots
             session.waiting_until = outcome.wait_until
         secret = self.secrets.lookup(placeholders=self.dry_run)
         for decision in outcome.matched:
             self.gate.fired(decision.rule.id, event.uid, session_key, now)
+            trusted = decision.rule.trusted_hosts
+            if user is not None and decision.rule.settings:
+                trusted = trusted | user_hosts(decision.rule, user)
             outcome.actions.extend(
                 plan_actions(
                     decision,
@@ -248,7 +272,24 @@ class Pipeline:
                     secret=secret,
                     has_secret=self.secrets.has,
                     data_dir=self.data_dir,
-                    trusted=self.trust().including(decision.rule.trusted_hosts),
+                    trusted=self.trust().including(trusted),
                 )
             )
         return outcome
+
+    def _user(self, event: Event) -> UserValues | None:
+        """The event's user's settings when serving and a rule of its trigger declares some."""
+        if self.user_settings is None or event.trigger not in self.rules.settings_triggers:
+            return None
+        return self.user_settings(event.uid)
+
+    def _unready(self, user: UserValues | None) -> Callable[[CompiledRule], str | None]:
+        def unready(rule: CompiledRule) -> str | None:
+            if user is None or not rule.required_settings or not self.check_secrets:
+                return None
+            missing = user.missing(rule.required_settings)
+            if not missing:
+                return None
+            return f"user {user.uid} has not set {', '.join(missing)} (setup)"
+
+        return unready

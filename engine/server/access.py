@@ -77,6 +77,11 @@ def is_ui(path: str) -> bool:
     return path == "/ui" or path.startswith("/ui/")
 
 
+def is_setup_page(path: str) -> bool:
+    """The public per-user setup page and its forms (web.setup_pages)."""
+    return path == "/setup" or (path.startswith("/setup/") and path != "/setup/completed")
+
+
 def accepts_cookie(path: str) -> bool:
     return is_ui(path) or path.startswith(COOKIE_PREFIXES)
 
@@ -257,11 +262,11 @@ def _replay(body: bytes) -> Any:
 
 
 async def add_security_headers(message: Any, scope: Any) -> None:
-    """Litestar `before_send` hook: SECURITY_HEADERS on every `/ui` answer (refusals and
-    404s included, which app middleware never sees) and, for pages (they show
+    """Litestar `before_send` hook: SECURITY_HEADERS on every `/ui` and setup page answer
+    (refusals and 404s included, which app middleware never sees) and, for pages (they show
     transcripts), `Cache-Control: no-store`."""
     path = scope.get("path", "")
-    if message["type"] != "http.response.start" or not is_ui(path):
+    if message["type"] != "http.response.start" or not (is_ui(path) or is_setup_page(path)):
         return
     headers = list(message.get("headers", ()))
     present = {bytes(k).lower() for k, _ in headers}

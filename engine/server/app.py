@@ -41,6 +41,7 @@ from engine.server.statuses import ActionStatus
 from engine.triggers import default_triggers
 from web import api_handlers, template_config, ui_handlers
 from web.session import WebAuth
+from web.setup_pages import SetupGuards
 
 log = logging.getLogger("omi_rules.app")
 
@@ -140,7 +141,7 @@ def webhook_handlers() -> list[Any]:
 @get("/setup/completed", summary="Omi's Setup Completed URL (query: uid)")
 async def setup_completed(request: Request[Any, Any, Any]) -> dict[str, bool]:
     uid = query_of(request).get("uid", "").strip()  # older backends append ?uid= to a query
-    return {"is_setup_completed": bool(uid) and receiver_of(request).setup_completed(uid)}
+    return {"is_setup_completed": bool(uid) and await receiver_of(request).setup_completed(uid)}
 
 
 @get("/health", summary="Liveness, rule and outbox counts")
@@ -295,4 +296,5 @@ def create_app(
         settings.rules, settings.data_dir, registry=receiver.live_rules.registry
     )
     app.state.web_auth = web_auth
+    app.state.setup = SetupGuards()  # the setup page's one-time tokens and test limit
     return app

@@ -41,6 +41,7 @@ from engine.server.sealed import Sealer
 from engine.server.store import Store
 
 log = logging.getLogger("omi_rules.delivery")
+USER_SEAL = "<secret:user."  # a request holding a user's secret setting (sealed)
 
 
 class Deliverer:
@@ -55,8 +56,11 @@ class Deliverer:
         *,
         trusted: Callable[[str], bool] | None = None,
         metrics: Metrics | None = None,
+        user_secrets: Callable[[Store, str], Secrets] | None = None,
     ) -> None:
         self.store = store
+        # the secrets with the per-user ones of an event's user (blocking: a reader thread)
+        self.user_secrets = user_secrets
         self.sealer = sealer
         self.registry = registry
         self.secrets = secrets
@@ -133,6 +137,9 @@ class Deliverer:
             )
             return
         secrets = self.secrets()
+        user_secrets = self.user_secrets
+        if user_secrets is not None and USER_SEAL in action.request:
+            secrets = await self.store.read(lambda store: user_secrets(store, action.event_id))
         try:
             request = msgspec.convert(
                 self.sealer.unseal(msgspec.json.decode(action.request), secrets, action.idem_key),
@@ -163,10 +170,11 @@ class Deliverer:
                     url=destination_of(connector, request) or "",
                     retryable=True,
                 ),
+                secrets,
             )
             return
         except DeliveryError as exc:
-            await self._failed(action, exc)
+            await self._failed(action, exc, secrets)
             return
         except Exception as exc:  # a connector bug must not kill the worker
             log.error(
@@ -180,6 +188,7 @@ class Deliverer:
                 DeliveryError(
                     f"{type(exc).__name__}: {exc}", connector=connector.name, retryable=False
                 ),
+                secrets,
             )
             return
         self.breakers.succeeded(action.target)
@@ -215,8 +224,10 @@ class Deliverer:
             return float(timeout)
         return self.settings.delivery_deadline
 
-    async def _failed(self, action: DueAction, exc: DeliveryError) -> None:
-        secrets = self.secrets()
+    async def _failed(
+        self, action: DueAction, exc: DeliveryError, secrets: Secrets | None = None
+    ) -> None:
+        secrets = secrets or self.secrets()
         attempts = action.attempts + 1
         now = time.time()
         if exc.retryable:

@@ -23,6 +23,7 @@ from engine.config import Settings
 from engine.errors import PayloadError, SecretError
 from engine.rules.compiled import RuleSet
 from engine.rules.live_rules import LiveRules
+from engine.rules.user_setup import applying_rules
 from engine.runtime.limits import Limits
 from engine.runtime.payloads import Event, decode_event
 from engine.runtime.pipeline import Outcome, Pipeline
@@ -44,14 +45,16 @@ from engine.server.capture import (
     write_event,
 )
 from engine.server.dedupe import DedupeKey, Deduper
-from engine.server.delivery import Deliverer
+from engine.server.delivery import USER_SEAL, Deliverer
 from engine.server.metrics import OUTBOX_STATES, Metrics
 from engine.server.outbox import counts_by_status, recover_in_flight
 from engine.server.retention import sweep_daily
 from engine.server.sealed import Sealer
 from engine.server.serial_thread import SerialThread
+from engine.server.setting_keys import SettingsCipher
 from engine.server.statuses import EventStatus
 from engine.server.store import Store
+from engine.server.user_settings import UserSettings
 from engine.server.webhook_auth import authenticate
 from engine.triggers import default_triggers
 
@@ -159,6 +162,10 @@ class Receiver:
         self.settings = settings
         self.secrets = secrets or Secrets.load(settings.secrets)
         self.store = Store(settings.db)
+        # what each Omi user entered on the setup page (engine.server.user_settings)
+        self.user_settings = UserSettings(
+            self.store, SettingsCipher.for_settings(settings), lambda: self.secrets
+        )
         self.live_rules = LiveRules(settings.rules, on_change=self._rules_changed)
         limits = Limits.from_settings(settings)
         self.pipeline = Pipeline(
@@ -171,6 +178,7 @@ class Receiver:
             gate=FiringGate(journal=True),
             allow_hosts=settings.outbound_allow_hosts,
             limits=limits,
+            user_settings=self.user_settings.values,
         )
         self.deduper = Deduper(settings.dedupe_window)
         self.counters = Counters()
@@ -185,6 +193,7 @@ class Receiver:
             self.sealer,
             trusted=self.pipeline.trusts,
             metrics=self.metrics,
+            user_secrets=self._user_secrets,
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._recording: dict[str, Future[Any]] = {}  # event id -> its pending write
@@ -214,8 +223,18 @@ class Receiver:
                     ", ".join(missing),
                 )
 
+    def _user_secrets(self, store: Store, event_id: str) -> Secrets:
+        """The secrets with those of `event_id`'s user (blocking)."""
+        rows = store.query("SELECT uid FROM events WHERE id = ?", (event_id,))
+        if not rows:
+            return self.secrets
+        return self.user_settings.values(rows[0]["uid"]).secrets
+
     async def start(self) -> None:
         self.live_rules.reload()
+        rotated = self.user_settings.rotate_all()
+        if rotated:
+            log.info("re-encrypted %d user setting(s) with the first of settings_keys", rotated)
         recovered = recover_in_flight(self.store)
         if recovered:
             log.warning(
@@ -506,6 +525,10 @@ class Receiver:
             message = outcome.inline_reply()
             if message:
                 prepared.response["message"] = message
+            secrets = self.secrets
+            if any(decision.rule.settings for decision in outcome.matched):
+                # a user's secret settings are sealed in the stored requests too
+                secrets = self.user_settings.values(event.uid).secrets
             prepared.store_write = write_event(
                 self.store,
                 event,
@@ -515,7 +538,7 @@ class Receiver:
                 key=key,
                 status=status,
                 response=prepared.response,
-                secrets=self.secrets,
+                secrets=secrets,
                 sealer=self.sealer,
                 also=rows.apply if rows else None,
             )
@@ -701,9 +724,12 @@ class Receiver:
         )
         response = msgspec.json.decode(rows[0]["response"] or "{}") if rows else {}
         stored = response
+        secrets = self.secrets
+        if rows and USER_SEAL in (rows[0]["response"] or ""):  # a user's setting in the reply
+            secrets = await self.store.read(lambda _s: self.user_settings.values(event.uid).secrets)
         try:
             # stored sealed; Omi gets the real text, and only what the rule rendered
-            response = self.sealer.unseal(stored, self.secrets, answer_context(repeat_of))
+            response = self.sealer.unseal(stored, secrets, answer_context(repeat_of))
         except SecretError:
             log.warning("a secret in the first answer to %s is no longer set", repeat_of)
         try:
@@ -746,15 +772,31 @@ class Receiver:
             log.exception("could not record a rejection")
         return Answer(exc.status, {"error": reason})
 
+    async def forget_live_sessions(self, uid: str) -> None:
+        """Drop `uid`'s live transcript sessions from memory and the store, without raising
+        their end (a user who disconnects and asks for their events to go)."""
+
+        def forget() -> Future[Any]:
+            for session in [s for s in self.pipeline.sessions if s.uid == uid]:
+                self.pipeline.sessions.drop(uid, session.session_id)
+                self._session_writes.pop((uid, session.session_id), None)
+            self._ended = [(s, why) for s, why in self._ended if s.uid != uid]
+            return self.store.submit(session_rows.forget_uid(uid))
+
+        await asyncio.wrap_future(await self.in_rules_thread(forget))
+
     # -- questions --------------------------------------------------------------------
-    def setup_completed(self, uid: str) -> bool:
-        """Whether some enabled rule would act for this user with the secrets set now."""
-        for rule in self.pipeline.rules.rules:
-            if not rule.enabled or (rule.uids is not None and uid not in rule.uids):
-                continue
-            if not self.secrets.missing(rule.secrets):
-                return True
-        return False
+    async def setup_completed(self, uid: str) -> bool:
+        """Whether some enabled rule would act for this user with the secrets set now, and
+        the user has set every required setting of those rules (engine.rules.user_setup)."""
+        applying = applying_rules(self.pipeline.rules, uid, self.secrets)
+        if not applying:
+            return False
+        required = frozenset().union(*(rule.required_settings for rule in applying))
+        if not required:
+            return True
+        user = await self.store.read(lambda _store: self.user_settings.values(uid))
+        return not user.missing(required)
 
     async def health(self) -> dict[str, Any]:
         actions = await self.store.read(counts_by_status)

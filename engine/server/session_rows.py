@@ -31,7 +31,7 @@ from engine.runtime.sessions import (
     SessionStore,
     segment_size,
 )
-from engine.server.store import Store
+from engine.server.store import Store, Write
 
 _UPSERT_SESSION = """
 INSERT INTO live_sessions (number, uid, session_id, first_seen, last_seen, heard, last_end,
@@ -179,6 +179,21 @@ def gone_rows(session: Session) -> Rows:
     rows = Rows()
     _gone(rows, session)
     return rows
+
+
+def forget_uid(uid: str) -> Write:
+    """A write removing every live session row of `uid`, segments included (a user who
+    disconnects and asks for their events to go)."""
+
+    def write(db: sqlite_utils.Database) -> None:
+        db.execute(
+            "DELETE FROM live_segments WHERE number IN "
+            "(SELECT number FROM live_sessions WHERE uid = ?)",
+            [uid],
+        )
+        db.execute("DELETE FROM live_sessions WHERE uid = ?", [uid])
+
+    return write
 
 
 # -- reading back -----------------------------------------------------------------------

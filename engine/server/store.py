@@ -99,6 +99,14 @@ CREATE TABLE IF NOT EXISTS firings (
     PRIMARY KEY (rule_id, uid, session)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS firings_session ON firings(uid, session);
+CREATE TABLE IF NOT EXISTS user_settings (
+    uid TEXT NOT NULL,
+    name TEXT NOT NULL,
+    value TEXT NOT NULL,
+    secret INTEGER NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (uid, name)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS rejections (
     id INTEGER PRIMARY KEY,
     received_at REAL NOT NULL,

@@ -1,0 +1,168 @@
+"""Per-user settings: what each Omi user entered on the setup page (`GET /setup?uid=...`).
+
+Rows of `user_settings` (uid, name, value, secret). A secret setting's value is stored
+encrypted (engine.server.setting_keys); the others as text. The rules thread reads a user's
+values for every event a rule with `settings:` decides, so they are kept in memory (at most
+CACHE_USERS users, least recently used dropped) and a write forgets the user's entry.
+
+A user's secret settings reach the rest of the engine as secrets named `user.NAME`
+(`UserValues.secrets`): a rendered request is sealed with them before it is stored, and the
+deliverer opens the seals with the same user's values, so the database never holds one in
+plain text (engine.server.sealed).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+
+import sqlite_utils
+
+from engine.errors import SecretError
+from engine.runtime.user_values import UserValues, secret_name
+from engine.secrets import Secrets
+from engine.server.setting_keys import SettingsCipher
+from engine.server.store import Store
+
+CACHE_USERS = 10_000
+
+
+class UserSettings:
+    def __init__(
+        self, store: Store, cipher: SettingsCipher, secrets: Callable[[], Secrets]
+    ) -> None:
+        self.store = store
+        self.cipher = cipher
+        self.secrets = secrets
+        self._cache: OrderedDict[str, UserValues] = OrderedDict()
+        self._generation: dict[str, int] = {}  # uid -> writes seen (a read racing one is not kept)
+        self._lock = threading.Lock()
+
+    # -- reading (blocking: the rules thread, or Store.read) -----------------------------
+    def values(self, uid: str) -> UserValues:
+        secrets = self.secrets()
+        with self._lock:
+            cached = self._cache.get(uid)
+            if cached is not None and cached.base is secrets:
+                self._cache.move_to_end(uid)
+                return cached
+            generation = self._generation.get(uid, 0)
+        loaded = self._load(uid, secrets)
+        with self._lock:
+            if self._generation.get(uid, 0) == generation:
+                self._cache[uid] = loaded
+                while len(self._cache) > CACHE_USERS:
+                    self._cache.popitem(last=False)
+        return loaded
+
+    def _load(self, uid: str, secrets: Secrets) -> UserValues:
+        values: dict[str, str] = {}
+        secret_names: set[str] = set()
+        for row in self.store.query(
+            "SELECT name, value, secret FROM user_settings WHERE uid = ?", (uid,)
+        ):
+            value = row["value"]
+            if row["secret"]:
+                try:
+                    value = self.cipher.decrypt(value)
+                except SecretError:
+                    continue  # as if unset: the user is asked again; the server logs it at start
+                secret_names.add(row["name"])
+            values[row["name"]] = value
+        merged = secrets.with_values({secret_name(n): values[n] for n in secret_names})
+        return UserValues(uid, values, frozenset(secret_names), merged, secrets)
+
+    def stored(self, uid: str) -> dict[str, bool]:
+        """Which settings `uid` has set: name -> is it secret (the values stay here)."""
+        return {
+            row["name"]: bool(row["secret"])
+            for row in self.store.query(
+                "SELECT name, secret FROM user_settings WHERE uid = ?", (uid,)
+            )
+        }
+
+    # -- writing ---------------------------------------------------------------------------
+    def _forget(self, uid: str) -> None:
+        with self._lock:
+            self._cache.pop(uid, None)
+            self._generation[uid] = self._generation.get(uid, 0) + 1
+
+    async def save(self, uid: str, values: Mapping[str, tuple[str, bool]]) -> None:
+        """Set `values` (name -> (value, secret)) for `uid`; a secret is encrypted here."""
+        now = time.time()
+        rows = [
+            {
+                "uid": uid,
+                "name": name,
+                "value": self.cipher.encrypt(value) if secret else value,
+                "secret": int(secret),
+                "updated_at": now,
+            }
+            for name, (value, secret) in values.items()
+        ]
+
+        def write(db: sqlite_utils.Database) -> None:
+            db.conn.executemany(
+                "INSERT OR REPLACE INTO user_settings (uid, name, value, secret, updated_at) "
+                "VALUES (:uid, :name, :value, :secret, :updated_at)",
+                rows,
+            )
+
+        self._forget(uid)
+        try:
+            await self.store.write(write)
+        finally:
+            self._forget(uid)
+
+    async def disconnect(self, uid: str, *, forget_events: bool) -> tuple[int, int]:
+        """Remove `uid`'s settings and, with `forget_events`, its stored events, their
+        actions and its rejections. Returns (settings removed, events removed)."""
+
+        def write(db: sqlite_utils.Database) -> tuple[int, int]:
+            removed = db.execute("DELETE FROM user_settings WHERE uid = ?", [uid]).rowcount
+            events = 0
+            if forget_events:
+                # actions first: they refer to their events
+                db.execute(
+                    "DELETE FROM actions WHERE event_id IN (SELECT id FROM events WHERE uid = ?)",
+                    [uid],
+                )
+                events = db.execute("DELETE FROM events WHERE uid = ?", [uid]).rowcount
+                db.execute("DELETE FROM rejections WHERE uid = ?", [uid])
+            return int(removed), int(events)
+
+        self._forget(uid)
+        try:
+            result: tuple[int, int] = await self.store.write(write)
+        finally:
+            self._forget(uid)
+        return result
+
+    def rotate_all(self) -> int:
+        """Encrypt every stored secret setting again with the first key (at start, so an old
+        key can be retired); returns how many were rewritten. Blocking. With one key there is
+        nothing to rotate."""
+        if not self.cipher.rotating:
+            return 0
+        rows = self.store.query("SELECT uid, name, value FROM user_settings WHERE secret = 1")
+        changed = []
+        for row in rows:
+            try:
+                rotated = self.cipher.rotate(row["value"])
+            except SecretError:
+                continue
+            changed.append({"uid": row["uid"], "name": row["name"], "value": rotated})
+
+        def write(db: sqlite_utils.Database) -> None:
+            db.conn.executemany(
+                "UPDATE user_settings SET value = :value WHERE uid = :uid AND name = :name",
+                changed,
+            )
+
+        if changed:
+            self.store.write_now(write)
+        with self._lock:
+            self._cache.clear()
+        return len(changed)

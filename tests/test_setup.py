@@ -1,0 +1,292 @@
+"""Per-user setup through real HTTP (web.setup_pages, engine.server.user_settings): the
+page, its one-time form tokens, the admin-only replacement of a set value, /setup/completed,
+two users' own Slack webhooks on two loopback targets, and the database file holding no
+user secret."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import httpx
+from litestar.testing import TestClient
+
+from engine.server.app import create_app
+from tests.server_helpers import ADMIN, ADMIN_TOKEN, server_settings, write_rules
+from tests.servers import TargetServer
+from tests.wait import wait_until
+
+SLACK_RULE = """
+- id: user-slack
+  trigger: memory
+  settings:
+    - name: slack_webhook_url
+      label: Slack webhook URL
+      help: Apps > Incoming Webhooks
+      type: url
+      secret: true
+    - name: channel_note
+      label: A note
+      required: false
+  do:
+    - slack:
+        webhook_url: "{{ user.settings.slack_webhook_url }}"
+        text: "{{ memory.structured.title }} for {{ user.uid }}"
+"""
+
+
+def memory(title: str) -> dict[str, Any]:
+    return {
+        "id": f"mem-{title}",
+        "created_at": "2026-11-26T03:00:00Z",
+        "structured": {"title": title, "overview": "", "category": "work"},
+        "transcript_segments": [],
+    }
+
+
+def form_token(page: str) -> str:
+    found = re.search(r'name="_form" value="([^"]+)"', page)
+    assert found, page
+    return found.group(1)
+
+
+def completed(client: TestClient, uid: str) -> bool:
+    answer = client.get("/setup/completed", params={"uid": uid})
+    assert answer.status_code == 200
+    return bool(answer.json()["is_setup_completed"])
+
+
+def save(client: TestClient, uid: str, **values: str) -> httpx.Response:
+    token = form_token(client.get("/setup", params={"uid": uid}).text)
+    return client.post("/setup", data={"uid": uid, "_form": token, **values})
+
+
+def settings_for(tmp_path: Path, **overrides: Any) -> Any:
+    settings = server_settings(tmp_path, **overrides)
+    write_rules(Path(settings.rules), SLACK_RULE)
+    return settings
+
+
+def test_setup_completed_before_and_after_the_user_saves(tmp_path: Path) -> None:
+    with TestClient(app=create_app(settings_for(tmp_path))) as client:
+        assert not completed(client, "u1")
+        no_uid = client.get("/setup")
+        assert no_uid.status_code == 400 and "needs the uid Omi adds" in no_uid.text
+        # older Omi backends append ?uid= to a URL that has a query already
+        assert '<code id="setup-uid">u1</code>' in client.get("/setup?x=1?uid=u1").text
+        page = client.get("/setup", params={"uid": "u1"})
+        assert page.status_code == 200
+        assert "Slack webhook URL" in page.text and "not set" in page.text
+        assert page.headers["content-security-policy"].startswith("default-src 'self'")
+        answer = save(client, "u1", slack_webhook_url="https://hooks.slack.com/services/T/B/x1")
+        assert answer.status_code == 200, answer.text
+        assert "saved slack_webhook_url" in answer.text
+        assert completed(client, "u1")  # the optional note is not needed
+        assert not completed(client, "u2")
+        assert not completed(client, "")
+
+
+def test_a_post_needs_a_fresh_form_token_for_its_own_uid(tmp_path: Path) -> None:
+    url = "https://hooks.slack.com/services/T/B/x1"
+    with TestClient(app=create_app(settings_for(tmp_path))) as client:
+        no_token = client.post("/setup", data={"uid": "u1", "slack_webhook_url": url})
+        assert no_token.status_code == 403
+        assert "expired or was already sent" in no_token.text
+        token = form_token(client.get("/setup", params={"uid": "u2"}).text)
+        other_uid = client.post("/setup", data={"uid": "u1", "_form": token, "note": "x"})
+        assert other_uid.status_code == 403
+        token = form_token(client.get("/setup", params={"uid": "u1"}).text)
+        first = client.post("/setup", data={"uid": "u1", "_form": token, "channel_note": "a"})
+        assert first.status_code == 200
+        replayed = client.post("/setup", data={"uid": "u1", "_form": token, "channel_note": "b"})
+        assert replayed.status_code == 403
+        assert not completed(client, "u1")
+
+
+def test_a_set_value_is_never_shown_and_only_the_admin_replaces_it(tmp_path: Path) -> None:
+    first = "https://hooks.slack.com/services/T/B/first-secret"
+    second = "https://hooks.slack.com/services/T/B/second-secret"
+    with TestClient(app=create_app(settings_for(tmp_path))) as client:
+        assert save(client, "u1", slack_webhook_url=first).status_code == 200
+        page = client.get("/setup", params={"uid": "u1"}).text
+        assert "first-secret" not in page and 'data-state="set"' in page
+        refused = save(client, "u1", slack_webhook_url=second)
+        assert refused.status_code == 403
+        assert "owner (admin token) can replace it" in refused.text
+        wrong = save(client, "u1", slack_webhook_url=second, admin_token="nope")
+        assert wrong.status_code == 403
+        replaced = save(client, "u1", slack_webhook_url=second, admin_token=ADMIN_TOKEN)
+        assert replaced.status_code == 200, replaced.text
+        values = client.app.state.receiver.user_settings.values("u1")
+        assert values.values["slack_webhook_url"] == second
+        bad = save(client, "u2", slack_webhook_url="ftp://example.com/x")
+        assert bad.status_code == 400 and "not an http(s) URL" in bad.text
+
+
+def test_two_users_each_get_only_their_own_message_and_the_file_holds_no_secret(
+    tmp_path: Path,
+) -> None:
+    first, second = TargetServer().start(), TargetServer().start()
+    # loopback targets: the owner trusts 127.0.0.1 (a user's URL otherwise reaches public
+    # addresses only)
+    settings = settings_for(tmp_path, outbound_allow_hosts=["127.0.0.1"])
+    url_1 = f"{first.url}/services/u1-hook-7f3a9c"
+    url_2 = f"{second.url}/services/u2-hook-b81e40"
+    try:
+        with TestClient(app=create_app(settings)) as client:
+            assert save(client, "u1", slack_webhook_url=url_1).status_code == 200
+            assert save(client, "u2", slack_webhook_url=url_2).status_code == 200
+            for uid in ("u1", "u2", "u3"):
+                answer = client.post(
+                    "/webhook/memory", params={"uid": uid}, json=memory(f"title-{uid}")
+                )
+                assert answer.status_code == 200, answer.text
+            (got_1,) = first.wait_for(1)
+            (got_2,) = second.wait_for(1)
+            assert got_1.path == "/services/u1-hook-7f3a9c"
+            assert got_1.json() == {"text": "title-u1 for u1"}
+            assert got_2.json() == {"text": "title-u2 for u2"}
+            events = client.get("/api/events", headers=ADMIN).json()
+            by_uid = {event["uid"]: event for event in events}
+            skipped = client.get(f"/api/events/{by_uid['u3']['id']}", headers=ADMIN).json()
+            (decision,) = skipped["decisions"]
+            assert decision["matched"] is False
+            assert decision["reason"] == "user u3 has not set slack_webhook_url (setup)"
+            assert skipped["actions"] == []
+
+            def delivered() -> bool:
+                actions = client.get("/api/actions", headers=ADMIN).json()
+                return len(actions) == 2 and all(a["status"] == "delivered" for a in actions)
+
+            wait_until(delivered, what="both actions delivered")
+            shown = client.get("/api/actions", headers=ADMIN).text
+            assert "u1-hook-7f3a9c" not in shown and "<secret:user.slack_webhook_url>" in shown
+        assert len(first.received) == 1 and len(second.received) == 1
+        raw = b"".join(path.read_bytes() for path in tmp_path.glob("omi.db*") if path.is_file())
+        assert b"title-u1" in raw  # the events are there...
+        assert b"u1-hook-7f3a9c" not in raw and b"u2-hook-b81e40" not in raw  # ...not secrets
+    finally:
+        first.stop()
+        second.stop()
+
+
+def test_disconnect_removes_settings_and_on_request_the_users_events(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path)
+    with TestClient(app=create_app(settings)) as client:
+        url = "https://hooks.slack.com/services/T/B/x1"
+        for uid in ("u1", "u2"):
+            assert save(client, uid, slack_webhook_url=url).status_code == 200
+            client.post("/webhook/memory", params={"uid": uid}, json=memory(uid))
+        token = form_token(client.get("/setup", params={"uid": "u1"}).text)
+        kept = client.post("/setup/disconnect", data={"uid": "u1", "_form": token})
+        assert "1 setting(s) removed" in kept.text
+        assert not completed(client, "u1") and completed(client, "u2")
+        assert len(client.get("/api/events", headers=ADMIN).json()) == 2
+        assert save(client, "u1", slack_webhook_url=url).status_code == 200  # set anew
+        for uid in ("u1", "u2"):  # a live transcript session each, in memory and stored
+            call = {"session_id": "s1", "segments": [{"text": "hello", "is_user": True}]}
+            assert client.post("/webhook/transcript", params={"uid": uid}, json=call).is_success
+        receiver = client.app.state.receiver
+        assert live_uids(receiver) == ["u1", "u2"]
+        token = form_token(client.get("/setup", params={"uid": "u1"}).text)
+        gone = client.post(
+            "/setup/disconnect", data={"uid": "u1", "_form": token, "forget_events": "on"}
+        )
+        assert "2 stored event(s) deleted" in gone.text  # the memory and the call
+        events = client.get("/api/events", headers=ADMIN).json()
+        assert [event["uid"] for event in events] == ["u2", "u2"]
+        actions = client.get("/api/actions", headers=ADMIN).json()
+        assert {action["event_id"] for action in actions} == {
+            event["id"] for event in events if event["trigger"] == "memory"
+        }
+        # u1's live session is gone from memory and the store, and never raises its end
+        assert live_uids(receiver) == ["u2"]
+        assert {session.uid for session in receiver.pipeline.sessions} == {"u2"}
+
+
+def live_uids(receiver: Any) -> list[str]:
+    rows = receiver.store.query("SELECT uid FROM live_sessions ORDER BY uid")
+    return [row["uid"] for row in rows]
+
+
+def test_the_test_button_sends_one_harmless_request_and_shows_the_answer(
+    tmp_path: Path,
+) -> None:
+    target = TargetServer().start()
+    settings = settings_for(tmp_path, outbound_allow_hosts=["127.0.0.1"])
+    try:
+        with TestClient(app=create_app(settings)) as client:
+            token = form_token(client.get("/setup", params={"uid": "u1"}).text)
+            early = client.post(
+                "/setup/test", data={"uid": "u1", "_form": token, "connector": "slack"}
+            )
+            assert "set slack_webhook_url first" in early.text
+            assert save(client, "u1", slack_webhook_url=f"{target.url}/hook-x9").status_code == 200
+            token = form_token(client.get("/setup", params={"uid": "u1"}).text)
+            tested = client.post(
+                "/setup/test", data={"uid": "u1", "_form": token, "connector": "slack"}
+            )
+            assert tested.status_code == 200
+            assert 'Test of slack: <span class="good">works</span> (HTTP 200)' in tested.text
+            (request,) = target.wait_for(1)
+            assert request.json() == {"text": "omi-rules test: this Slack connection works"}
+    finally:
+        target.stop()
+
+
+def test_a_users_url_reaches_loopback_only_when_the_owner_trusts_it(tmp_path: Path) -> None:
+    target = TargetServer().start()
+    try:
+        with TestClient(app=create_app(settings_for(tmp_path))) as client:
+            assert save(client, "u1", slack_webhook_url=f"{target.url}/hook").status_code == 200
+            token = form_token(client.get("/setup", params={"uid": "u1"}).text)
+            tested = client.post(
+                "/setup/test", data={"uid": "u1", "_form": token, "connector": "slack"}
+            )
+            assert "failed" in tested.text and "not a trusted host" in tested.text
+            assert target.received == []
+    finally:
+        target.stop()
+
+
+def test_tests_and_admin_token_guesses_are_limited(tmp_path: Path) -> None:
+    with TestClient(app=create_app(settings_for(tmp_path))) as client:
+
+        def test_slack(uid: str) -> httpx.Response:
+            token = form_token(client.get("/setup", params={"uid": uid}).text)
+            return client.post(
+                "/setup/test", data={"uid": uid, "_form": token, "connector": "slack"}
+            )
+
+        answers = [test_slack("u1").status_code for _ in range(6)]
+        assert answers == [200, 200, 200, 200, 200, 429]
+        assert test_slack("u2").status_code == 200  # per uid
+        guesses = [save(client, "u1", admin_token=f"guess-{n}").status_code for n in range(6)]
+        assert guesses == [403, 403, 403, 403, 403, 429]
+        # the login page counts the same guesses
+        login = client.post("/ui/login", data={"token": ADMIN_TOKEN, "next": "/ui"})
+        assert login.status_code == 429
+
+
+def test_a_users_secret_in_a_notify_reply_is_sealed_and_answered_again(tmp_path: Path) -> None:
+    settings = server_settings(tmp_path)
+    write_rules(
+        Path(settings.rules),
+        """
+        - id: reply-with-code
+          trigger: memory
+          settings:
+            - {name: code, secret: true}
+          do:
+            - notify: {message: "your code is {{ user.settings.code }}"}
+        """,
+    )
+    with TestClient(app=create_app(settings)) as client:
+        assert save(client, "u1", code="c0de-5e4f").status_code == 200
+        first = client.post("/webhook/memory", params={"uid": "u1"}, json=memory("m"))
+        again = client.post("/webhook/memory", params={"uid": "u1"}, json=memory("m"))
+        assert first.json() == {"message": "your code is c0de-5e4f"}
+        assert again.json() == first.json()  # Omi's retry: the same answer, opened again
+    raw = b"".join(path.read_bytes() for path in tmp_path.glob("omi.db*") if path.is_file())
+    assert b"c0de-5e4f" not in raw
