@@ -781,6 +781,8 @@ class Receiver:
                 self.pipeline.sessions.drop(uid, session.session_id)
                 self._session_writes.pop((uid, session.session_id), None)
             self._ended = [(s, why) for s, why in self._ended if s.uid != uid]
+            gate = self.pipeline.gate
+            gate.restore((key, None) for key in gate.keys() if key[1] == uid)
             return self.store.submit(session_rows.forget_uid(uid))
 
         await asyncio.wrap_future(await self.in_rules_thread(forget))

@@ -182,8 +182,8 @@ def gone_rows(session: Session) -> Rows:
 
 
 def forget_uid(uid: str) -> Write:
-    """A write removing every live session row of `uid`, segments included (a user who
-    disconnects and asks for their events to go)."""
+    """A write removing every live session row of `uid`, segments and rule firings
+    included (a user who disconnects and asks for their events to go)."""
 
     def write(db: sqlite_utils.Database) -> None:
         db.execute(
@@ -192,6 +192,7 @@ def forget_uid(uid: str) -> Write:
             [uid],
         )
         db.execute("DELETE FROM live_sessions WHERE uid = ?", [uid])
+        db.execute("DELETE FROM firings WHERE uid = ?", [uid])
 
     return write
 
