@@ -59,7 +59,8 @@ TEN_MISTAKES = [
         "id: e\ntrigger: memroy\ndo: [{log: {}}]\n",
         "2:10",
         "rule e: trigger: unknown value 'memroy' (did you mean 'memory'?); "
-        "expected one of memory, transcript, audio, day_summary, transcript_session_end",
+        "expected one of memory, transcript, audio, day_summary, transcript_session_end, "
+        "audio_speech_start, audio_speech_end",
     ),
     (
         "06-connector.yaml",
