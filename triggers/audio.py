@@ -12,7 +12,11 @@ audio = Trigger(
     summary="Raw PCM16 little-endian mono audio (query sample_rate)",
     content="audio",
     decode=lambda body, uid, query: decode_audio(
-        body, uid, query.get("sample_rate"), query.get("session_duration_s")
+        body,
+        uid,
+        query.get("sample_rate"),
+        query.get("session_duration_s"),
+        str(query.get("session_id") or ""),
     ),
     template_names=frozenset({"audio"}),
     aliases=lambda view: {"audio": view.doc},

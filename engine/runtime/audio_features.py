@@ -2,8 +2,9 @@
 
 Computed once per chunk, in the rules thread, and bounded by the chunk (the body limit caps
 it). Voice activity comes from WebRTC's detector (webrtcvad-wheels): it takes 10-30 ms frames
-at 8, 16, 32 or 48 kHz, so audio at any other rate is resampled to 16 kHz first (linear
-interpolation: enough to tell speech from silence, not meant for listening).
+at 8, 16, 32 or 48 kHz, so audio at any other rate is resampled to 16 kHz first (block means
+going down, linear interpolation going up: enough to tell speech from silence, not meant
+for listening).
 """
 
 from __future__ import annotations
@@ -50,8 +51,13 @@ def _for_detector(samples: np.ndarray, rate: int) -> tuple[np.ndarray, int]:
         return samples, rate
     target = 16000
     count = int(len(samples) * target / rate)
-    positions = np.arange(count, dtype=np.float64) * (rate / target)
-    resampled = np.interp(positions, np.arange(len(samples)), samples.astype(np.float64))
+    if rate > target:  # each output sample: the mean of the input samples it covers
+        bounds = (np.arange(count + 1, dtype=np.float64) * (rate / target)).astype(np.int64)
+        sums = np.concatenate(([0], np.cumsum(samples, dtype=np.int64)))
+        resampled = (sums[bounds[1:]] - sums[bounds[:-1]]) / np.diff(bounds)
+    else:  # upsampling: between neighbours
+        positions = np.arange(count, dtype=np.float64) * (rate / target)
+        resampled = np.interp(positions, np.arange(len(samples)), samples.astype(np.float64))
     return np.round(resampled).astype("<i2"), target
 
 

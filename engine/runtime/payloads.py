@@ -218,10 +218,12 @@ def decode_audio(
     uid: str,
     sample_rate: int | str | None,
     session_duration_s: float | str | None = None,
+    session_id: str = "",
 ) -> Event:
     """A chunk of PCM16 LE mono audio, measured (engine.runtime.audio_features).
-    `session_duration_s` is the stream's length so far, kept with the stored event so a
-    replay shows what the rules saw (the chunk's own length when not given)."""
+    `session_id` (optional) names the stream; `session_duration_s` is its length so far,
+    kept with the stored event so a replay shows what the rules saw (the chunk's own
+    length when not given)."""
     if sample_rate in (None, ""):
         raise PayloadError(
             "missing sample_rate query parameter (Omi sends it; 8000 or 16000)", trigger="audio"
@@ -265,7 +267,15 @@ def decode_audio(
         "rms": round(features.rms, 1),
         "silent": features.peak < 64,
     }
-    return Event("audio", uid, doc, audio=body, received_at=time.time(), voiced=features.voiced)
+    return Event(
+        "audio",
+        uid,
+        doc,
+        session_id=session_id,
+        audio=body,
+        received_at=time.time(),
+        voiced=features.voiced,
+    )
 
 
 def decode_speech(trigger: str, body: bytes, uid: str) -> Event:

@@ -1,0 +1,112 @@
+"""The audio webhook end to end, over real HTTP: four seconds of speech in one-second
+chunks, then two of silence, make one WAV recording of the summed length, fire a
+`speech_ratio` rule for the speech chunks only, and forward the utterance once to a
+loopback speech-recognition endpoint; each bad chunk gets a 4xx with its reason."""
+
+from __future__ import annotations
+
+import io
+import json
+import wave
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import fixture_path
+from tests.server_helpers import ADMIN, LiveServer, server_settings, write_rules
+from tests.servers import TargetServer
+from tests.wait import wait_until
+
+SPEECH = fixture_path("audio-speech-16k.pcm").read_bytes()
+SILENCE = fixture_path("audio-silence-16k.pcm").read_bytes()
+SECOND = 32000  # bytes: one second at 16 kHz
+OCTETS = {"Content-Type": "application/octet-stream"}
+
+RULES = """
+- id: record-all
+  trigger: audio
+  do:
+    - record: {}
+- id: speechy
+  trigger: audio
+  when:
+    - path: $.speech_ratio
+      gt: 0.5
+  do:
+    - log: {path: speechy.jsonl, message: "{{ audio.session_duration_s }}"}
+- id: transcribe
+  trigger: audio_speech_end
+  do:
+    - http:
+        url: "TARGET/inference"
+        body_audio: utterance
+        multipart: {field: file, filename: "{{ uid }}.wav"}
+"""
+
+
+def frames_of(path: Path) -> int:
+    with wave.open(str(path), "rb") as wav:
+        return wav.getnframes()
+
+
+def test_speech_then_silence(tmp_path: Path, target: TargetServer) -> None:
+    settings = server_settings(tmp_path)
+    write_rules(Path(settings.rules), RULES.replace("TARGET", target.url))
+    chunks = [SPEECH[n * SECOND : (n + 1) * SECOND] for n in range(4)]
+    chunks += [SILENCE[:SECOND], SILENCE[SECOND : 2 * SECOND]]
+    with LiveServer(settings) as server:
+        url = f"{server.url}/webhook/audio?uid=u1&sample_rate=16000&session_id=s1"
+        for chunk in chunks:
+            assert httpx.post(url, content=chunk, headers=OCTETS).status_code == 200
+
+        (forwarded,) = target.wait_for(1)
+        recording = Path(settings.data_dir) / "recordings" / "u1" / "s1.wav"
+        wait_until(
+            lambda: recording.exists() and frames_of(recording) == 6 * 16000,
+            what=lambda: str(httpx.get(f"{server.url}/api/actions", headers=ADMIN).json()[:3]),
+        )
+        with wave.open(str(recording), "rb") as wav:
+            assert wav.readframes(wav.getnframes()) == b"".join(chunks)
+
+        speechy = Path(settings.data_dir) / "speechy.jsonl"
+        wait_until(lambda: speechy.exists() and len(speechy.read_text().splitlines()) == 4)
+        said = [json.loads(line)["message"] for line in speechy.read_text().splitlines()]
+        assert said == ["1.0", "2.0", "3.0", "4.0"]  # the speech chunks only
+
+        assert forwarded.path == "/inference"
+        assert b'filename="u1.wav"' in forwarded.body
+        start = forwarded.body.index(b"RIFF")
+        end = forwarded.body.rindex(b"\r\n--")
+        with wave.open(io.BytesIO(forwarded.body[start:end]), "rb") as wav:
+            assert wav.getnframes() == 6 * 16000  # the chunks the utterance spans
+
+        events = httpx.get(f"{server.url}/api/events", params={"limit": 50}, headers=ADMIN).json()
+        triggers = [e["trigger"] for e in events]
+        assert triggers.count("audio") == 6
+        assert triggers.count("audio_speech_start") == 1
+        assert triggers.count("audio_speech_end") == 1
+    assert len(target.received) == 1
+
+
+@pytest.mark.parametrize(
+    ("query", "body", "status", "reason"),
+    [
+        ("uid=u&sample_rate=16000", b"", 400, "empty body: no audio"),
+        ("uid=u&sample_rate=16000", b"\x00" * 3, 400, "odd byte count (3)"),
+        ("uid=u&sample_rate=500", b"\x00" * 4, 400, "sample_rate 500 outside 1000..192000"),
+        ("uid=u&sample_rate=fast", b"\x00" * 4, 400, "sample_rate 'fast' is not a number"),
+        ("uid=u", b"\x00" * 4, 400, "missing sample_rate"),
+        ("uid=u&sample_rate=16000", b"\x00" * 64002, 413, "body over 64000 bytes"),
+    ],
+)
+def test_bad_chunks_are_refused_with_a_reason(
+    tmp_path: Path, query: str, body: bytes, status: int, reason: str
+) -> None:
+    settings = server_settings(tmp_path, body_limits={"audio": 64000})
+    with LiveServer(settings) as server:
+        answer = httpx.post(f"{server.url}/webhook/audio?{query}", content=body, headers=OCTETS)
+        assert answer.status_code == status
+        assert reason in answer.json()["error"]
+        rejections = httpx.get(f"{server.url}/api/rejections", headers=ADMIN).json()
+        assert len(rejections) == 1
