@@ -110,3 +110,30 @@ def test_bad_chunks_are_refused_with_a_reason(
         assert reason in answer.json()["error"]
         rejections = httpx.get(f"{server.url}/api/rejections", headers=ADMIN).json()
         assert len(rejections) == 1
+
+
+def test_a_stream_that_goes_quiet_mid_speech_ends_its_utterance(tmp_path: Path) -> None:
+    """Omi never sends the last partial buffer: speech that was still going when the stream
+    stopped ends once the stream has been idle for audio.stream_idle."""
+    settings = server_settings(tmp_path, audio={"stream_idle": 0.2})
+    write_rules(
+        Path(settings.rules),
+        """
+        - id: ended
+          trigger: audio_speech_end
+          do:
+            - log:
+                path: ended.jsonl
+                message: "{{ speech.ended_by }} {{ speech.utterance.bytes }}"
+        """,
+    )
+    with LiveServer(settings) as server:
+        url = f"{server.url}/webhook/audio?uid=u1&sample_rate=16000"
+        for n in (1, 2):
+            chunk = SPEECH[n * SECOND : (n + 1) * SECOND]
+            assert httpx.post(url, content=chunk, headers=OCTETS).status_code == 200
+        ended = Path(settings.data_dir) / "ended.jsonl"
+        wait_until(lambda: ended.exists() and ended.read_text().strip())
+        (line,) = ended.read_text().splitlines()
+        assert json.loads(line)["message"] == f"idle {2 * SECOND}"
+        assert len(server.receiver.audio_streams) == 0
