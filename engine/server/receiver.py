@@ -290,7 +290,9 @@ class Receiver:
         event for each session that ended (here or on a call since the last check): decided
         and recorded like a webhook event. Returns how many were recorded. Sessions are in
         the store (engine.server.session_rows): one open when the server stops ends after
-        the restart, and one whose end could not be recorded ends again after one."""
+        the restart, and one whose end could not be recorded ends again after one. Audio
+        streams idle for `audio.stream_idle` are dropped here too (their open utterance
+        raises audio_speech_end)."""
         raised = await self.in_rules_thread(lambda: self._raise_session_ends(time.time()))
         return await self._await_raised(raised)
 
