@@ -20,6 +20,7 @@ from engine.config import load_settings
 from engine.dryrun import dry_run_events, dry_run_files
 from engine.durations import parse_duration
 from engine.errors import OmiRulesError, PayloadError
+from engine.init_folder import init_folder, next_steps
 from engine.report_text import format_history_event, format_report
 from engine.rule_tests import run_rule_tests
 from engine.rules.compiled import RuleSet
@@ -172,11 +173,20 @@ def dry_run(
 
 
 @main.command()
+@click.argument("folder", default=".", type=click.Path(file_okay=False))
+@click.option("--force", is_flag=True, help="Write into a folder that is not empty.")
+def init(folder: str, force: bool) -> None:
+    """Write a working folder: example rules, config, secrets file, samples, data/."""
+    click.echo(next_steps(init_folder(folder, force=force)))
+
+
+@main.command()
 @click.option(
     "--config",
     "config_file",
     type=click.Path(dir_okay=False, exists=True),
-    help="Config file (YAML); OMI_RULES_<NAME> variables override it.",
+    help="Config file (YAML; default: omi-rules.yaml in this folder, when there is one); "
+    "OMI_RULES_<NAME> variables override it.",
 )
 @click.option("--rules", "rules_dir", default=None, help="Folder of rule files.")
 @click.option("--db", default=None, help="SQLite file for events and the outbox.")

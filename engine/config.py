@@ -1,5 +1,6 @@
-"""Server configuration: defaults that work for `make run`, then a YAML file, then
-environment variables (`OMI_RULES_<NAME>`), then command-line flags."""
+"""Server configuration: defaults that work for `make run`, then a YAML file (`--config`,
+`OMI_RULES_CONFIG`, or `omi-rules.yaml` in the current folder, as `omi-rules init` writes
+it), then environment variables (`OMI_RULES_<NAME>`), then command-line flags."""
 
 from __future__ import annotations
 
@@ -97,6 +98,7 @@ class ConfigError(OmiRulesError):
 
 
 ENV_PREFIX = "OMI_RULES_"
+FOLDER_CONFIG = "omi-rules.yaml"  # read from the current folder when no file is named
 # nested settings: name -> (name, env prefix of its fields, struct); OMI_RULES_RETRY_MAX_DELAY
 NESTED: dict[str, tuple[str, str, type[Struct]]] = {
     "retry": ("retry", "RETRY_", RetryPolicy),
@@ -135,6 +137,8 @@ def load_settings(
     environ = os.environ if environ is None else environ
     data: dict[str, Any] = {}
     file = file or environ.get(ENV_PREFIX + "CONFIG")
+    if not file and Path(FOLDER_CONFIG).is_file():
+        file = FOLDER_CONFIG
     if file:
         try:
             loaded = yaml.safe_load(Path(file).read_text(encoding="utf-8")) or {}

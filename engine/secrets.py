@@ -2,8 +2,8 @@
 
 Templates reach them as `secrets.NAME`. Anything printed or stored for people (dry-run,
 history, logs, the editor) goes through `mask`, which replaces each secret's value with
-`<secret:NAME>`. In dry-run an unset secret renders as that same placeholder, so a rule can
-be tried before its secrets exist.
+`<secret:NAME>`. In dry-run every secret renders as that same placeholder, set or not, so a
+rule can be tried before its secrets exist and a dry-run never shows a secret's text.
 """
 
 from __future__ import annotations
@@ -113,8 +113,12 @@ class Secrets:
         return SecretsView(self, placeholders)
 
     def lookup(self, *, placeholders: bool) -> Callable[[str], str]:
+        """How templates read a secret: its value, or with `placeholders` (dry-run) its
+        placeholder whether it is set or not, so no output built from it (`| reverse`,
+        `[1:]`) can show any of its text."""
+
         def secret(name: str) -> str:
-            if placeholders and name not in self._values:
+            if placeholders:
                 return placeholder(name)
             return self.get(name)
 

@@ -67,7 +67,7 @@ TEN_MISTAKES = [
         "id: f\ntrigger: memory\ndo:\n  - slak: {text: hi}\n",
         "4:5",
         "rule f: unknown connector 'slak' (did you mean 'slack'?); "
-        "known: email, home_assistant, http, log, notify, notion, record, slack",
+        "known: email, home_assistant, http, log, notify, notion, omi, record, slack",
     ),
     (
         "07-jsonpath.yaml",

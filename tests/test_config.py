@@ -49,3 +49,19 @@ def test_bad_values_are_config_errors(tmp_path: Path) -> None:
     config.write_text("prot: 1\n")
     with pytest.raises(ConfigError, match="prot"):
         load_settings(config, environ={})
+
+
+def test_omi_rules_yaml_in_the_current_folder_is_read_when_no_file_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "omi-rules.yaml").write_text("port: 9100\nretention_days: 7\n")
+    named = tmp_path / "named.yaml"
+    named.write_text("port: 9200\n")
+    monkeypatch.chdir(tmp_path)
+    assert load_settings(environ={}).port == 9100
+    assert load_settings(environ={"OMI_RULES_PORT": "9300"}).port == 9300
+    # a named file replaces the folder's file (it is not merged with it)
+    assert load_settings(named, environ={}).retention_days == 30.0
+    assert load_settings(environ={"OMI_RULES_CONFIG": str(named)}).port == 9200
+    (tmp_path / "omi-rules.yaml").unlink()
+    assert load_settings(environ={}).port == 8000

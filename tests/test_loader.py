@@ -217,7 +217,7 @@ def test_unknown_connector(tmp_path: Path) -> None:
         5,
         "conn",
         "unknown connector 'slak' (did you mean 'slack'?); "
-        "known: email, home_assistant, http, log, notify, notion, record, slack",
+        "known: email, home_assistant, http, log, notify, notion, omi, record, slack",
     )
 
 
@@ -741,7 +741,8 @@ def test_action_that_names_two_connectors(tmp_path: Path) -> None:
     )
     assert only_error(errors).message == (
         "do[0]: each action is a mapping with one connector name "
-        "(email, home_assistant, http, log, notify, notion, record, slack), got keys log, notify"
+        "(email, home_assistant, http, log, notify, notion, omi, record, slack), "
+        "got keys log, notify"
     )
 
 

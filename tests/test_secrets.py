@@ -106,7 +106,8 @@ def test_mask_replaces_values_in_nested_data() -> None:
 def test_lookup_and_view_in_dry_run_and_serving() -> None:
     secrets = Secrets({"A": "value-a"})
     assert secrets.lookup(placeholders=True)("B") == "<secret:B>"
-    assert secrets.lookup(placeholders=True)("A") == "value-a"
+    assert secrets.lookup(placeholders=True)("A") == "<secret:A>"  # set: still not shown
+    assert secrets.lookup(placeholders=False)("A") == "value-a"
     with pytest.raises(SecretError):
         secrets.lookup(placeholders=False)("B")
     view = secrets.view(placeholders=False)

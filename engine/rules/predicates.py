@@ -30,7 +30,7 @@ class EventView(Protocol):
     # a closing evaluation: no new speech; open slots whose wait is over close (slots.py)
     closing: bool
     last_heard: float  # when the session last brought new speech (slot waits count from it)
-    closed_at: float | None  # the last closing evaluation since then (None: none)
+    closed_at: float | None  # the last closing evaluation since the speech before (or None)
     previous_heard: float | None  # before this call (None: this call is the first)
     complete: bool  # not a live session's call: the end of the words closes an open slot
     session_ended: bool  # a closing evaluation as the session ends: every open slot closes
@@ -190,8 +190,12 @@ class KeywordTest:
                 return SlotClock()
             closed = view.closed_at is not None and view.closed_at >= over
             return SlotClock(end="old" if closed else "fires")
-        previous = view.previous_heard
-        return SlotClock(waited=previous is not None and view.now - previous >= self.slot_wait)
+        # a slot open at the end of the last call was closed there (and fired) only if a
+        # closing evaluation ran once its wait was over; else it goes on into this call
+        previous, closed_at = view.previous_heard, view.closed_at
+        if previous is None or closed_at is None:
+            return SlotClock()
+        return SlotClock(waited=closed_at >= previous + self.slot_wait)
 
     def check(self, view: EventView) -> Verdict:
         spoken = view.spoken(self.speaker, self.matcher.lookback_words)

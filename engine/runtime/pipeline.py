@@ -178,6 +178,8 @@ class Pipeline:
             session = observation.session
             if session is held and heard_before:
                 previous_heard = heard_before
+                if session.closed_at is not None and session.closed_at >= heard_before:
+                    closed_at = session.closed_at  # what it closed is old now
             last_heard = session.heard
             session_key = session.key
             session_segments = session.segments

@@ -46,6 +46,7 @@ KEPT_FIELDS = (
     "start",
     "end",
 )
+RETIRED_KEPT = 4096  # ended or evicted sessions restore will not bring back
 MAX_FIELD_CHARS = 256  # a kept field other than text is cut to this length
 SEGMENT_OVERHEAD = 64  # bytes a kept segment counts besides its text
 
@@ -194,6 +195,9 @@ class SessionStore:
         self._per_uid: dict[str, set[tuple[str, str]]] = {}
         self._started = 0
         self.evicted = 0
+        # numbers of sessions that ended or were evicted here: never brought back by
+        # `restore` (a write that failed may have left their rows live in the store)
+        self._retired: OrderedDict[int, None] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -220,21 +224,36 @@ class SessionStore:
         """Put sessions read back from the store (engine.server.session_rows): live ones
         in place of any held for their (uid, session id); those in `ended` (session
         number -> why) go to `on_end`, whose end event was not raised yet."""
-        for session in sorted(sessions, key=lambda s: s.last_seen):
+        for session in sorted(sessions, key=lambda s: (s.last_seen, s.number)):
             self._started = max(self._started, session.number)
+            if session.number in self._retired:
+                continue  # its end (or eviction) is on its way to the store
             why = ended.get(session.number)
             if why is not None:
                 self._ended(session, why, session.last_seen)
                 continue
             key = (session.uid, session.session_id)
-            if key in self._sessions:
+            held = self._sessions.get(key)
+            if held is not None:  # two live rows for one session id: the newer one counts
+                older, session = sorted((held, session), key=lambda s: s.number)
+                self._gone(older)
                 self._forget(key)
             self._sessions[key] = session
             self._per_uid.setdefault(session.uid, set()).add(key)
         while len(self._sessions) > self.limits.total:  # the limit was lowered since
             oldest = next(iter(self._sessions))
-            self.note("gone", self._sessions[oldest])
+            self._gone(self._sessions[oldest])
             self._forget(oldest)
+
+    def _gone(self, session: Session) -> None:
+        """`session` is evicted or ended: its rows go, and restore never brings it back."""
+        self.note("gone", session)
+        self._retire(session)
+
+    def _retire(self, session: Session) -> None:
+        self._retired[session.number] = None
+        while len(self._retired) > RETIRED_KEPT:
+            self._retired.popitem(last=False)
 
     def drop(self, uid: str, session_id: str) -> None:
         """Forget a session held in memory (its store rows are read again with restore)."""
@@ -323,13 +342,13 @@ class SessionStore:
         mine = self._per_uid.get(uid, set())
         if len(mine) >= self.limits.per_uid:
             oldest = min(mine, key=lambda k: self._sessions[k].last_seen)
-            self.note("gone", self._sessions[oldest])
+            self._gone(self._sessions[oldest])
             self._forget(oldest)
             self.evicted += 1
             notes.append(f"evicted session {oldest[1]!r} (over {self.limits.per_uid} per uid)")
         while len(self._sessions) >= self.limits.total:
             oldest = next(iter(self._sessions))
-            self.note("gone", self._sessions[oldest])
+            self._gone(self._sessions[oldest])
             self._forget(oldest)
             self.evicted += 1
             notes.append(f"evicted a session of another uid (over {self.limits.total} in all)")
@@ -361,9 +380,10 @@ class SessionStore:
         with nothing kept or nobody to hear of it, it is forgotten at once."""
         if self.on_end is not None and session.segments:
             self.note("ended", session, ended_by=ended_by)
+            self._retire(session)
             self.on_end(session, ended_by, now)
         else:
-            self.note("gone", session)
+            self._gone(session)
 
     def expire(self, now: float) -> int:
         """Forget sessions quiet for longer than the idle period (each one ends); returns

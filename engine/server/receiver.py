@@ -198,6 +198,8 @@ class Receiver:
         self._ended: list[tuple[Session, EndedBy]] = []
         # (uid, session id) -> the write of its last call (rules thread only)
         self._session_writes: dict[tuple[str, str], Future[Any]] = {}
+        # closing evaluations a call found overdue (rules thread only; see _decide_and_write)
+        self._closed_early: list[Prepared] = []
         # voice activity per audio stream (rules thread only)
         self.audio_streams = AudioStreams(settings.audio, settings.data_dir)
 
@@ -227,9 +229,13 @@ class Receiver:
             )
         now = time.time()
         await self.store.read(lambda store: self.deduper.seed(store, now))
-        restored = await self.in_rules_thread(
-            lambda: session_rows.restore(self.store, self.pipeline.sessions, self.pipeline.gate)
-        )
+
+        def restore() -> int:
+            found = session_rows.restore(self.store, self.pipeline.sessions, self.pipeline.gate)
+            self._flush_changes()
+            return found
+
+        restored = await self.in_rules_thread(restore)
         if restored:
             log.info("resuming %d live transcript session(s) from the store", restored)
         self._tasks.append(asyncio.create_task(self.deliverer.run(), name="delivery"))
@@ -328,7 +334,7 @@ class Receiver:
         sessions, then decide and queue the write of each ended session's event (its body
         the session document, decoded as any stored body is, so history and dry-run replay
         it)."""
-        raised = []
+        raised, self._closed_early = self._closed_early, []
         for session in self.pipeline.sessions:
             if session.waiting_until is not None and session.waiting_until <= now:
                 closing = self._close_slots(session, now)
@@ -358,6 +364,7 @@ class Receiver:
                 self._recording.pop(event.id, None)  # no repeat can wait for it
             raised.append(prepared)
         raised.extend(self._raise_speech(self.audio_streams.expire(now), now))
+        self._flush_changes()
         return raised
 
     def _raise_speech(self, changes: list[SpeechChange], now: float) -> list[Prepared]:
@@ -380,13 +387,22 @@ class Receiver:
             raised.append(prepared)
         return raised
 
+    def _flush_changes(self) -> None:
+        """Session changes no event carried (an empty session expired, a duplicate row
+        found on start): written on their own (rules thread)."""
+        firings = self.pipeline.gate.take_changes()
+        rows = session_rows.rows_of(self.pipeline.sessions.take_changes(), firings)
+        if rows:
+            write = self.store.submit(rows.apply)
+            write.add_done_callback(_log_failure)
+
     def _close_slots(self, session: Session, now: float, *, ended: bool = False) -> Prepared | None:
         """In the rules thread: decide `session`'s transcript rules once more with its open
         slots closed (engine.rules.keywords: a slot still being spoken waits at most its
         `slot_wait`, or until the session ends: `ended`). Recorded as a transcript call with
         no segments and `closing` in its params, acted on like one; its actions reach no
         webhook answer."""
-        session.waiting_until = None  # the decision sets it again for a longer wait
+        waiting, session.waiting_until = session.waiting_until, None  # set again if still
         body = msgspec.json.encode({"session_id": session.session_id, "segments": []})
         event = decode_event(LIVE, body, uid=session.uid, session_id=session.session_id)
         event.closing = True
@@ -394,9 +410,15 @@ class Receiver:
         event.id = new_event_id(now)
         why = "session_end" if ended else "slot_wait"
         prepared = Prepared(event, None, {"session_id": session.session_id, "closing": why})
+        # an ended session is not saved by its decision: that it was closed is written with
+        # it, so a restart before its end event is written does not close it again
+        closed = session_rows.closed_rows(session, now) if ended else None
         try:
-            self._decide_and_write(prepared, body, now, ended=session if ended else None)
+            self._decide_and_write(
+                prepared, body, now, also=closed, ended=session if ended else None
+            )
         except Exception:
+            session.waiting_until = waiting  # the next check tries again
             log.exception("could not close the open slots of session %s", session.key)
             return None
         finally:
@@ -497,9 +519,12 @@ class Receiver:
         event, key, params = prepared.event, prepared.key, prepared.params
         live = default_triggers()[event.trigger].live_sessions
         session_key = (event.uid, event.session_id)
+        taken = False  # the journals were taken: memory is ahead of the store
         try:
             if live:
                 self._settle_session(session_key)
+                if not event.closing:
+                    self._close_overdue(session_key, now)
             started = time.perf_counter()
             try:
                 outcome = self.pipeline.process(event, now, ended=ended)
@@ -513,6 +538,7 @@ class Receiver:
                 outcome, status = Outcome(event), EventStatus.ERROR
             self.metrics.observe_matching(event.trigger, time.perf_counter() - started)
             prepared.outcome, prepared.status = outcome, status
+            taken = True
             rows = self._changes(prepared)
             if also:
                 rows.statements.extend(also.statements)
@@ -537,12 +563,29 @@ class Receiver:
             # nothing was queued: let go of the claim, so Omi's retry is recorded, not
             # taken for a repeat of an event that never reached the store
             self.deduper.release(key)
+            if taken:  # and memory goes back to what the store has
+                if live:
+                    session_rows.reload_session(
+                        self.store, self.pipeline.sessions, self.pipeline.gate, *session_key
+                    )
+                session_rows.undo_firings(self.store, self.pipeline.gate, prepared.firings)
             raise
         # a repeat (prepared after this, in this thread) waits for this write and shares
         # its fate
         self._recording[event.id] = prepared.store_write
         if live:
             self._session_writes[session_key] = prepared.store_write
+
+    def _close_overdue(self, key: tuple[str, str], now: float) -> None:
+        """Before a call: a slot of its session whose wait is over is closed first, as the
+        next check would have (a call just after the wait, or the first after a restart,
+        would otherwise find the slot waited for and closed, but not fired)."""
+        session = self.pipeline.sessions.get(*key)
+        if session is None or session.waiting_until is None or session.waiting_until > now:
+            return
+        closing = self._close_slots(session, now)
+        if closing is not None:
+            self._closed_early.append(closing)  # recorded and counted by the next check
 
     def _changes(self, prepared: Prepared) -> session_rows.Rows:
         """What deciding `prepared` changed of the sessions and firings, as rows (memory
@@ -554,17 +597,20 @@ class Receiver:
         """In the rules thread, before a live call is decided: the session's previous
         call must be on disk first (the two are decided in order; a write that failed
         puts the session back to what the store has, so the retry of that call is new)."""
-        write = self._session_writes.pop(key, None)
+        write = self._session_writes.get(key)
         if write is None:
             return
         try:
             write.result(timeout=SESSION_WRITE_WAIT)
-        except TimeoutError:
+        except TimeoutError:  # still pending: it stays the one the next call waits for
             raise StoreBusy(f"the store was busy for {SESSION_WRITE_WAIT:g}s") from None
         except BaseException:  # did not commit (cancelled, or failed)
+            del self._session_writes[key]
             session_rows.reload_session(
                 self.store, self.pipeline.sessions, self.pipeline.gate, *key
             )
+        else:
+            del self._session_writes[key]
 
     def _forget_settled_writes(self) -> None:
         """Drop the writes of sessions not heard again that are done (rules thread)."""
@@ -773,6 +819,11 @@ class Receiver:
             return self.metrics.render()
 
         return await self.store.read(scrape)
+
+
+def _log_failure(write: Future[Any]) -> None:
+    if not write.cancelled() and write.exception() is not None:
+        log.error("could not write session changes: %s", write.exception())
 
 
 def receiver_of(request: Any) -> Receiver:

@@ -93,9 +93,10 @@ def _save(rows: Rows, session: Session, ended_by: EndedBy | None = None) -> None
     number = session.number
     rows.statements.append((_UPSERT_SESSION, _session_row(session, ended_by)))
     new: list[tuple[Any, ...]] = []
-    for marker, seq in session.dropped.items():  # dropped before they were ever saved
-        if seq > session.flushed:
-            new.append((number, seq, marker, None))
+    for marker, seq in reversed(session.dropped.items()):  # dropped before they were saved
+        if seq <= session.flushed:
+            break
+        new.append((number, seq, marker, None))
     first = len(session.seqs)
     while first > 0 and session.seqs[first - 1] > session.flushed:
         first -= 1
@@ -158,6 +159,18 @@ def rows_of(
             fired.append((rule_id, uid, session, when))
     if fired:
         rows.many.append((_UPSERT_FIRING, fired))
+    return rows
+
+
+def closed_rows(session: Session, now: float) -> Rows:
+    """An ended session's open slots were closed at `now` (it waits on nothing more)."""
+    rows = Rows()
+    rows.statements.append(
+        (
+            "UPDATE live_sessions SET waiting_until = NULL, closed_at = ? WHERE number = ?",
+            (now, session.number),
+        )
+    )
     return rows
 
 
@@ -252,7 +265,7 @@ def reload_session(
     found, ended = read_sessions(
         store, "WHERE uid = ? AND session_id = ? AND ended_by IS NULL", (uid, session_id)
     )
-    sessions.restore(found[-1:], ended)
+    sessions.restore(found, ended)
     if held is not None:
         keys = [key for key in gate.keys() if key[1] == uid and key[2] == held.key]
         stored = dict(read_firings(store, "WHERE uid = ? AND session = ?", (uid, held.key)))

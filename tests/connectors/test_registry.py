@@ -28,13 +28,13 @@ from engine.secrets import Secrets
 from tests.connectors.helpers import render, send
 from tests.helpers import event, memory, write_rule
 
-BUILT_INS = {"slack", "email", "notion", "home_assistant", "http", "notify", "record", "log"}
+BUILT_INS = {"slack", "email", "notion", "home_assistant", "http", "notify", "record", "log", "omi"}
 
 
 def test_the_default_registry_holds_exactly_the_built_ins() -> None:
     registry = default_registry()
     assert set(registry) == BUILT_INS
-    assert len(registry) == 8
+    assert len(registry) == 9
     assert list(registry) == sorted(BUILT_INS)
 
 
