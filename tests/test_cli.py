@@ -314,6 +314,8 @@ def test_example_list() -> None:
         "audio        audio-speech-16k.pcm",
         "audio        audio-silence-16k.pcm",
         "transcript_session_end session-end.json",
+        "audio_speech_start speech-start.json",
+        "audio_speech_end speech-end.json",
     ]
     only_audio = invoke("example", "--list", "audio")
     assert only_audio.stdout.splitlines() == [
