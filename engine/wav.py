@@ -1,8 +1,10 @@
 """WAV files of PCM16 mono audio that stay playable while they grow.
 
 Each append writes the samples, then the two sizes in the header: a crash between the two
-leaves a file whose header counts fewer samples than it holds (still a valid WAV; the next
-append counts them), never one whose header promises more.
+leaves a file whose header counts fewer samples than it holds (still a valid WAV), never
+one whose header promises more. The next append starts where the header ends: the
+uncounted bytes belong to an append that did not finish, and that one is made again (the
+record action retries it; see `append_wav`'s keys).
 """
 
 from __future__ import annotations
@@ -89,9 +91,12 @@ def _append(path: Path, pcm: bytes, sample_rate: int) -> int:
         (existing_rate,) = struct.unpack("<I", header[24:28])
         if existing_rate != sample_rate:
             raise NotOurWav(f"{path} holds {existing_rate} Hz audio, got {sample_rate} Hz")
+        (counted,) = struct.unpack("<I", header[40:44])
         end = file.seek(0, os.SEEK_END)
-        if (end - WAV_HEADER_BYTES) % 2:  # half a sample, cut by a crash mid-write
-            end -= 1
+        if end > WAV_HEADER_BYTES + counted:
+            # audio of an append the header never counted (a crash mid-write): that append
+            # did not finish, so it is sent again (its key was not kept); drop its start
+            end = WAV_HEADER_BYTES + counted
             file.truncate(end)
             file.seek(end)
         file.write(pcm)

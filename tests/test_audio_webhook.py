@@ -14,7 +14,14 @@ import httpx
 import pytest
 
 from tests.conftest import fixture_path
-from tests.server_helpers import ADMIN, LiveServer, server_settings, write_rules
+from tests.server_helpers import (
+    ADMIN,
+    LiveServer,
+    ServerProcess,
+    free_port,
+    server_settings,
+    write_rules,
+)
 from tests.servers import TargetServer
 from tests.wait import wait_until
 
@@ -137,3 +144,30 @@ def test_a_stream_that_goes_quiet_mid_speech_ends_its_utterance(tmp_path: Path) 
         (line,) = ended.read_text().splitlines()
         assert json.loads(line)["message"] == f"idle {2 * SECOND}"
         assert len(server.receiver.audio_streams) == 0
+
+
+def test_recording_survives_kill_9_and_is_completed_after_restart(tmp_path: Path) -> None:
+    """The server is killed while it records: the WAV is playable as it was left, holding
+    whole chunks in order; after a restart the rest arrive, each chunk once."""
+    write_rules(tmp_path / "rules", "- {id: keep, trigger: audio, do: [{record: {}}]}")
+    chunks = [SPEECH[n * SECOND : (n + 1) * SECOND] for n in range(4)] * 5  # 20 s
+    recording = tmp_path / "data" / "recordings" / "u1" / "s1.wav"
+    server = ServerProcess(tmp_path, free_port()).start()
+    try:
+        url = f"{server.url}/webhook/audio?uid=u1&sample_rate=16000&session_id=s1"
+        with httpx.Client() as client:
+            for chunk in chunks:
+                assert client.post(url, content=chunk, headers=OCTETS).status_code == 200
+        wait_until(lambda: recording.exists() and frames_of(recording) >= 16000)
+    finally:
+        server.kill()
+    with wave.open(str(recording), "rb") as wav:  # playable as the kill left it
+        left = wav.readframes(wav.getnframes())
+    assert len(left) % SECOND == 0 and left == b"".join(chunks)[: len(left)]
+    restarted = ServerProcess(tmp_path, free_port()).start()
+    try:
+        wait_until(lambda: frames_of(recording) == 20 * 16000)
+        with wave.open(str(recording), "rb") as wav:
+            assert wav.readframes(wav.getnframes()) == b"".join(chunks)
+    finally:
+        restarted.stop()

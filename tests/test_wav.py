@@ -37,14 +37,15 @@ def test_valid_after_every_chunk(tmp_path: Path) -> None:
     assert wav_data_bytes(path) == len(SPEECH)
 
 
-def test_a_torn_sample_is_dropped_before_the_next_append(tmp_path: Path) -> None:
+@pytest.mark.parametrize("torn", [1, 3001])  # half a sample; part of a chunk
+def test_a_torn_append_is_dropped_before_the_next_one(tmp_path: Path, torn: int) -> None:
     path = tmp_path / "rec.wav"
     append_wav(path, SPEECH[:3200], 16000)
-    with path.open("ab") as file:  # a crash wrote one byte of a sample, not the header
-        file.write(b"\x01")
+    with path.open("ab") as file:  # a crash wrote part of a chunk, not the header
+        file.write(SPEECH[3200 : 3200 + torn])
     assert frames(path) == SPEECH[:3200]  # the header still counts what it counted
-    append_wav(path, SPEECH[3200:6400], 16000)
-    assert frames(path) == SPEECH[:6400]  # no sample shifted by the stray byte
+    append_wav(path, SPEECH[3200:6400], 16000)  # the torn one, made again
+    assert frames(path) == SPEECH[:6400]  # no sample shifted, none twice
 
 
 def test_what_is_not_ours_is_refused(tmp_path: Path) -> None:
