@@ -36,6 +36,7 @@ or its own over `json_answer`).
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import json
 import time
@@ -46,6 +47,7 @@ import httpx
 import msgspec
 from msgspec import UNSET, Struct, UnsetType
 
+from connectors.audio_body import AudioBody, read_audio, request_parts
 from engine.connector import Delivered, Probe, SendEnv
 from engine.errors import DeliveryError
 
@@ -65,6 +67,7 @@ class HttpRequest(Struct, omit_defaults=True):
     body: str | UnsetType = UNSET
     timeout: float = 15.0
     expect_status: list[int] = []
+    audio: AudioBody | None = None  # read at send time (connectors.audio_body)
 
 
 def describe_http(request: HttpRequest) -> str:
@@ -72,7 +75,7 @@ def describe_http(request: HttpRequest) -> str:
     lines = [f"{request.method} {request.url}"]
     lines.extend(f"{name}: {value}" for name, value in request.headers.items())
     shown = msgspec.to_builtins(request)
-    for key in ("query", "json", "form", "body"):
+    for key in ("query", "json", "form", "body", "audio"):
         if key in shown:
             text = json.dumps(shown[key], indent=2, ensure_ascii=False)
             lines.extend((text if key == "json" else f"{key}: {text}").splitlines())
@@ -168,6 +171,16 @@ async def send_http(
     elif request.body is not UNSET:
         kwargs["content"] = request.body.encode()
     url = request.url
+    if request.audio is not None:
+        try:
+            data = await asyncio.to_thread(read_audio, request.audio, env)
+        except (LookupError, OSError, ValueError) as exc:  # gone: sending again cannot help
+            raise DeliveryError(
+                f"no audio to send ({request.audio.source} {request.audio.ref}): {exc}",
+                connector=connector,
+                url=url,
+            ) from None
+        kwargs.update(request_parts(request.audio, data, headers))
     try:
         await env.guard(url)
         # merged into the URL's own query (httpx's params= would replace it)

@@ -1,10 +1,11 @@
-"""Record: append raw PCM16 audio to a WAV file per user and session (or time slice)."""
+"""Record: append raw PCM16 audio to a WAV file per user and session (or day, or time
+slice), playable after every chunk (engine.wav), rotated by length or size, old files
+deleted, silence left out on request."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-import struct
 import threading
 import time
 from pathlib import Path
@@ -15,86 +16,84 @@ from engine.connector import EVENT_BODY, ConnectorBase, Delivered, RenderEnv, Se
 from engine.durations import parse_duration
 from engine.errors import DeliveryError
 from engine.paths import data_file, inside_data
+from engine.wav import append_wav, prune_older, wav_data_bytes
 
-WAV_HEADER_BYTES = 44
-_file_lock = threading.Lock()  # appends rewrite the header: one at a time
+PRUNE_EVERY = 3600.0  # seconds between two sweeps of one folder for `keep`
+MAX_PARTS = 10_000  # a file rotated more often than this keeps growing its last part
+_pruned: dict[str, float] = {}  # folder -> when it was last swept (bounded by the folders)
+_pruned_lock = threading.Lock()
 
 
 class RecordOptions(Struct, forbid_unknown_fields=True, omit_defaults=True):
     path: str | None = None  # in the data folder; default: recordings/<uid>/<session or day>.wav
-    rotate: str | float | None = None  # start a new file every this long (e.g. 1h)
+    rotate: str | float | None = None  # start a new file every this long (wall clock, e.g. 1h)
+    max_duration: str | float | None = None  # at most this much audio a file (then name.1.wav)
+    max_bytes: int | None = None  # at most this many bytes of audio a file (then name.1.wav)
+    keep: str | float | None = None  # delete recordings in the file's folder older than this
+    speech_only: bool = False  # keep only chunks that are part of an utterance
 
 
-class RecordRequest(Struct):
+class RecordRequest(Struct, omit_defaults=True):
     path: str
     sample_rate: int
     event_id: str
     bytes: int
+    max_bytes: int = 0  # 0: no limit
+    keep: float = 0.0  # seconds; 0: keep everything
+    skip: str = ""  # why this chunk is not recorded (speech_only), or "" to record it
 
 
 def _safe(part: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in part) or "unknown"
 
 
-def wav_header(sample_rate: int, data_bytes: int) -> bytes:
-    """A 44-byte RIFF header for mono 16-bit PCM."""
-    return struct.pack(
-        "<4sI4s4sIHHIIHH4sI",
-        b"RIFF",
-        36 + data_bytes,
-        b"WAVE",
-        b"fmt ",
-        16,
-        1,
-        1,
-        sample_rate,
-        sample_rate * 2,
-        2,
-        16,
-        b"data",
-        data_bytes,
-    )
+def _has_speech(event: dict[str, object]) -> bool:
+    """Part of an utterance (the stream's voice activity), or, where no stream was
+    followed (dry-run), any speech in the chunk itself."""
+    speaking = event.get("speaking")
+    if isinstance(speaking, bool):
+        return speaking
+    ratio = event.get("speech_ratio")
+    return isinstance(ratio, int | float) and ratio > 0
 
 
-def append_wav(path: Path, pcm: bytes, sample_rate: int, key: str = "") -> int:
-    """Append PCM to a WAV file (created if missing); returns the data size after.
-
-    With a `key` (the action's idempotency key), a chunk already appended under that key is
-    not appended again: the keys are kept in `<file>.keys` beside the recording."""
-    pcm = pcm[: len(pcm) - len(pcm) % 2]  # whole samples only, or every later one shifts
-    keys = path.with_name(path.name + ".keys")
-    with _file_lock:
-        if key and keys.exists() and key in keys.read_text(encoding="utf-8").splitlines():
-            return path.stat().st_size - WAV_HEADER_BYTES
-        size = _append(path, pcm, sample_rate)
-        if key:
-            with keys.open("a", encoding="utf-8") as file:
-                file.write(key + "\n")
-        return size
+def part_path(path: Path, index: int) -> Path:
+    """The `index`-th file of a rotated recording: name.wav, name.1.wav, name.2.wav..."""
+    return path if index == 0 else path.with_name(f"{path.stem}.{index}{path.suffix}")
 
 
-def _append(path: Path, pcm: bytes, sample_rate: int) -> int:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:  # a new file only: whatever exists already is never overwritten
-        with path.open("xb") as new:
-            new.write(wav_header(sample_rate, 0))
-    except FileExistsError:
-        pass
-    with path.open("r+b") as file:
-        header = file.read(WAV_HEADER_BYTES)
-        if header[:4] != b"RIFF" or header[8:16] != b"WAVEfmt " or header[36:40] != b"data":
-            raise ValueError(f"{path} is not a WAV file omi-rules wrote")
-        (existing_rate,) = struct.unpack("<I", header[24:28])
-        if existing_rate != sample_rate:
-            raise ValueError(f"{path} holds {existing_rate} Hz audio, got {sample_rate} Hz")
-        file.seek(0, os.SEEK_END)
-        file.write(pcm)
-        data = file.tell() - WAV_HEADER_BYTES
-        file.seek(4)
-        file.write(struct.pack("<I", 36 + data))
-        file.seek(40)
-        file.write(struct.pack("<I", data))
-    return data
+def current_part(path: Path, adding: int, max_bytes: int) -> Path:
+    """The file `adding` more bytes of audio go to: the first part that is missing, or
+    has room, or is empty."""
+    if max_bytes <= 0:
+        return path
+    for index in range(MAX_PARTS):
+        part = part_path(path, index)
+        held = wav_data_bytes(part)
+        if not part.exists() or held == 0 or held + adding <= max_bytes:
+            return part
+    return part_path(path, MAX_PARTS - 1)
+
+
+def prune_folder(folder: Path, keep: float, now: float) -> int:
+    """Delete recordings in `folder` older than `keep` seconds, at most once an hour."""
+    key = str(folder)
+    with _pruned_lock:
+        if now - _pruned.get(key, 0.0) < PRUNE_EVERY:
+            return 0
+        _pruned[key] = now
+    return prune_older(folder, now - keep)
+
+
+def record_chunk(request: RecordRequest, pcm: bytes, key: str, data_dir: str) -> str:
+    """Append `pcm` where `request` says (blocking); returns what happened, for history."""
+    base = Path(inside_data(data_dir, request.path))
+    part = current_part(base, len(pcm), request.max_bytes)
+    path = Path(inside_data(data_dir, str(part)))
+    size = append_wav(path, pcm, request.sample_rate, key)
+    if request.keep > 0:
+        prune_folder(path.parent, request.keep, time.time())
+    return f"{part}: {size} bytes of audio"
 
 
 class Record(ConnectorBase[RecordOptions, RecordRequest]):
@@ -105,11 +104,15 @@ class Record(ConnectorBase[RecordOptions, RecordRequest]):
     needs = frozenset({EVENT_BODY})  # the audio is the stored body of the event
 
     def validate(self, options: RecordOptions) -> list[tuple[str, str]]:
-        if options.rotate is not None:
-            try:
-                parse_duration(options.rotate)
-            except ValueError as exc:
-                return [("rotate", str(exc))]
+        for name in ("rotate", "max_duration", "keep"):
+            value = getattr(options, name)
+            if value is not None:
+                try:
+                    parse_duration(value)
+                except ValueError as exc:
+                    return [(name, str(exc))]
+        if options.max_bytes is not None and options.max_bytes < 2:
+            return [("max_bytes", "max_bytes must be at least 2 (one sample)")]
         return []
 
     def render(self, options: RecordOptions, env: RenderEnv) -> RecordRequest:
@@ -130,11 +133,26 @@ class Record(ConnectorBase[RecordOptions, RecordRequest]):
             name = _safe(env.session_id) if env.session_id else slice_name
             path = os.path.join("recordings", _safe(env.uid), f"{name}.wav")
         path = data_file(env.data_dir, path)
+        rate = int(event.get("sample_rate", 8000))
+        limits = [options.max_bytes or 0]
+        if options.max_duration is not None:
+            limits.append(int(parse_duration(options.max_duration) * rate) * 2)
+        max_bytes = min((limit for limit in limits if limit > 0), default=0)
         return RecordRequest(
-            path, int(event.get("sample_rate", 8000)), env.event_id, int(event.get("bytes", 0))
+            path,
+            rate,
+            env.event_id,
+            int(event.get("bytes", 0)),
+            max_bytes=max_bytes,
+            keep=parse_duration(options.keep) if options.keep is not None else 0.0,
+            skip="no speech (speech_only)"
+            if options.speech_only and not _has_speech(event)
+            else "",
         )
 
     async def send(self, request: RecordRequest, env: SendEnv) -> Delivered:
+        if request.skip:
+            return Delivered(response=f"not recorded: {request.skip}")
         if env.event_body is None:
             raise DeliveryError(
                 "no audio store to read from", connector=self.name, url=request.path
@@ -147,14 +165,13 @@ class Record(ConnectorBase[RecordOptions, RecordRequest]):
                 connector=self.name,
                 url=request.path,
             ) from None
-        try:
-            path = inside_data(env.data_dir, request.path)  # again: the folder may have changed
-            size = await asyncio.to_thread(
-                append_wav, Path(path), pcm, request.sample_rate, env.idempotency_key
+        try:  # inside_data again: the folder may have changed since rendering
+            done = await asyncio.to_thread(
+                record_chunk, request, pcm, env.idempotency_key, env.data_dir
             )
         except (OSError, ValueError) as exc:
             raise DeliveryError(str(exc), connector=self.name, url=request.path) from None
-        return Delivered(response=f"{request.path}: {size} bytes of audio")
+        return Delivered(response=done)
 
 
 connector = Record()

@@ -36,6 +36,18 @@ class BodyLimits(Struct, forbid_unknown_fields=True):
     day_summary: int = 4 * MiB
 
 
+class AudioSettings(Struct, forbid_unknown_fields=True):
+    """Voice activity in audio streams (engine.runtime.audio_streams): when speech starts
+    and ends, and what is kept of it."""
+
+    speech_start: float = 0.3  # seconds of unbroken speech that start an utterance
+    speech_end: float = 1.5  # seconds of silence that end it
+    max_utterance: float = 60.0  # seconds: a longer utterance ends there and a new one starts
+    max_streams: int = 256  # streams (uid, session) followed at once; the oldest is dropped
+    stream_idle: float = 300.0  # a stream not heard for this long is dropped (its speech ends)
+    keep_days: float = 7.0  # utterance WAVs (data/audio/utterances) older than this are deleted
+
+
 class Settings(Struct, forbid_unknown_fields=True):
     host: str = "127.0.0.1"
     port: int = 8000
@@ -55,6 +67,7 @@ class Settings(Struct, forbid_unknown_fields=True):
     dedupe_window: float = 24 * 3600.0  # seconds an Omi retry is recognized as a duplicate
     answer_deadline: float = 10.0  # a write not begun by then is answered 503 (Omi waits 15 s)
     session_idle: float = 120.0  # a transcript session ends after this quiet period
+    audio: AudioSettings = msgspec.field(default_factory=AudioSettings)
     watch_rules: bool = True
     workers_per_connector: int = 4  # delivery slots: this many per installed connector
     workers_per_target: int = 4  # at most this many in flight to one host (or local connector)
@@ -93,6 +106,7 @@ FOLDER_CONFIG = "omi-rules.yaml"  # read from the current folder when no file is
 NESTED: dict[str, tuple[str, str, type[Struct]]] = {
     "retry": ("retry", "RETRY_", RetryPolicy),
     "body_limits": ("body_limits", "BODY_LIMIT_", BodyLimits),
+    "audio": ("audio", "AUDIO_", AudioSettings),
 }
 
 

@@ -66,8 +66,16 @@ def test_every_fixture_is_accepted_and_appears_in_history(tmp_path: Path) -> Non
             response = post_fixture(client, endpoint, name, params)
             assert response.status_code == 200, (name, response.text)
         events = client.get("/api/events", params={"limit": 100}).json()
-        assert len(events) == len(FIXTURE_POSTS)
-        assert {e["trigger"] for e in events} == {"memory", "transcript", "audio", "day_summary"}
+        # the speech sample then the silence one: someone spoke, then stopped (raised by us)
+        assert len(events) == len(FIXTURE_POSTS) + 2
+        assert {e["trigger"] for e in events} == {
+            "memory",
+            "transcript",
+            "audio",
+            "day_summary",
+            "audio_speech_start",
+            "audio_speech_end",
+        }
         # the log rule needs no secrets: its lines land in the data folder
         log = Path(settings.data_dir) / "actions.jsonl"
         wait_until(lambda: log.exists() and len(log.read_text().splitlines()) >= 8)

@@ -59,7 +59,8 @@ TEN_MISTAKES = [
         "id: e\ntrigger: memroy\ndo: [{log: {}}]\n",
         "2:10",
         "rule e: trigger: unknown value 'memroy' (did you mean 'memory'?); "
-        "expected one of memory, transcript, audio, day_summary, transcript_session_end",
+        "expected one of memory, transcript, audio, day_summary, transcript_session_end, "
+        "audio_speech_start, audio_speech_end",
     ),
     (
         "06-connector.yaml",
@@ -313,6 +314,8 @@ def test_example_list() -> None:
         "audio        audio-speech-16k.pcm",
         "audio        audio-silence-16k.pcm",
         "transcript_session_end session-end.json",
+        "audio_speech_start speech-start.json",
+        "audio_speech_end speech-end.json",
     ]
     only_audio = invoke("example", "--list", "audio")
     assert only_audio.stdout.splitlines() == [

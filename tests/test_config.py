@@ -21,9 +21,12 @@ def test_defaults_work_for_make_run() -> None:
 
 def test_file_then_environment_then_overrides(tmp_path: Path) -> None:
     config = tmp_path / "omi.yaml"
-    config.write_text("port: 9000\ntoken: from-file\nretry: {max_attempts: 3}\n")
+    config.write_text(
+        "port: 9000\ntoken: from-file\nretry: {max_attempts: 3}\naudio: {speech_start: 0.5}\n"
+    )
     environ = {
         "OMI_RULES_TOKEN": "from-env",
+        "OMI_RULES_AUDIO_SPEECH_END": "10",
         "OMI_RULES_RETRY_BASE_DELAY": "0.5",
         "OMI_RULES_OUTBOUND_DENY": "10.0.0.0/8, 192.168.0.0/16",
     }
@@ -32,6 +35,7 @@ def test_file_then_environment_then_overrides(tmp_path: Path) -> None:
     assert settings.token == "from-env"
     assert settings.retry.max_attempts == 3
     assert settings.retry.base_delay == 0.5
+    assert (settings.audio.speech_start, settings.audio.speech_end) == (0.5, 10.0)
     assert settings.outbound_deny == ["10.0.0.0/8", "192.168.0.0/16"]
 
 

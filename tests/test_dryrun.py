@@ -36,6 +36,8 @@ RUNS: dict[str, tuple[str, list[str], list[str]]] = {
     "audio-speech": ("audio", ["audio-speech-16k.pcm"], ["--sample-rate", "16000"]),
     "audio-silence": ("audio", ["audio-silence-16k.pcm"], ["--sample-rate", "16000"]),
     "session-end": ("transcript_session_end", ["session-end.json"], []),
+    "speech-start": ("audio_speech_start", ["speech-start.json"], []),
+    "speech-end": ("audio_speech_end", ["speech-end.json"], []),
 }
 
 
@@ -88,6 +90,23 @@ def test_every_report_has_the_contract_shape(key: str) -> None:
                 assert set(action) in ({"connector", "request"}, {"connector", "error"})
         for rule in report["skipped"]:
             assert set(rule) == {"rule", "reason"} and rule["reason"]
+
+
+def test_speech_end_names_the_utterance_file_it_will_send(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "asr.yaml").write_text(
+        "id: asr\ntrigger: audio_speech_end\ndo:\n"
+        "  - http: {url: 'http://127.0.0.1:9/asr', body_audio: utterance, multipart: {}}\n"
+    )
+    (report,) = dry_run("audio_speech_end", ["speech-end.json"], rules=rules)
+    (action,) = matched(report, "asr")
+    assert action["request"]["audio"] == {
+        "source": "file",
+        "ref": "data/audio/utterances/user123/stream-20251126T000000Z-1.wav",
+        "sample_rate": 16000,
+        "field": "file",
+    }
 
 
 def test_session_end_logs_the_whole_conversation() -> None:
@@ -253,8 +272,10 @@ def test_audio_speech_is_recorded_and_silence_is_not() -> None:
     assert record["request"]["bytes"] == 132970
     assert record["request"]["path"].startswith("data/recordings/user123/")
     assert record["request"]["path"].endswith(".wav")
-    (silence,) = run_fixture("audio-silence")
-    assert skipped(silence) == {"record-audio": "when[0]: $.silent is True, not equal to False"}
+    assert "skip" not in record["request"]
+    (silence,) = run_fixture("audio-silence")  # speech_only: the action says why not
+    (kept,) = matched(silence, "record-audio")
+    assert kept["request"]["skip"] == "no speech (speech_only)"
 
 
 def test_secret_from_the_environment_is_masked(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -171,7 +171,8 @@ def test_unknown_trigger(tmp_path: Path) -> None:
         10,
         "trig",
         "trigger: unknown value 'memroy' (did you mean 'memory'?); "
-        "expected one of memory, transcript, audio, day_summary, transcript_session_end",
+        "expected one of memory, transcript, audio, day_summary, transcript_session_end, "
+        "audio_speech_start, audio_speech_end",
     )
 
 

@@ -4,8 +4,6 @@ and never anything but a one-line PayloadError for a bad body."""
 from __future__ import annotations
 
 import json
-import math
-import struct
 from typing import Any
 
 import pytest
@@ -15,7 +13,6 @@ from hypothesis import strategies as st
 from engine.errors import PayloadError
 from engine.runtime.payloads import (
     MAX_LEGACY_SUMMARY_CHARS,
-    audio_levels,
     decode_event,
     parse_legacy_summary,
 )
@@ -185,13 +182,18 @@ def test_speech_and_silence_fixtures() -> None:
     assert (silence.doc["duration"], silence.doc["peak"], silence.doc["silent"]) == (2.0, 1, True)
 
 
-def test_audio_levels() -> None:
-    pcm = struct.pack("<4h", 100, -300, 300, -100)
-    peak, rms = audio_levels(pcm)
-    assert peak == 300
-    assert math.isclose(rms, math.sqrt((100**2 + 300**2 + 300**2 + 100**2) / 4))
-    assert audio_levels(b"") == (0, 0.0)
-    assert audio_levels(struct.pack("<h", -32768)) == (32768, 32768.0)
+def test_audio_features_reach_the_document() -> None:
+    speech = decode_fixture("audio", "audio-speech-16k.pcm", sample_rate="16000")
+    doc = speech.doc
+    assert (doc["duration_s"], doc["samples"], doc["clipped"]) == (4.155312, 66485, 0.0)
+    assert doc["speech_ratio"] > 0.6
+    assert doc["peak_dbfs"] < 0 and doc["rms_dbfs"] < doc["peak_dbfs"]
+    assert doc["session_duration_s"] == doc["duration_s"]  # no stream: the chunk alone
+    assert len(speech.voiced) == 138  # 30 ms frames
+    replayed = decode_fixture(
+        "audio", "audio-speech-16k.pcm", sample_rate=16000, session_duration_s=12.5
+    )
+    assert replayed.doc["session_duration_s"] == 12.5
 
 
 def test_audio_without_a_sample_rate_is_refused_not_guessed() -> None:
@@ -205,7 +207,8 @@ def test_audio_without_a_sample_rate_is_refused_not_guessed() -> None:
 @pytest.mark.parametrize(
     ("body", "rate", "reason"),
     [
-        (b"\x00" * 3, 16000, "odd byte count: not PCM16"),
+        (b"\x00" * 3, 16000, "odd byte count (3): not PCM16 (2 bytes a sample)"),
+        (b"", 16000, "empty body: no audio"),
         (b"\x00" * 4, "abc", "sample_rate 'abc' is not a number"),
         (b"\x00" * 4, 999, "sample_rate 999 outside 1000..192000"),
         (b"\x00" * 4, 192001, "sample_rate 192001 outside 1000..192000"),

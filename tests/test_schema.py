@@ -32,7 +32,15 @@ def test_defs_hold_rule_condition_and_every_connectors_options() -> None:
     actions = defs["Rule"]["properties"]["do"]["items"]["oneOf"]
     assert [action["title"] for action in actions] == list(registry)
     assert defs["Rule"]["properties"]["trigger"]["enum"] == sorted(
-        ["memory", "transcript", "audio", "day_summary", "transcript_session_end"]
+        [
+            "memory",
+            "transcript",
+            "audio",
+            "day_summary",
+            "transcript_session_end",
+            "audio_speech_start",
+            "audio_speech_end",
+        ]
     )
 
 

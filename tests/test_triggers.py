@@ -59,6 +59,8 @@ def test_the_built_ins_are_registered_in_order() -> None:
         "audio",
         "day_summary",
         "transcript_session_end",
+        "audio_speech_start",
+        "audio_speech_end",
     ]
     assert default_triggers()["day_summary"].endpoint == "/webhook/day-summary"
 

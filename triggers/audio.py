@@ -1,4 +1,5 @@
-"""Raw PCM16 audio: no text, and history shows only its size."""
+"""Raw PCM16 audio: no text, and history shows only its size; rules see its level, clipping
+and voice activity (engine.runtime.audio_features)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,13 @@ audio = Trigger(
     endpoint="/webhook/audio",
     summary="Raw PCM16 little-endian mono audio (query sample_rate)",
     content="audio",
-    decode=lambda body, uid, query: decode_audio(body, uid, query.get("sample_rate")),
+    decode=lambda body, uid, query: decode_audio(
+        body,
+        uid,
+        query.get("sample_rate"),
+        query.get("session_duration_s"),
+        str(query.get("session_id") or ""),
+    ),
     template_names=frozenset({"audio"}),
     aliases=lambda view: {"audio": view.doc},
     has_text=False,

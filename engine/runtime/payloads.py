@@ -9,15 +9,14 @@ engine relies on, so a wrong shape is a PayloadError (4xx) and never a crash lat
 from __future__ import annotations
 
 import ast
-import math
 import time
-from array import array
 from typing import Any
 
 import msgspec
 from msgspec import Struct
 
 from engine.errors import PayloadError
+from engine.runtime.audio_features import measure
 from engine.triggers import default_triggers
 
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 192000
@@ -85,6 +84,9 @@ class Event(Struct):
     # raised by the server, not sent: a live session's open slots whose wait is over close
     # (engine.rules.keywords); stored as a call with no segments and `closing` in params
     closing: bool = False
+    # audio: one byte per voice-activity frame of the chunk (1 speech), for the stream's
+    # start/end detection (engine.runtime.audio_streams); not part of what rules see
+    voiced: bytes = b""
 
 
 def _json(body: bytes, trigger: str) -> Any:
@@ -211,18 +213,17 @@ def decode_day_summary(body: bytes, uid: str) -> Event:
     return Event("day_summary", uid, doc, id=event_id, received_at=time.time())
 
 
-def audio_levels(pcm: bytes) -> tuple[int, float]:
-    """Peak and RMS of PCM16 little-endian samples, both 0..32768."""
-    samples = array("h")
-    samples.frombytes(pcm[: len(pcm) - len(pcm) % 2])
-    if not samples:
-        return 0, 0.0
-    peak = max(abs(min(samples)), abs(max(samples)))
-    rms = math.sqrt(sum(s * s for s in samples) / len(samples))
-    return peak, rms
-
-
-def decode_audio(body: bytes, uid: str, sample_rate: int | str | None) -> Event:
+def decode_audio(
+    body: bytes,
+    uid: str,
+    sample_rate: int | str | None,
+    session_duration_s: float | str | None = None,
+    session_id: str = "",
+) -> Event:
+    """A chunk of PCM16 LE mono audio, measured (engine.runtime.audio_features).
+    `session_id` (optional) names the stream; `session_duration_s` is its length so far,
+    kept with the stored event so a replay shows what the rules saw (the chunk's own
+    length when not given)."""
     if sample_rate in (None, ""):
         raise PayloadError(
             "missing sample_rate query parameter (Omi sends it; 8000 or 16000)", trigger="audio"
@@ -237,20 +238,60 @@ def decode_audio(body: bytes, uid: str, sample_rate: int | str | None) -> Event:
         raise PayloadError(
             f"sample_rate {rate} outside {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE}", trigger="audio"
         )
+    if not body:
+        raise PayloadError("empty body: no audio", trigger="audio")
     if len(body) % 2:
-        raise PayloadError("odd byte count: not PCM16", trigger="audio")
-    peak, rms = audio_levels(body)
+        raise PayloadError(
+            f"odd byte count ({len(body)}): not PCM16 (2 bytes a sample)", trigger="audio"
+        )
+    features = measure(body, rate)
+    duration = round(features.duration_s, 6)
+    try:
+        so_far = float(session_duration_s) if session_duration_s is not None else duration
+    except ValueError:
+        so_far = duration
     doc = {
         "uid": uid,
         "sample_rate": rate,
         "bytes": len(body),
-        "samples": len(body) // 2,
-        "duration": round(len(body) / 2 / rate, 3),
-        "peak": peak,
-        "rms": round(rms, 1),
-        "silent": peak < 64,
+        "samples": features.samples,
+        "duration_s": duration,
+        "rms_dbfs": features.rms_dbfs,
+        "peak_dbfs": features.peak_dbfs,
+        "speech_ratio": features.speech_ratio,
+        "clipped": features.clipped,
+        "session_duration_s": round(so_far, 6),
+        # the first names, kept for rules written before the dBFS ones
+        "duration": round(features.duration_s, 3),
+        "peak": features.peak,
+        "rms": round(features.rms, 1),
+        "silent": features.peak < 64,
     }
-    return Event("audio", uid, doc, audio=body, received_at=time.time())
+    return Event(
+        "audio",
+        uid,
+        doc,
+        session_id=session_id,
+        audio=body,
+        received_at=time.time(),
+        voiced=features.voiced,
+    )
+
+
+def decode_speech(trigger: str, body: bytes, uid: str) -> Event:
+    """A voice-activity event omi-rules raised (engine.runtime.audio_streams), stored as
+    JSON: decoded again for history and replay."""
+    doc = _json(body, trigger)
+    if not isinstance(doc, dict):
+        raise PayloadError(f"expected a JSON object, got {type(doc).__name__}", trigger=trigger)
+    session_id = doc.get("session_id")
+    return Event(
+        trigger,
+        uid,
+        doc,
+        session_id=session_id if isinstance(session_id, str) else "",
+        received_at=time.time(),
+    )
 
 
 def decode_event(trigger: str, body: bytes, *, uid: str, **params: Any) -> Event:

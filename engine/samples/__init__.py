@@ -15,6 +15,8 @@ DEFAULTS: dict[str, str] = {
     "audio": "audio-speech-16k.pcm",
     "day_summary": "day-summary.json",
     "transcript_session_end": "session-end.json",
+    "audio_speech_start": "speech-start.json",
+    "audio_speech_end": "speech-end.json",
 }
 
 # every sample, by file name -> its trigger
@@ -32,6 +34,8 @@ SAMPLES: dict[str, str] = {
     "audio-speech-16k.pcm": "audio",
     "audio-silence-16k.pcm": "audio",
     "session-end.json": "transcript_session_end",
+    "speech-start.json": "audio_speech_start",
+    "speech-end.json": "audio_speech_end",
 }
 
 

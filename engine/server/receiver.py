@@ -24,6 +24,7 @@ from engine.errors import PayloadError, SecretError
 from engine.rules.compiled import RuleSet
 from engine.rules.live_rules import LiveRules
 from engine.rules.user_setup import applying_rules
+from engine.runtime.audio_streams import AudioStreams, SpeechChange
 from engine.runtime.limits import Limits
 from engine.runtime.payloads import Event, decode_event
 from engine.runtime.pipeline import Outcome, Pipeline
@@ -99,6 +100,8 @@ class Prepared:
     store_write: Future[Any] | None = None  # the store's own future
     # the firings this event made (engine.server.session_rows undoes them if unwritten)
     firings: list[tuple[FiringKey, float] | float] = field(default_factory=list)
+    # derived events it raised (audio_speech_start/_end), recorded after it
+    raised: list[Prepared] = field(default_factory=list)
 
 
 class StoreBusy(TimeoutError):
@@ -150,6 +153,7 @@ STOP_TIMEOUT = 10.0  # seconds background tasks get to finish on shutdown
 SESSION_CHECK_SECONDS = 1.0  # how often idle transcript sessions are ended
 SESSION_END = "transcript_session_end"
 LIVE = "transcript"  # the trigger whose calls make live sessions
+AUDIO = "audio"  # the trigger whose chunks make audio streams (speech start/end)
 SESSION_WRITE_WAIT = 30.0  # seconds a call waits for its session's previous write
 # Omi always names its type. text/plain, form types or none at all are what a web page can
 # post cross-site without asking (a "simple" request), so they are refused.
@@ -205,6 +209,8 @@ class Receiver:
         self._session_writes: dict[tuple[str, str], Future[Any]] = {}
         # closing evaluations a call found overdue (rules thread only; see _decide_and_write)
         self._closed_early: list[Prepared] = []
+        # voice activity per audio stream (rules thread only)
+        self.audio_streams = AudioStreams(settings.audio, settings.data_dir)
 
     # -- life cycle -------------------------------------------------------------------
     def _rules_changed(self, rules: RuleSet) -> None:
@@ -309,9 +315,17 @@ class Receiver:
         event for each session that ended (here or on a call since the last check): decided
         and recorded like a webhook event. Returns how many were recorded. Sessions are in
         the store (engine.server.session_rows): one open when the server stops ends after
-        the restart, and one whose end could not be recorded ends again after one."""
+        the restart, and one whose end could not be recorded ends again after one. Audio
+        streams idle for `audio.stream_idle` are dropped here too (their open utterance
+        raises audio_speech_end)."""
+        raised = await self.in_rules_thread(lambda: self._raise_session_ends(time.time()))
+        return await self._await_raised(raised)
+
+    async def _await_raised(self, raised: list[Prepared]) -> int:
+        """Wait for the writes of derived events; count those recorded, put back what an
+        unrecorded one changed, wake delivery for their actions."""
         recorded = 0
-        for prepared in await self.in_rules_thread(lambda: self._raise_session_ends(time.time())):
+        for prepared in raised:
             write = prepared.store_write
             try:
                 if write is None:
@@ -368,7 +382,28 @@ class Receiver:
             finally:
                 self._recording.pop(event.id, None)  # no repeat can wait for it
             raised.append(prepared)
+        raised.extend(self._raise_speech(self.audio_streams.expire(now), now))
         self._flush_changes()
+        return raised
+
+    def _raise_speech(self, changes: list[SpeechChange], now: float) -> list[Prepared]:
+        """In the rules thread: decide and queue the write of each speech start or end
+        (engine.runtime.audio_streams), its body the document, as any stored body."""
+        raised = []
+        for change in changes:
+            body = msgspec.json.encode(change.doc)
+            event = decode_event(change.trigger, body, uid=change.uid)
+            event.received_at = now
+            event.id = new_event_id(now)
+            prepared = Prepared(event, None, {"session_id": change.session_id})
+            try:
+                self._decide_and_write(prepared, body, now)
+            except Exception:
+                log.exception("could not raise %s for uid %s", change.trigger, change.uid)
+                continue
+            finally:
+                self._recording.pop(event.id, None)  # no repeat can wait for it
+            raised.append(prepared)
         return raised
 
     def _flush_changes(self) -> None:
@@ -481,7 +516,12 @@ class Receiver:
         prepared.repeat_of = self.deduper.claim(key, event.id, now)
         if prepared.repeat_of is not None:
             return prepared
+        speech: list[SpeechChange] = []
+        if event.trigger == AUDIO:
+            speech = self.audio_streams.feed(event, now)
+            params["session_duration_s"] = event.doc["session_duration_s"]
         self._decide_and_write(prepared, incoming.body, now)
+        prepared.raised = self._raise_speech(speech, now)
         return prepared
 
     def _decide_and_write(
@@ -646,6 +686,8 @@ class Receiver:
         self.count_recorded(prepared)
         if prepared.outcome is not None and prepared.outcome.actions:
             self.deliverer.wake.set()
+        if prepared.raised:
+            await self._await_raised(prepared.raised)
         return Answer(200, prepared.response)
 
     def _prepare_and_write(

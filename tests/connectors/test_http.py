@@ -202,6 +202,8 @@ def test_validate_refuses_two_bodies_and_odd_timeouts() -> None:
     import msgspec
 
     both = msgspec.convert({"url": "http://x", "json": {}, "body": "b"}, http.Options)
-    assert http.validate(both) == [("body", "give one of json, form, body (got json, body)")]
+    assert http.validate(both) == [
+        ("body", "give one of json, form, body, body_audio (got json, body)")
+    ]
     slow = msgspec.convert({"url": "http://x", "timeout": 0}, http.Options)
     assert http.validate(slow) == [("timeout", "timeout must be between 0 and 300 seconds")]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import time
 import wave
 from pathlib import Path
 
@@ -152,3 +154,59 @@ def test_a_uid_cannot_lead_a_templated_path_out_of_the_data_folder(tmp_path: Pat
         render(record, {"path": "recordings/../../../../escape/x.wav"}, **env)
     default = render(record, {}, **env)  # the default path makes the uid a file name
     assert Path(default.path).parent == tmp_path / "data" / "recordings" / ".._.._.._.._escape_x"
+
+
+def test_max_duration_rotates_to_numbered_parts(tmp_path: Path) -> None:
+    chunk = SPEECH[:32000]  # one second
+    path = tmp_path / "data" / "long.wav"
+    options = {"path": "long.wav", "max_duration": "2s"}
+    for n in range(5):
+        request = render(record, options, **audio_env(tmp_path, f"e{n}", chunk))
+        assert request.max_bytes == 64000
+        send(record, request, event_body=lambda _: chunk)
+    parts = [path, path.with_name("long.1.wav"), path.with_name("long.2.wav")]
+    counts = []
+    for part in parts:
+        with wave.open(str(part), "rb") as wav:
+            counts.append(wav.getnframes())
+    assert counts == [32000, 32000, 16000]
+    assert not path.with_name("long.3.wav").exists()
+
+
+def test_max_bytes_rotates_and_the_smaller_limit_wins(tmp_path: Path) -> None:
+    options = {"path": "b.wav", "max_bytes": 40000, "max_duration": "1h"}
+    request = render(record, options, **audio_env(tmp_path, "e", SPEECH[:32000]))
+    assert request.max_bytes == 40000
+    for _ in range(2):
+        send(record, request, event_body=lambda _: SPEECH[:32000])
+    assert [p.name for p in sorted((tmp_path / "data").glob("b*.wav"))] == ["b.1.wav", "b.wav"]
+
+
+def test_keep_deletes_old_recordings_in_the_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "data" / "recordings" / "user123"
+    folder.mkdir(parents=True)
+    old = folder / "2020-01-01.wav"
+    old.write_bytes(b"old")
+    past = time.time() - 40 * 86400
+    os.utime(old, (past, past))
+    request = render(record, {"keep": "30d"}, **audio_env(tmp_path, "e", SPEECH))
+    assert request.keep == 30 * 86400
+    send(record, request, event_body=lambda _: SPEECH)
+    assert not old.exists()
+    assert Path(request.path).exists()
+
+
+def test_speech_only_skips_chunks_outside_an_utterance(tmp_path: Path) -> None:
+    env = audio_env(tmp_path, "e", SPEECH)
+    quiet = {**env, "event": {**env["event"], "speaking": False, "speech_ratio": 0.3}}
+    skipped = render(record, {"speech_only": True}, **quiet)
+    assert send(record, skipped).response == "not recorded: no speech (speech_only)"
+    assert not Path(skipped.path).exists()
+    spoken = {**env, "event": {**env["event"], "speaking": True}}
+    kept = render(record, {"speech_only": True}, **spoken)
+    send(record, kept, event_body=lambda _: SPEECH)
+    with wave.open(kept.path, "rb") as wav:
+        assert wav.getnframes() == len(SPEECH) // 2
+    # where no stream was followed (a dry-run), the chunk's own speech decides
+    alone = {**env, "event": {**env["event"], "speech_ratio": 0.0}}
+    assert render(record, {"speech_only": True}, **alone).skip

@@ -56,7 +56,8 @@ def test_each_built_in_satisfies_the_connector_protocol(name: str) -> None:
     assert issubclass(connector.Request, msgspec.Struct)
     assert isinstance(connector.autoescape_fields, frozenset)
     assert connector.inline is (name == "notify")
-    assert connector.needs == (frozenset({EVENT_BODY}) if name == "record" else frozenset())
+    reads_audio = name in ("record", "http")  # the chunk: http's body_audio, record
+    assert connector.needs == (frozenset({EVENT_BODY}) if reads_audio else frozenset())
 
 
 class ShoutOptions(msgspec.Struct, forbid_unknown_fields=True):

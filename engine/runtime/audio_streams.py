@@ -1,0 +1,230 @@
+"""Audio streams: when someone starts and stops talking, and the utterance as a WAV file.
+
+A stream is one (uid, session_id) of the audio webhook (the uid alone when Omi names no
+session). Each chunk's voice-activity frames (engine.runtime.audio_features) drive a small
+state machine with hysteresis: `speech_start` seconds of unbroken speech start an utterance
+(`audio_speech_start`), `speech_end` seconds of silence end it (`audio_speech_end`).
+
+While an utterance is open its chunks are appended, whole, to a WAV under
+`data/audio/utterances/<uid>/`, so nothing of it is kept in memory and an action that needs
+it later (an `http` action with `body_audio: utterance`, delivered by the outbox) reads the
+file. An utterance reaching `max_utterance` seconds ends there (`ended_by: max_duration`)
+and the speech that goes on starts a new one. Memory is bounded: a few numbers per stream,
+at most `max_streams` streams (the least recently heard is dropped first), and a stream not
+heard for `stream_idle` is dropped; an utterance open in a dropped stream ends
+(`ended_by: idle` or `evicted`). State is in memory only: a restart forgets open utterances.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.config import AudioSettings
+from engine.paths import data_file, inside_data
+from engine.runtime.audio_features import FRAME_MS
+from engine.runtime.payloads import Event
+from engine.wav import append_wav, prune_older
+
+log = logging.getLogger("omi_rules.audio")
+
+SPEECH_START = "audio_speech_start"
+SPEECH_END = "audio_speech_end"
+UTTERANCES = os.path.join("audio", "utterances")  # under the data folder
+FRAME_S = FRAME_MS / 1000
+PRUNE_EVERY = 3600.0  # seconds between two sweeps of old utterance files
+
+
+def safe_name(part: str) -> str:
+    """A uid or session id as one file name part (payload text: hostile)."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in part)[:64] or "unknown"
+
+
+@dataclass
+class Utterance:
+    path: str  # relative to the data folder
+    started_at_s: float  # stream time where the speech began
+    started_at: float  # wall clock
+    bytes: int = 0
+    speech_s: float = 0.0
+    taken: bool = False  # the chunk being fed is appended already
+
+
+@dataclass
+class Stream:
+    uid: str
+    session_id: str
+    sample_rate: int
+    heard_at: float = 0.0
+    duration_s: float = 0.0  # audio heard so far
+    speaking: bool = False
+    speech_run_s: float = 0.0  # unbroken speech at the end of what was heard
+    silence_run_s: float = 0.0  # unbroken silence at the end of what was heard
+    utterance: Utterance | None = None
+
+
+@dataclass(frozen=True)
+class SpeechChange:
+    """A derived event to raise: `trigger` (SPEECH_START or SPEECH_END) and its document."""
+
+    trigger: str
+    uid: str
+    session_id: str
+    doc: dict[str, Any]
+
+
+@dataclass
+class AudioStreams:
+    settings: AudioSettings
+    data_dir: str
+    _streams: dict[tuple[str, str], Stream] = field(default_factory=dict)
+    _counter: int = 0
+    _pruned_at: float = 0.0
+    _taken: list[Utterance] = field(default_factory=list)  # appended to, this chunk
+
+    def __len__(self) -> int:
+        return len(self._streams)
+
+    def __iter__(self) -> Iterator[Stream]:
+        return iter(list(self._streams.values()))
+
+    def feed(self, event: Event, now: float) -> list[SpeechChange]:
+        """Follow one decoded audio chunk: sets its `session_duration_s` and `speaking`
+        (the chunk is part of an utterance), returns the speech starts and ends it made."""
+        doc = event.doc
+        rate = int(doc["sample_rate"])
+        key = (event.uid, event.session_id)
+        changes: list[SpeechChange] = []
+        stream = self._streams.pop(key, None)
+        if stream is not None and stream.sample_rate != rate:  # a new stream, in effect
+            changes.extend(self._close(stream, "rate_change"))
+            stream = None
+        if stream is None:
+            stream = Stream(event.uid, event.session_id, rate)
+            while len(self._streams) >= self.settings.max_streams:
+                oldest = next(iter(self._streams))
+                changes.extend(self._close(self._streams.pop(oldest), "evicted"))
+        self._streams[key] = stream  # the most recently heard last
+        stream.heard_at = now
+        pcm = event.audio or b""
+        utterance = stream.utterance
+        max_bytes = int(self.settings.max_utterance * rate) * 2
+        if utterance is not None and utterance.bytes + len(pcm) > max_bytes:
+            changes.extend(self._close(stream, "max_duration"))
+        offset = stream.duration_s
+        in_utterance = stream.utterance is not None
+        for index, voiced in enumerate(event.voiced):
+            at_s = offset + (index + 1) * FRAME_S
+            changes.extend(self._step(stream, bool(voiced), at_s, pcm))
+            in_utterance = in_utterance or stream.utterance is not None
+        if stream.utterance is not None:
+            self._take(stream.utterance, pcm, rate)
+        stream.duration_s = offset + len(pcm) / 2 / rate
+        doc["session_duration_s"] = round(stream.duration_s, 6)
+        doc["speaking"] = in_utterance
+        for utterance in self._taken:
+            utterance.taken = False
+        self._taken.clear()
+        return changes
+
+    def _step(self, stream: Stream, voiced: bool, at_s: float, pcm: bytes) -> list[SpeechChange]:
+        """One frame ending at stream time `at_s`, of the chunk `pcm`."""
+        if voiced:
+            stream.speech_run_s += FRAME_S
+            stream.silence_run_s = 0.0
+            if stream.utterance is not None:
+                stream.utterance.speech_s += FRAME_S
+        else:
+            stream.silence_run_s += FRAME_S
+            stream.speech_run_s = 0.0
+        if not stream.speaking and stream.speech_run_s >= self.settings.speech_start - 1e-9:
+            return [self._open(stream, at_s - stream.speech_run_s)]
+        if stream.speaking and stream.silence_run_s >= self.settings.speech_end - 1e-9:
+            if stream.utterance is not None:  # the chunk it ends in is part of it
+                self._take(stream.utterance, pcm, stream.sample_rate)
+            return self._close(stream, "silence", ended_at_s=at_s - stream.silence_run_s)
+        return []
+
+    def _take(self, utterance: Utterance, pcm: bytes, rate: int) -> None:
+        """Append the chunk being fed to `utterance`, once."""
+        if utterance.taken:
+            return
+        utterance.taken = True
+        self._taken.append(utterance)
+        self._append(utterance, pcm, rate)
+
+    def _open(self, stream: Stream, started_at_s: float) -> SpeechChange:
+        self._counter += 1
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        name = f"{safe_name(stream.session_id or 'stream')}-{stamp}-{self._counter}.wav"
+        path = os.path.join(UTTERANCES, safe_name(stream.uid), name)
+        stream.speaking = True
+        stream.utterance = Utterance(path, started_at_s, time.time(), speech_s=stream.speech_run_s)
+        doc = {
+            "uid": stream.uid,
+            "session_id": stream.session_id,
+            "sample_rate": stream.sample_rate,
+            "started_at_s": round(max(0.0, started_at_s), 3),
+        }
+        return SpeechChange(SPEECH_START, stream.uid, stream.session_id, doc)
+
+    def _close(
+        self, stream: Stream, ended_by: str, ended_at_s: float | None = None
+    ) -> list[SpeechChange]:
+        utterance = stream.utterance
+        stream.speaking = False
+        stream.speech_run_s = 0.0
+        stream.utterance = None
+        if utterance is None:
+            return []
+        if utterance.bytes == 0:
+            return []  # nothing was written (it could not be)
+        duration = utterance.bytes / 2 / stream.sample_rate
+        doc = {
+            "uid": stream.uid,
+            "session_id": stream.session_id,
+            "sample_rate": stream.sample_rate,
+            "started_at_s": round(max(0.0, utterance.started_at_s), 3),
+            "ended_at_s": round(ended_at_s if ended_at_s is not None else stream.duration_s, 3),
+            "speech_s": round(utterance.speech_s, 3),
+            "ended_by": ended_by,
+            "utterance": {
+                "path": utterance.path,
+                "bytes": utterance.bytes,
+                "duration_s": round(duration, 6),
+            },
+        }
+        return [SpeechChange(SPEECH_END, stream.uid, stream.session_id, doc)]
+
+    def _append(self, utterance: Utterance, pcm: bytes, rate: int) -> None:
+        try:
+            path = inside_data(self.data_dir, data_file(self.data_dir, utterance.path))
+            append_wav(Path(path), pcm, rate)
+        except (OSError, ValueError) as exc:  # the stream goes on; this utterance has a hole
+            log.error("could not write utterance %s: %s", utterance.path, exc)
+            return
+        utterance.bytes += len(pcm)
+
+    def expire(self, now: float) -> list[SpeechChange]:
+        """Drop the streams not heard for `stream_idle` (their open utterance ends), and
+        delete utterance files older than `keep_days` (at most once an hour)."""
+        changes: list[SpeechChange] = []
+        for key, stream in list(self._streams.items()):
+            if now - stream.heard_at >= self.settings.stream_idle:
+                del self._streams[key]
+                changes.extend(self._close(stream, "idle"))
+        if now - self._pruned_at >= PRUNE_EVERY:
+            self._pruned_at = now
+            self.prune(now)
+        return changes
+
+    def prune(self, now: float) -> int:
+        """Delete utterance WAVs older than `keep_days`; returns how many."""
+        if self.settings.keep_days <= 0:
+            return 0
+        return prune_older(Path(self.data_dir, UTTERANCES), now - self.settings.keep_days * 86400)

@@ -1,0 +1,159 @@
+"""Audio streams: speech start and end with hysteresis, the utterance's WAV, the bounds
+(utterance cap, stream cap, idle streams, old files), and flat memory over an hour."""
+
+from __future__ import annotations
+
+import gc
+import os
+import time
+import tracemalloc
+import wave
+from pathlib import Path
+
+import numpy as np
+
+from engine.config import AudioSettings
+from engine.runtime.audio_streams import SPEECH_END, SPEECH_START, AudioStreams, SpeechChange
+from engine.runtime.payloads import decode_audio
+from tests.conftest import fixture_path
+
+SPEECH = fixture_path("audio-speech-16k.pcm").read_bytes()
+SILENCE = fixture_path("audio-silence-16k.pcm").read_bytes()
+SECOND = 32000  # bytes of one second at 16 kHz
+
+
+def seconds(pcm: bytes) -> list[bytes]:
+    return [pcm[i : i + SECOND] for i in range(0, len(pcm) - SECOND + 1, SECOND)]
+
+
+def feed_all(
+    streams: AudioStreams,
+    chunks: list[bytes],
+    uid: str = "u1",
+    session: str = "",
+    rate: int = 16000,
+) -> list[SpeechChange]:
+    changes: list[SpeechChange] = []
+    for chunk in chunks:
+        event = decode_audio(chunk, uid, rate)
+        event.session_id = session
+        changes.extend(streams.feed(event, time.time()))
+    return changes
+
+
+def test_speech_between_silences_starts_and_ends_once(tmp_path: Path) -> None:
+    streams = AudioStreams(AudioSettings(), str(tmp_path))
+    chunks = seconds(SILENCE) + seconds(SPEECH) + seconds(SILENCE) + seconds(SILENCE)
+    changes = feed_all(streams, chunks)
+    assert [c.trigger for c in changes] == [SPEECH_START, SPEECH_END]
+    start, end = (c.doc for c in changes)
+    assert 2.4 <= start["started_at_s"] <= 2.6  # 2 s of silence, then 0.5 s in the sample
+    assert end["ended_by"] == "silence"
+    assert 5.6 <= end["ended_at_s"] <= 6.0
+    assert 2.5 <= end["speech_s"] <= 3.3
+    path = tmp_path / end["utterance"]["path"]
+    assert path.is_relative_to(tmp_path / "audio" / "utterances" / "u1")
+    with wave.open(str(path), "rb") as wav:  # the chunks it spans: 4 of speech, 2 silent
+        assert wav.getnframes() == 6 * 16000 == end["utterance"]["bytes"] // 2
+        assert wav.readframes(6 * 16000) == b"".join(chunks[2:8])
+
+
+def test_short_gaps_do_not_end_speech_and_a_lone_click_does_not_start_it(tmp_path: Path) -> None:
+    streams = AudioStreams(AudioSettings(speech_end=1.5), str(tmp_path))
+    speech = seconds(SPEECH)
+    # a one-second gap inside speech is shorter than speech_end: one utterance
+    changes = feed_all(streams, [speech[1], SILENCE[:SECOND], speech[2]] + seconds(SILENCE))
+    assert [c.trigger for c in changes] == [SPEECH_START, SPEECH_END]
+    click = SILENCE[: SECOND // 2] + SPEECH[40000:43200] + SILENCE[: SECOND // 2 - 3200]
+    assert feed_all(streams, [click, SILENCE[:SECOND]], uid="u2") == []  # 0.1 s < 0.3 s
+
+
+def test_the_chunk_gets_the_stream_time_and_whether_it_is_speech(tmp_path: Path) -> None:
+    streams = AudioStreams(AudioSettings(), str(tmp_path))
+    docs = []
+    for chunk in seconds(SILENCE) + seconds(SPEECH) + seconds(SILENCE):
+        event = decode_audio(chunk, "u1", 16000)
+        streams.feed(event, time.time())
+        docs.append(event.doc)
+    assert [d["session_duration_s"] for d in docs] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
+    assert [d["speaking"] for d in docs] == [False, False, True, True, True, True, True, True]
+
+
+def test_a_long_utterance_is_cut_at_max_utterance(tmp_path: Path) -> None:
+    streams = AudioStreams(AudioSettings(max_utterance=2.0), str(tmp_path))
+    speech = seconds(SPEECH)[1:3]  # two seconds of unbroken speech
+    changes = feed_all(streams, speech * 3 + seconds(SILENCE))
+    ends = [c.doc for c in changes if c.trigger == SPEECH_END]
+    # the third ends at its cap too: the first silent chunk would take it past 2 s
+    assert [e["ended_by"] for e in ends] == ["max_duration"] * 3
+    assert all(e["utterance"]["duration_s"] <= 2.0 for e in ends)
+    assert [c.trigger for c in changes].count(SPEECH_START) == 3
+
+
+def test_streams_are_capped_and_idle_ones_end_their_speech(tmp_path: Path) -> None:
+    streams = AudioStreams(AudioSettings(max_streams=2, stream_idle=60), str(tmp_path))
+    speech = seconds(SPEECH)[1]
+    feed_all(streams, [speech], uid="a")
+    feed_all(streams, [speech], uid="b")
+    evicted = feed_all(streams, [SILENCE[:SECOND]], uid="c")  # "a" was heard least recently
+    assert [(c.trigger, c.uid, c.doc["ended_by"]) for c in evicted] == [
+        (SPEECH_END, "a", "evicted")
+    ]
+    assert len(streams) == 2
+    ended = streams.expire(time.time() + 61)
+    assert [(c.uid, c.doc["ended_by"]) for c in ended] == [("b", "idle")]
+    assert len(streams) == 0
+
+
+def test_sessions_are_separate_streams(tmp_path: Path) -> None:
+    streams = AudioStreams(AudioSettings(), str(tmp_path))
+    feed_all(streams, seconds(SPEECH)[1:2], session="s1")
+    changes = feed_all(streams, seconds(SILENCE), session="s2")
+    assert changes == [] and len(streams) == 2
+
+
+def test_old_utterance_files_are_deleted(tmp_path: Path) -> None:
+    streams = AudioStreams(AudioSettings(keep_days=1), str(tmp_path))
+    changes = feed_all(streams, seconds(SPEECH) + seconds(SILENCE))
+    old = tmp_path / changes[-1].doc["utterance"]["path"]
+    new = old.with_name("recent.wav")
+    new.write_bytes(old.read_bytes())
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(old, (two_days_ago, two_days_ago))
+    assert streams.prune(time.time()) == 1
+    assert not old.exists() and new.exists()
+
+
+def test_an_hour_at_8khz_in_one_second_chunks_keeps_memory_flat(tmp_path: Path) -> None:
+    """3600 chunks through decoding and the stream (speech now and then, as in a
+    conversation): what is held after the first ten minutes does not grow."""
+    rate = 8000
+    pcm8 = np.frombuffer(SPEECH, dtype="<i2")[::2].tobytes()  # every other sample: 8 kHz
+    talk = [pcm8[i : i + 2 * rate] for i in range(0, 4 * 2 * rate, 2 * rate)]
+    assert min(decode_audio(chunk, "u", rate).doc["speech_ratio"] for chunk in talk) > 0.5
+    quiet = SILENCE[: 2 * rate]
+    streams = AudioStreams(AudioSettings(max_utterance=30), str(tmp_path))
+    pattern = talk + [quiet] * 6  # 4 s of speech, 6 s of silence: an utterance every 10 s
+    # what the code under test holds (other threads of the test run may allocate too)
+    ours = [
+        tracemalloc.Filter(True, pattern)
+        for pattern in ("*/engine/runtime/*", "*/engine/wav.py", "*/numpy/*", __file__)
+    ]
+    tracemalloc.start()
+    try:
+        held = []
+        for second in range(3600):
+            body = bytes(bytearray(pattern[second % len(pattern)]))  # new, as each post's
+            event = decode_audio(body, "u", rate, None)
+            streams.feed(event, time.time())
+            del event, body
+            if second in (600, 3599):
+                gc.collect()
+                snapshot = tracemalloc.take_snapshot().filter_traces(ours)
+                held.append(sum(stat.size for stat in snapshot.statistics("filename")))
+    finally:
+        tracemalloc.stop()
+    assert held[1] - held[0] < 64 * 1024, held  # nothing accumulates per chunk
+    assert held[1] < 1024 * 1024, held  # a few numbers per stream, not the hour's audio
+    utterances = list((tmp_path / "audio" / "utterances" / "u").glob("*.wav"))
+    assert len(utterances) == 360  # each utterance on disk, none in memory

@@ -1,0 +1,173 @@
+"""The audio webhook end to end, over real HTTP: four seconds of speech in one-second
+chunks, then two of silence, make one WAV recording of the summed length, fire a
+`speech_ratio` rule for the speech chunks only, and forward the utterance once to a
+loopback speech-recognition endpoint; each bad chunk gets a 4xx with its reason."""
+
+from __future__ import annotations
+
+import io
+import json
+import wave
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import fixture_path
+from tests.server_helpers import (
+    ADMIN,
+    LiveServer,
+    ServerProcess,
+    free_port,
+    server_settings,
+    write_rules,
+)
+from tests.servers import TargetServer
+from tests.wait import wait_until
+
+SPEECH = fixture_path("audio-speech-16k.pcm").read_bytes()
+SILENCE = fixture_path("audio-silence-16k.pcm").read_bytes()
+SECOND = 32000  # bytes: one second at 16 kHz
+OCTETS = {"Content-Type": "application/octet-stream"}
+
+RULES = """
+- id: record-all
+  trigger: audio
+  do:
+    - record: {}
+- id: speechy
+  trigger: audio
+  when:
+    - path: $.speech_ratio
+      gt: 0.5
+  do:
+    - log: {path: speechy.jsonl, message: "{{ audio.session_duration_s }}"}
+- id: transcribe
+  trigger: audio_speech_end
+  do:
+    - http:
+        url: "TARGET/inference"
+        body_audio: utterance
+        multipart: {field: file, filename: "{{ uid }}.wav"}
+"""
+
+
+def frames_of(path: Path) -> int:
+    with wave.open(str(path), "rb") as wav:
+        return wav.getnframes()
+
+
+def test_speech_then_silence(tmp_path: Path, target: TargetServer) -> None:
+    settings = server_settings(tmp_path)
+    write_rules(Path(settings.rules), RULES.replace("TARGET", target.url))
+    chunks = [SPEECH[n * SECOND : (n + 1) * SECOND] for n in range(4)]
+    chunks += [SILENCE[:SECOND], SILENCE[SECOND : 2 * SECOND]]
+    with LiveServer(settings) as server:
+        url = f"{server.url}/webhook/audio?uid=u1&sample_rate=16000&session_id=s1"
+        for chunk in chunks:
+            assert httpx.post(url, content=chunk, headers=OCTETS).status_code == 200
+
+        (forwarded,) = target.wait_for(1)
+        recording = Path(settings.data_dir) / "recordings" / "u1" / "s1.wav"
+        wait_until(
+            lambda: recording.exists() and frames_of(recording) == 6 * 16000,
+            what=lambda: str(httpx.get(f"{server.url}/api/actions", headers=ADMIN).json()[:3]),
+        )
+        with wave.open(str(recording), "rb") as wav:
+            assert wav.readframes(wav.getnframes()) == b"".join(chunks)
+
+        speechy = Path(settings.data_dir) / "speechy.jsonl"
+        wait_until(lambda: speechy.exists() and len(speechy.read_text().splitlines()) == 4)
+        said = [json.loads(line)["message"] for line in speechy.read_text().splitlines()]
+        assert said == ["1.0", "2.0", "3.0", "4.0"]  # the speech chunks only
+
+        assert forwarded.path == "/inference"
+        assert b'filename="u1.wav"' in forwarded.body
+        start = forwarded.body.index(b"RIFF")
+        end = forwarded.body.rindex(b"\r\n--")
+        with wave.open(io.BytesIO(forwarded.body[start:end]), "rb") as wav:
+            assert wav.getnframes() == 6 * 16000  # the chunks the utterance spans
+
+        events = httpx.get(f"{server.url}/api/events", params={"limit": 50}, headers=ADMIN).json()
+        triggers = [e["trigger"] for e in events]
+        assert triggers.count("audio") == 6
+        assert triggers.count("audio_speech_start") == 1
+        assert triggers.count("audio_speech_end") == 1
+    assert len(target.received) == 1
+
+
+@pytest.mark.parametrize(
+    ("query", "body", "status", "reason"),
+    [
+        ("uid=u&sample_rate=16000", b"", 400, "empty body: no audio"),
+        ("uid=u&sample_rate=16000", b"\x00" * 3, 400, "odd byte count (3)"),
+        ("uid=u&sample_rate=500", b"\x00" * 4, 400, "sample_rate 500 outside 1000..192000"),
+        ("uid=u&sample_rate=fast", b"\x00" * 4, 400, "sample_rate 'fast' is not a number"),
+        ("uid=u", b"\x00" * 4, 400, "missing sample_rate"),
+        ("uid=u&sample_rate=16000", b"\x00" * 64002, 413, "body over 64000 bytes"),
+    ],
+)
+def test_bad_chunks_are_refused_with_a_reason(
+    tmp_path: Path, query: str, body: bytes, status: int, reason: str
+) -> None:
+    settings = server_settings(tmp_path, body_limits={"audio": 64000})
+    with LiveServer(settings) as server:
+        answer = httpx.post(f"{server.url}/webhook/audio?{query}", content=body, headers=OCTETS)
+        assert answer.status_code == status
+        assert reason in answer.json()["error"]
+        rejections = httpx.get(f"{server.url}/api/rejections", headers=ADMIN).json()
+        assert len(rejections) == 1
+
+
+def test_a_stream_that_goes_quiet_mid_speech_ends_its_utterance(tmp_path: Path) -> None:
+    """Omi never sends the last partial buffer: speech that was still going when the stream
+    stopped ends once the stream has been idle for audio.stream_idle."""
+    settings = server_settings(tmp_path, audio={"stream_idle": 0.2})
+    write_rules(
+        Path(settings.rules),
+        """
+        - id: ended
+          trigger: audio_speech_end
+          do:
+            - log:
+                path: ended.jsonl
+                message: "{{ speech.ended_by }} {{ speech.utterance.bytes }}"
+        """,
+    )
+    with LiveServer(settings) as server:
+        url = f"{server.url}/webhook/audio?uid=u1&sample_rate=16000"
+        for n in (1, 2):
+            chunk = SPEECH[n * SECOND : (n + 1) * SECOND]
+            assert httpx.post(url, content=chunk, headers=OCTETS).status_code == 200
+        ended = Path(settings.data_dir) / "ended.jsonl"
+        wait_until(lambda: ended.exists() and ended.read_text().strip())
+        (line,) = ended.read_text().splitlines()
+        assert json.loads(line)["message"] == f"idle {2 * SECOND}"
+        assert len(server.receiver.audio_streams) == 0
+
+
+def test_recording_survives_kill_9_and_is_completed_after_restart(tmp_path: Path) -> None:
+    """The server is killed while it records: the WAV is playable as it was left, holding
+    whole chunks in order; after a restart the rest arrive, each chunk once."""
+    write_rules(tmp_path / "rules", "- {id: keep, trigger: audio, do: [{record: {}}]}")
+    chunks = [SPEECH[n * SECOND : (n + 1) * SECOND] for n in range(4)] * 5  # 20 s
+    recording = tmp_path / "data" / "recordings" / "u1" / "s1.wav"
+    server = ServerProcess(tmp_path, free_port()).start()
+    try:
+        url = f"{server.url}/webhook/audio?uid=u1&sample_rate=16000&session_id=s1"
+        with httpx.Client() as client:
+            for chunk in chunks:
+                assert client.post(url, content=chunk, headers=OCTETS).status_code == 200
+        wait_until(lambda: recording.exists() and frames_of(recording) >= 16000)
+    finally:
+        server.kill()
+    with wave.open(str(recording), "rb") as wav:  # playable as the kill left it
+        left = wav.readframes(wav.getnframes())
+    assert len(left) % SECOND == 0 and left == b"".join(chunks)[: len(left)]
+    restarted = ServerProcess(tmp_path, free_port()).start()
+    try:
+        wait_until(lambda: frames_of(recording) == 20 * 16000)
+        with wave.open(str(recording), "rb") as wav:
+            assert wav.readframes(wav.getnframes()) == b"".join(chunks)
+    finally:
+        restarted.stop()
