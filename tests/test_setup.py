@@ -8,13 +8,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from litestar.testing import TestClient
 
 from engine.server.app import create_app
 from tests.server_helpers import ADMIN, ADMIN_TOKEN, server_settings, write_rules
-from tests.servers import TargetServer
+from tests.servers import Reply, TargetServer
 from tests.wait import wait_until
 
 SLACK_RULE = """
@@ -290,3 +291,108 @@ def test_a_users_secret_in_a_notify_reply_is_sealed_and_answered_again(tmp_path:
         assert again.json() == first.json()  # Omi's retry: the same answer, opened again
     raw = b"".join(path.read_bytes() for path in tmp_path.glob("omi.db*") if path.is_file())
     assert b"c0de-5e4f" not in raw
+
+
+HA_RULES = """
+- id: owner-lights
+  trigger: memory
+  do:
+    - home_assistant:
+        url: "{{ secrets.HA_URL }}"
+        token: "{{ secrets.HA_TOKEN }}"
+        service: light.turn_on
+- id: published-lights
+  trigger: transcript
+  settings:
+    - {name: ha_url, type: url}
+    - {name: ha_token, secret: true}
+  when:
+    - keywords: ["lights on"]
+  do:
+    - home_assistant:
+        url: "{{ user.settings.ha_url }}"
+        token: "{{ user.settings.ha_token }}"
+        service: light.turn_on
+"""
+
+
+def test_a_users_url_never_reaches_a_private_host_only_a_server_secret_names(
+    tmp_path: Path,
+) -> None:
+    """The owner's HA_URL names 127.0.0.1 (another port): a user's ha_url on 127.0.0.1 is
+    refused for the test and for deliveries; the owner's own rule still reaches theirs."""
+    owner_ha = TargetServer().start()
+    internal = TargetServer(default=Reply(body="INTERNAL-ONLY: db_password=hunter2")).start()
+    secrets = tmp_path / "secrets.env"
+    secrets.write_text(f"HA_URL={owner_ha.url}\nHA_TOKEN=owner-ha-token-123\n")
+    settings = server_settings(tmp_path, secrets=str(secrets))
+    write_rules(Path(settings.rules), HA_RULES)
+    try:
+        with TestClient(app=create_app(settings)) as client:
+            uid = "made-up-uid"
+            url = f"{internal.url}/admin/secrets?x="
+            assert save(client, uid, ha_url=url, ha_token="whatever-1").status_code == 200
+            token = form_token(client.get("/setup", params={"uid": uid}).text)
+            tested = client.post(
+                "/setup/test", data={"uid": uid, "_form": token, "connector": "home_assistant"}
+            )
+            assert "not a trusted host" in tested.text
+            assert "INTERNAL-ONLY" not in tested.text
+            call = {"session_id": "s1", "segments": [{"text": "lights on", "is_user": True}]}
+            assert client.post("/webhook/transcript", params={"uid": uid}, json=call).is_success
+            assert client.post("/webhook/memory", params={"uid": uid}, json=memory("m")).is_success
+            store = client.app.state.receiver.store
+
+            def settled() -> list[dict[str, Any]]:
+                rows = store.query("SELECT rule_id, status, user_chosen FROM actions")
+                done = [r for r in rows if r["status"] not in ("pending", "in_flight")]
+                return done if len(done) == 2 else []
+
+            rows = {r["rule_id"]: r for r in wait_until(settled)}
+            assert rows["published-lights"]["status"] == "dead"
+            assert rows["published-lights"]["user_chosen"] == 1
+            assert rows["owner-lights"]["status"] == "delivered"
+            assert internal.received == []
+            assert len(owner_ha.received) == 1
+    finally:
+        owner_ha.stop()
+        internal.stop()
+
+
+def test_the_test_button_refuses_a_host_a_planned_action_would_refuse(tmp_path: Path) -> None:
+    """A host built from a text setting is refused when an event plans the action; the
+    test refuses it too (another rule naming the host does not make it this rule's)."""
+    target = TargetServer().start()
+    port = urlsplit(target.url).port
+    settings = server_settings(tmp_path)
+    write_rules(
+        Path(settings.rules),
+        f"""
+        - id: owner-hook
+          trigger: memory
+          do:
+            - http: {{url: "http://localhost:{port}/owner", method: POST}}
+        - id: user-lights
+          trigger: memory
+          settings:
+            - {{name: host}}
+            - {{name: ha_token, secret: true}}
+          do:
+            - home_assistant:
+                url: "http://{{{{ user.settings.host }}}}"
+                token: "{{{{ user.settings.ha_token }}}}"
+                service: light.turn_on
+        """,
+    )
+    try:
+        with TestClient(app=create_app(settings)) as client:
+            saved = save(client, "u1", host=f"localhost:{port}", ha_token="token-123")
+            assert saved.status_code == 200
+            token = form_token(client.get("/setup", params={"uid": "u1"}).text)
+            tested = client.post(
+                "/setup/test", data={"uid": "u1", "_form": token, "connector": "home_assistant"}
+            )
+            assert "comes from payload text" in tested.text
+            assert target.received == []
+    finally:
+        target.stop()

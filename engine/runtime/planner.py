@@ -37,6 +37,9 @@ class PlannedAction:
     inline: bool = False
     reply: str | None = None  # the connector's inline reply: rides in the webhook answer
     target: str = ""  # where it goes (engine.runtime.destinations.target_key): limits and breaker
+    # it reads a per-user setting: the user may have chosen where it goes, so it is sent
+    # through the guard that trusts outbound_allow_hosts only (engine.server.delivery)
+    user_chosen: bool = False
 
     @property
     def key_suffix(self) -> str:
@@ -78,7 +81,9 @@ def plan_actions(
     for item_index, item in items:
         context = base if item_index is None else {**base, "item": item}
         for action in rule.actions:
-            planned.append(_plan_one(action, rule.id, item_index, context, view, env, trusted))
+            one = _plan_one(action, rule.id, item_index, context, view, env, trusted)
+            one.user_chosen = bool(rule.action_settings.get(action.index))
+            planned.append(one)
     return planned
 
 

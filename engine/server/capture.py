@@ -125,6 +125,7 @@ def action_rows(
                 "item_index": action.item_index,
                 "connector": action.connector,
                 "target": secrets.mask(action.target or action.connector),
+                "user_chosen": int(action.user_chosen),
                 "request": request,
                 "status": status,
                 "attempts": 0,

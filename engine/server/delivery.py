@@ -33,6 +33,7 @@ from engine.connector import (
 )
 from engine.errors import DeliveryError, SecretError
 from engine.outbound import OutboundGuard, make_client
+from engine.rules.trust import HostTrust
 from engine.secrets import Secrets
 from engine.server.breaker import Breakers
 from engine.server.metrics import Metrics
@@ -68,7 +69,16 @@ class Deliverer:
         self.event_body = event_body  # the EVENT_BODY capability
         # loopback and private addresses only for hosts the owner named (engine.rules.trust)
         self.guard = OutboundGuard(settings.outbound_allow, settings.outbound_deny, trusted=trusted)
+        # an action reading a per-user setting (and every setup test): the user may have
+        # chosen its destination, so only outbound_allow_hosts may reach loopback and
+        # private addresses, never a host a rule or a server secret names (any port)
+        self.user_guard = OutboundGuard(
+            settings.outbound_allow,
+            settings.outbound_deny,
+            trusted=HostTrust(frozenset(), tuple(settings.outbound_allow_hosts)),
+        )
         self.client: httpx.AsyncClient | None = None
+        self.user_client: httpx.AsyncClient | None = None
         self.wake = asyncio.Event()
         self.metrics = metrics or Metrics()
         self.breakers = Breakers(settings.breaker_failures, settings.breaker_cooloff)
@@ -91,6 +101,7 @@ class Deliverer:
 
     async def run(self) -> None:
         self.client = make_client(self.guard)
+        self.user_client = make_client(self.user_guard)
         capacity = self.settings.workers_per_connector * max(1, len(self.registry))
         try:
             while True:
@@ -118,6 +129,7 @@ class Deliverer:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
             await self.client.aclose()
+            await self.user_client.aclose()
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -149,10 +161,13 @@ class Deliverer:
             self.breakers.released(action.target)
             await self._mark_failed(action, now=now, status=None, retry_at=None, error=str(exc))
             return
+        guard, client = self.guard, self.client
+        if action.user_chosen:
+            guard, client = self.user_guard, self.user_client
         env = SendEnv(
-            client=self.client,  # type: ignore[arg-type]
+            client=client,  # type: ignore[arg-type]
             secret=secrets.lookup(placeholders=False),
-            guard=lambda url: self.guard.check(url, connector.name),
+            guard=lambda url: guard.check(url, connector.name),
             idempotency_key=action.idem_key,
             event_body=self.event_body if EVENT_BODY in needs_of(connector) else None,
             data_dir=self.settings.data_dir,

@@ -47,6 +47,7 @@ class DueAction:
     target: str
     request: str
     attempts: int
+    user_chosen: int = 0  # read a per-user setting: sent through Deliverer.user_guard
 
 
 def recover_in_flight(store: Store) -> int:
@@ -109,7 +110,7 @@ async def claim_due(
                     WHERE status = ? GROUP BY t
                 ), due AS (
                     SELECT id, idem_key, event_id, rule_id, connector, {_TARGET} AS target,
-                        request, attempts, next_attempt_at,
+                        request, attempts, user_chosen, next_attempt_at,
                         ROW_NUMBER() OVER (
                             PARTITION BY {_TARGET} ORDER BY next_attempt_at, id
                         ) AS place
@@ -117,7 +118,8 @@ async def claim_due(
                     WHERE status = ? AND next_attempt_at <= ?
                         AND {_TARGET} NOT IN ({blocked_marks})
                 )
-                SELECT id, idem_key, event_id, rule_id, connector, due.target, request, attempts
+                SELECT id, idem_key, event_id, rule_id, connector, due.target, request, attempts,
+                    user_chosen
                 FROM due LEFT JOIN busy ON busy.t = due.target
                 WHERE place + COALESCE(busy.n, 0)
                     <= CASE WHEN due.target IN ({single_marks}) THEN 1 ELSE ? END

@@ -1,5 +1,8 @@
 """The setup page's "test" button: one harmless request per connector (Connector.probe),
-made with the user's settings, through the same outbound guard as deliveries.
+made with the user's settings, through the guard of deliveries that read a per-user setting
+(Deliverer.user_guard: loopback and private addresses only for outbound_allow_hosts), after
+the check a planned action gets (a host not named by the rule, a server secret, the allow
+list or the user's own URL settings is refused, as engine.runtime.planner refuses it).
 
 The connector's options are those of the first action (of a rule applying to the user)
 that reads a per-user setting; each option is rendered with the user's settings and the
@@ -17,10 +20,13 @@ from typing import Any
 import msgspec
 
 from engine.connector import Probe, SendEnv, probe_of
-from engine.errors import OmiRulesError
+from engine.errors import DeliveryError, OmiRulesError
 from engine.outbound import make_client
 from engine.rules.compiled import CompiledAction, CompiledRule
+from engine.rules.trust import refusal
 from engine.rules.user_setup import applying_rules
+from engine.runtime.destinations import host_of
+from engine.runtime.pipeline import user_hosts
 from engine.runtime.user_values import UserValues
 from engine.server.receiver import Receiver
 
@@ -76,13 +82,21 @@ async def probe_connector(receiver: Receiver, uid: str, connector: str) -> Probe
         options = probe_options(receiver, rule, action, user)
     except msgspec.ValidationError as exc:
         return Probe(ok=False, answer=f"cannot test: {exc}")
-    guard = receiver.deliverer.guard
+    guard = receiver.deliverer.user_guard
+    planned = receiver.pipeline.trust().including(rule.trusted_hosts | user_hosts(rule, user))
+
+    async def check(url: str) -> None:
+        host = host_of(url)
+        if host is not None and not planned(host):
+            raise DeliveryError(refusal(host), connector=connector, url=url)
+        await guard.check(url, connector)
+
     deadline = receiver.settings.delivery_deadline
     async with make_client(guard) as client:
         env = SendEnv(
             client=client,
             secret=user.secrets.lookup(placeholders=False),
-            guard=lambda url: guard.check(url, connector),
+            guard=check,
             data_dir=receiver.settings.data_dir,
         )
         try:

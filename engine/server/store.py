@@ -53,6 +53,7 @@ CREATE TABLE IF NOT EXISTS actions (
     item_index INTEGER,
     connector TEXT NOT NULL,
     target TEXT,
+    user_chosen INTEGER NOT NULL DEFAULT 0,
     request TEXT,
     status TEXT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
@@ -120,7 +121,11 @@ CREATE TABLE IF NOT EXISTS rejections (
 
 # columns added after the first release: (table, column, definition); a database made
 # before them gets them on open (an old row's NULL target is read as its connector's name)
-ADDED_COLUMNS = (("actions", "target", "TEXT"), ("events", "rules_version", "TEXT"))
+ADDED_COLUMNS = (
+    ("actions", "target", "TEXT"),
+    ("events", "rules_version", "TEXT"),
+    ("actions", "user_chosen", "INTEGER NOT NULL DEFAULT 0"),
+)
 
 _STOP = object()
 READ_THREADS = 4  # reads the API and the receiver may have running at once
