@@ -140,3 +140,12 @@ class RuleConflict(RuleEditError):
 class BadRuleName(RuleEditError):
     """A file name or rule id that may not be written: outside the rules folder, not
     `[A-Za-z0-9._-]+.yaml`, a `*.test.yaml` case file, or already taken."""
+
+
+class SettingsTaken(OmiRulesError):
+    """A first save of per-user settings (without the admin token) for a uid that already
+    has some stored: refused, so no one adds a destination next to another's secret."""
+
+    def __init__(self, uid: str) -> None:
+        self.uid = uid
+        super().__init__(f"uid {uid!r} already has settings")

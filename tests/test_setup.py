@@ -98,11 +98,12 @@ def test_a_post_needs_a_fresh_form_token_for_its_own_uid(tmp_path: Path) -> None
         other_uid = client.post("/setup", data={"uid": "u1", "_form": token, "note": "x"})
         assert other_uid.status_code == 403
         token = form_token(client.get("/setup", params={"uid": "u1"}).text)
-        first = client.post("/setup", data={"uid": "u1", "_form": token, "channel_note": "a"})
-        assert first.status_code == 200
-        replayed = client.post("/setup", data={"uid": "u1", "_form": token, "channel_note": "b"})
+        data = {"uid": "u1", "_form": token, "slack_webhook_url": url}
+        assert client.post("/setup", data=data).status_code == 200
+        replayed = client.post("/setup", data={**data, "uid": "u2"})
         assert replayed.status_code == 403
-        assert not completed(client, "u1")
+        assert "expired or was already sent" in replayed.text
+        assert completed(client, "u1") and not completed(client, "u2")
 
 
 def test_a_set_value_is_never_shown_and_only_the_admin_replaces_it(tmp_path: Path) -> None:
@@ -396,3 +397,38 @@ def test_the_test_button_refuses_a_host_a_planned_action_would_refuse(tmp_path: 
             assert target.received == []
     finally:
         target.stop()
+
+
+def test_no_one_fills_an_unset_setting_next_to_a_stored_secret(tmp_path: Path) -> None:
+    """The victim saved only their token (the URL optional): without the admin token no
+    later save may add a URL that would receive it, and a first save must set every
+    required setting at once."""
+    attacker = TargetServer().start()
+    settings = server_settings(tmp_path, outbound_allow_hosts=["127.0.0.1"])
+    optional_url = "{name: ha_url, type: url, required: false}"
+    write_rules(Path(settings.rules), HA_RULES.replace("{name: ha_url, type: url}", optional_url))
+    try:
+        with TestClient(app=create_app(settings)) as client:
+            assert save(client, "victim", ha_token="victims-long-lived-token").status_code == 200
+            added = save(client, "victim", ha_url=attacker.url)
+            assert added.status_code == 403
+            assert "owner (admin token) can replace it" in added.text
+            assert "ha_url" not in client.app.state.receiver.user_settings.stored("victim")
+            token = form_token(client.get("/setup", params={"uid": "victim"}).text)
+            client.post(
+                "/setup/test",
+                data={"uid": "victim", "_form": token, "connector": "home_assistant"},
+            )
+            assert attacker.received == []
+            # the owner may still add to a user's settings
+            owner = save(client, "victim", ha_url=attacker.url, admin_token=ADMIN_TOKEN)
+            assert owner.status_code == 200
+    finally:
+        attacker.stop()
+    other = tmp_path / "other"
+    other.mkdir()
+    with TestClient(app=create_app(settings_for(other))) as client:
+        partial = save(client, "u1", channel_note="only the optional one")
+        assert partial.status_code == 400
+        assert "fill in every required setting at once: Slack webhook URL" in partial.text
+        assert client.app.state.receiver.user_settings.stored("u1") == {}

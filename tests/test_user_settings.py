@@ -11,7 +11,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from engine.config import ConfigError, load_settings
-from engine.errors import SecretError
+from engine.errors import SecretError, SettingsTaken
 from engine.secrets import Secrets
 from engine.server.sealed import Sealer
 from engine.server.setting_keys import KEY_FILE, SettingsCipher
@@ -114,3 +114,26 @@ def test_without_configured_keys_one_is_made_and_kept(tmp_path: Path) -> None:
     assert env.settings_keys == [NEW, OLD]
     with pytest.raises(ConfigError, match="each key must be a Fernet key"):
         SettingsCipher(["not-a-key"])
+
+
+def test_of_two_racing_first_saves_only_one_lands(tmp_path: Path) -> None:
+    """A first save (no admin token) checks for stored settings inside its own write, so
+    two saves that both saw none cannot both land; the second is SettingsTaken."""
+    store, users = kept(tmp_path, [OLD])
+
+    async def both() -> list[BaseException | None]:
+        results = await asyncio.gather(
+            users.save("u1", {"url": ("https://a.example.com/x", False)}, first=True),
+            users.save("u1", {"token": ("tok-attacker-1", True)}, first=True),
+            return_exceptions=True,
+        )
+        return list(results)
+
+    try:
+        first, second = asyncio.run(both())
+        assert first is None and isinstance(second, SettingsTaken)
+        assert users.stored("u1") == {"url": False}
+        asyncio.run(users.save("u1", {"token": ("tok-owner-001", True)}))  # the admin's way
+        assert users.stored("u1") == {"url": False, "token": True}
+    finally:
+        store.close()

@@ -9,7 +9,9 @@ Trust model (README "Per-user settings"): a uid is not a secret, so the page nev
 stored value (only "set" / "not set"), and every POST carries a one-time form token issued
 with the page for that uid (engine.server.form_tokens), else 403. A value already set is
 replaced only with the admin token (form field `admin_token`, or the usual header); the
-user changes theirs by disconnecting and entering them again.
+user changes theirs by disconnecting and entering them again. Without the admin token a
+save is the uid's whole first setup: refused once the uid has any stored setting, and it
+must set every required setting at once.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from litestar.datastructures import FormMultiDict
 from litestar.response import Template
 
 from engine.connector import Probe
+from engine.errors import SettingsTaken
 from engine.rules.user_setup import SetupField, applying_rules, connectors_to_test, setup_fields
 from engine.secrets import MIN_MASKED_LENGTH
 from engine.server.form_tokens import FormTokens
@@ -36,6 +39,10 @@ MAX_UID = 200
 MAX_VALUE = 2048
 FORM_TOKEN_FIELD = "_form"
 TESTS_PER_MINUTE = 5  # per uid
+ALREADY_SET = (
+    "this uid's settings are already set; only the server's owner (admin token) can replace "
+    "it or add to them. Disconnect to start again."
+)
 
 
 class SetupRefused(Exception):
@@ -177,27 +184,35 @@ def is_admin(request: Request[Any, Any, Any], form: FormMultiDict) -> bool:
 
 
 async def save_settings(receiver: Receiver, uid: str, form: FormMultiDict, *, admin: bool) -> str:
-    """Store what the form sets; returns what happened (SetupRefused when refused)."""
+    """Store what the form sets; returns what happened (SetupRefused when refused).
+
+    Without the admin token a save is the uid's first and whole setup: refused when the
+    uid has any stored setting (else someone could fill an unset URL next to another's
+    stored token, and receive it), and it must set every required setting at once."""
     rules = applying_rules(receiver.pipeline.rules, uid, receiver.secrets)
     stored = await receiver.store.read(lambda _store: receiver.user_settings.stored(uid))
+    if stored and not admin:
+        raise SetupRefused(403, ALREADY_SET)
     changes: dict[str, tuple[str, bool]] = {}
+    missing: list[str] = []
     for entry in setup_fields(rules):
         value = str(form.get(entry.name) or "").strip()
         if not value:
+            if entry.required and entry.name not in stored:
+                missing.append(entry.setting.label or entry.name)
             continue  # left empty: unchanged (Disconnect clears)
         problem = check_value(entry, value)
         if problem:
             raise SetupRefused(400, problem)
-        if entry.name in stored and not admin:
-            raise SetupRefused(
-                403,
-                f"{entry.setting.label or entry.name} is already set; only the server's owner "
-                "(admin token) can replace it. Disconnect to start again.",
-            )
         changes[entry.name] = (value, entry.secret)
     if not changes:
         return "nothing to save"
-    await receiver.user_settings.save(uid, changes)
+    if missing and not admin:
+        raise SetupRefused(400, f"fill in every required setting at once: {', '.join(missing)}")
+    try:
+        await receiver.user_settings.save(uid, changes, first=not admin)
+    except SettingsTaken:
+        raise SetupRefused(403, ALREADY_SET) from None
     return "saved " + ", ".join(sorted(changes))
 
 

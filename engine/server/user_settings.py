@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 
 import sqlite_utils
 
-from engine.errors import SecretError
+from engine.errors import SecretError, SettingsTaken
 from engine.runtime.user_values import UserValues, secret_name
 from engine.secrets import Secrets
 from engine.server.setting_keys import SettingsCipher
@@ -89,8 +89,12 @@ class UserSettings:
             self._cache.pop(uid, None)
             self._generation[uid] = self._generation.get(uid, 0) + 1
 
-    async def save(self, uid: str, values: Mapping[str, tuple[str, bool]]) -> None:
-        """Set `values` (name -> (value, secret)) for `uid`; a secret is encrypted here."""
+    async def save(
+        self, uid: str, values: Mapping[str, tuple[str, bool]], *, first: bool = False
+    ) -> None:
+        """Set `values` (name -> (value, secret)) for `uid`; a secret is encrypted here.
+        With `first`, only while `uid` has no stored setting at all, checked in the same
+        write (SettingsTaken otherwise): two racing first saves cannot both land."""
         now = time.time()
         rows = [
             {
@@ -104,6 +108,13 @@ class UserSettings:
         ]
 
         def write(db: sqlite_utils.Database) -> None:
+            if (
+                first
+                and db.execute(
+                    "SELECT 1 FROM user_settings WHERE uid = ? LIMIT 1", [uid]
+                ).fetchone()
+            ):
+                raise SettingsTaken(uid)
             db.conn.executemany(
                 "INSERT OR REPLACE INTO user_settings (uid, name, value, secret, updated_at) "
                 "VALUES (:uid, :name, :value, :secret, :updated_at)",
