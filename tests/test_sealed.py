@@ -45,3 +45,15 @@ def test_the_key_is_kept_under_the_data_folder(tmp_path: Path) -> None:
     again = Sealer.for_data_dir(tmp_path)
     assert again.unseal(first, SECRETS, "c") == "tok-123456"
     assert (tmp_path / "seal.key").stat().st_mode & 0o077 == 0
+
+
+def test_a_users_seal_opens_only_for_the_value_it_replaced() -> None:
+    sealer = Sealer(b"k" * 32)
+    victim = Secrets({"user.hook": "https://hooks.example.com/victim-1"})
+    sealed = sealer.seal({"url": "https://hooks.example.com/victim-1"}, victim, "ev1:r:0")
+    assert sealer.unseal(sealed, victim, "ev1:r:0") == {"url": "https://hooks.example.com/victim-1"}
+    again = Secrets({"user.hook": "https://hooks.example.com/victim-1"})  # re-entered, same
+    assert sealer.unseal(sealed, again, "ev1:r:0")["url"].endswith("victim-1")
+    replaced = Secrets({"user.hook": "https://attacker.example.com/mine"})
+    with pytest.raises(SecretError, match="user.hook changed since this was stored"):
+        sealer.unseal(sealed, replaced, "ev1:r:0")

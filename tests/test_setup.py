@@ -432,3 +432,36 @@ def test_no_one_fills_an_unset_setting_next_to_a_stored_secret(tmp_path: Path) -
         assert partial.status_code == 400
         assert "fill in every required setting at once: Slack webhook URL" in partial.text
         assert client.app.state.receiver.user_settings.stored("u1") == {}
+
+
+def test_a_pending_retry_never_goes_to_whoever_sets_the_setting_next(tmp_path: Path) -> None:
+    """The victim's Slack answers 503, so the action waits for a retry; someone who knows
+    the uid disconnects (keeping events) and sets their own webhook: the retry is not
+    sent to them (the seal was bound to the victim's value) and the action is dead."""
+    victim_slack = TargetServer(default=Reply(status=503, body="down")).start()
+    attacker = TargetServer().start()
+    retry = {"base_delay": 0.2, "max_delay": 0.2, "max_attempts": 8, "jitter": 0.0}
+    settings = settings_for(tmp_path, outbound_allow_hosts=["127.0.0.1"], retry=retry)
+    try:
+        with TestClient(app=create_app(settings)) as client:
+            saved = save(client, "victim", slack_webhook_url=f"{victim_slack.url}/v")
+            assert saved.status_code == 200
+            title = "victims-private-title"
+            posted = client.post("/webhook/memory", params={"uid": "victim"}, json=memory(title))
+            assert posted.is_success
+            victim_slack.wait_for(1)
+            token = form_token(client.get("/setup", params={"uid": "victim"}).text)
+            client.post("/setup/disconnect", data={"uid": "victim", "_form": token})
+            saved = save(client, "victim", slack_webhook_url=f"{attacker.url}/mine")
+            assert saved.status_code == 200
+            store = client.app.state.receiver.store
+
+            def dead() -> list[dict[str, Any]]:
+                return store.query("SELECT last_error FROM actions WHERE status = 'dead'")
+
+            (row,) = wait_until(dead)
+            assert "changed since this was stored" in row["last_error"]
+            assert attacker.received == []
+    finally:
+        victim_slack.stop()
+        attacker.stop()

@@ -11,6 +11,12 @@ made-up seal included. It can never be opened: a sender does not know the key, a
 context holds the event id, which the server picks at random after the payload arrived.
 Text that is not a valid seal stays exactly as it was and is sent as text.
 
+A per-user setting (`user.NAME`) is bound to its value as well: its MAC covers a digest of
+the value it replaced, so it opens only while the user still holds that very value. A
+setting replaced since (Disconnect, then someone else's value) makes the seal an error,
+SecretError, and nothing is sent: a retry never hands a user's past event to whoever holds
+the uid's settings now. Text shaped like a user seal in a payload fails that action too.
+
 People see requests with seals shown as `<secret:NAME>` (`shown`).
 """
 
@@ -23,10 +29,13 @@ import secrets as random
 from pathlib import Path
 from typing import Any
 
+from engine.errors import SecretError
 from engine.keyfiles import read_or_create
+from engine.runtime.user_values import USER_SECRET_PREFIX
 from engine.secrets import Secrets, placeholder, walk_strings
 
 KEY_FILE = "seal.key"
+
 _SEAL = re.compile(r"<secret:([A-Za-z0-9_.-]+):([0-9a-f]{32})>")
 
 
@@ -40,14 +49,18 @@ class Sealer:
         text, _created = read_or_create(Path(data_dir) / KEY_FILE, lambda: random.token_hex(32))
         return cls(bytes.fromhex(text))
 
-    def _mac(self, context: str, name: str) -> str:
-        message = f"{context}\x00{name}".encode()
-        return hmac.new(self._key, message, hashlib.sha256).hexdigest()[:32]
+    def _mac(self, context: str, name: str, secrets: Secrets) -> str:
+        message = f"{context}\x00{name}"
+        if name.startswith(USER_SECRET_PREFIX):  # bound to the value (SecretError when unset)
+            digest = hashlib.sha256(secrets.get(name).encode("utf-8", "replace")).hexdigest()
+            message += f"\x00{digest}"
+        return hmac.new(self._key, message.encode(), hashlib.sha256).hexdigest()[:32]
 
     def seal(self, value: Any, secrets: Secrets, context: str) -> Any:
-        """`value` with every secret's text replaced by a seal bound to `context`."""
+        """`value` with every secret's text replaced by a seal bound to `context` (and, for
+        a user's setting, to its value)."""
         return secrets.replace_values(
-            value, lambda name: f"<secret:{name}:{self._mac(context, name)}>"
+            value, lambda name: f"<secret:{name}:{self._mac(context, name, secrets)}>"
         )
 
     def unseal(self, value: Any, secrets: Secrets, context: str) -> Any:
@@ -56,8 +69,12 @@ class Sealer:
 
         def open_seal(match: re.Match[str]) -> str:
             name, mac = match[1], match[2]
-            if hmac.compare_digest(mac, self._mac(context, name)):
+            if hmac.compare_digest(mac, self._mac(context, name, secrets)):
                 return secrets.get(name)
+            if name.startswith(USER_SECRET_PREFIX):
+                raise SecretError(
+                    f"per-user setting {name} changed since this was stored; not sent"
+                )
             return match[0]
 
         return walk_strings(
