@@ -465,3 +465,42 @@ def test_a_pending_retry_never_goes_to_whoever_sets_the_setting_next(tmp_path: P
     finally:
         victim_slack.stop()
         attacker.stop()
+
+
+def token_rule(url: str, secret: bool) -> str:
+    return f"""
+    - id: user-api
+      trigger: memory
+      settings:
+        - {{name: api_token, secret: {str(secret).lower()}}}
+      do:
+        - http:
+            url: "{url}/hook"
+            headers: {{Authorization: "Bearer {{{{ user.settings.api_token }}}}"}}
+            json: {{title: "{{{{ memory.structured.title }}}}"}}
+    """
+
+
+def test_a_value_saved_before_its_rule_said_secret_is_then_a_secret(tmp_path: Path) -> None:
+    """Saved while the rule said `secret: false`; the author then says `secret: true`: at
+    the next start the row is encrypted, and the value is sealed in stored requests."""
+    target = TargetServer().start()
+    settings = server_settings(tmp_path, outbound_allow_hosts=["127.0.0.1"])
+    try:
+        write_rules(Path(settings.rules), token_rule(target.url, secret=False))
+        with TestClient(app=create_app(settings)) as client:
+            assert save(client, "u1", api_token="secret_NOTION_abc123").status_code == 200
+        write_rules(Path(settings.rules), token_rule(target.url, secret=True))
+        with TestClient(app=create_app(settings)) as client:
+            store = client.app.state.receiver.store
+            (row,) = store.query("SELECT value, secret FROM user_settings")
+            assert row["secret"] == 1 and "secret_NOTION_abc123" not in row["value"]
+            posted = client.post("/webhook/memory", params={"uid": "u1"}, json=memory("t"))
+            assert posted.is_success
+            (sent,) = target.wait_for(1)
+            assert sent.header("Authorization") == "Bearer secret_NOTION_abc123"
+            (action,) = store.query("SELECT request FROM actions")
+            assert "secret_NOTION_abc123" not in action["request"]
+            assert "<secret:user.api_token:" in action["request"]
+    finally:
+        target.stop()

@@ -72,6 +72,10 @@ class RuleSet:
         self.trusted_hosts = frozenset().union(*(rule.trusted_hosts for rule in self.rules))
         # triggers with a rule that reads per-user settings (their events load the user's)
         self.settings_triggers = frozenset(rule.trigger for rule in self.rules if rule.settings)
+        # per-user settings any rule declares secret (engine.server.user_settings)
+        self.secret_settings = frozenset(
+            s.name for rule in self.rules for s in rule.settings if s.secret
+        )
         self._indexes: dict[str, RuleIndex] = {}
 
     @property

@@ -168,7 +168,10 @@ class Receiver:
         self.store = Store(settings.db)
         # what each Omi user entered on the setup page (engine.server.user_settings)
         self.user_settings = UserSettings(
-            self.store, SettingsCipher.for_settings(settings), lambda: self.secrets
+            self.store,
+            SettingsCipher.for_settings(settings),
+            lambda: self.secrets,
+            lambda: self.pipeline.rules.secret_settings,
         )
         self.live_rules = LiveRules(settings.rules, on_change=self._rules_changed)
         limits = Limits.from_settings(settings)
@@ -216,6 +219,7 @@ class Receiver:
     def _rules_changed(self, rules: RuleSet) -> None:
         rule_versions.remember(self.store, rules, self.secrets)  # names rules.version
         self.pipeline.rules = rules
+        self.user_settings.rules_changed()
         for warning in rules.warnings:
             log.warning("%s", warning)
         for rule in rules.rules:
@@ -241,6 +245,9 @@ class Receiver:
         rotated = self.user_settings.rotate_all()
         if rotated:
             log.info("re-encrypted %d user setting(s) with the first of settings_keys", rotated)
+        encrypted = self.user_settings.encrypt_declared()
+        if encrypted:
+            log.info("encrypted %d user setting(s) a rule now declares secret", encrypted)
         recovered = recover_in_flight(self.store)
         if recovered:
             log.warning(

@@ -31,11 +31,18 @@ CACHE_USERS = 10_000
 
 class UserSettings:
     def __init__(
-        self, store: Store, cipher: SettingsCipher, secrets: Callable[[], Secrets]
+        self,
+        store: Store,
+        cipher: SettingsCipher,
+        secrets: Callable[[], Secrets],
+        declared_secret: Callable[[], frozenset[str]] = frozenset,
     ) -> None:
         self.store = store
         self.cipher = cipher
         self.secrets = secrets
+        # names any loaded rule declares `secret: true`: such a value is a secret whatever
+        # its row says (it may have been saved before the rule said so)
+        self.declared_secret = declared_secret
         self._cache: OrderedDict[str, UserValues] = OrderedDict()
         self._generation: dict[str, int] = {}  # uid -> writes seen (a read racing one is not kept)
         self._lock = threading.Lock()
@@ -60,6 +67,7 @@ class UserSettings:
     def _load(self, uid: str, secrets: Secrets) -> UserValues:
         values: dict[str, str] = {}
         secret_names: set[str] = set()
+        declared = self.declared_secret()
         for row in self.store.query(
             "SELECT name, value, secret FROM user_settings WHERE uid = ?", (uid,)
         ):
@@ -69,6 +77,7 @@ class UserSettings:
                     value = self.cipher.decrypt(value)
                 except SecretError:
                     continue  # as if unset: the user is asked again; the server logs it at start
+            if row["secret"] or row["name"] in declared:
                 secret_names.add(row["name"])
             values[row["name"]] = value
         merged = secrets.with_values({secret_name(n): values[n] for n in secret_names})
@@ -150,6 +159,45 @@ class UserSettings:
         finally:
             self._forget(uid)
         return result
+
+    def rules_changed(self) -> None:
+        """Forget every cached user: which settings are secret may have changed."""
+        with self._lock:
+            self._cache.clear()
+
+    def encrypt_declared(self) -> int:
+        """Encrypt every stored plain value whose name a loaded rule now declares secret (at
+        start); returns how many were rewritten. Blocking."""
+        declared = sorted(self.declared_secret())
+        if not declared:
+            return 0
+        marks = ",".join("?" * len(declared))
+        rows = self.store.query(
+            # S608: only "?" marks are joined in
+            f"SELECT uid, name, value FROM user_settings WHERE secret = 0 AND name IN ({marks})",
+            tuple(declared),
+        )
+        changed = [
+            {
+                "uid": r["uid"],
+                "name": r["name"],
+                "old": r["value"],
+                "value": self.cipher.encrypt(r["value"]),
+            }
+            for r in rows
+        ]
+
+        def write(db: sqlite_utils.Database) -> None:
+            db.conn.executemany(
+                "UPDATE user_settings SET value = :value, secret = 1 "
+                "WHERE uid = :uid AND name = :name AND secret = 0 AND value = :old",
+                changed,
+            )
+
+        if changed:
+            self.store.write_now(write)
+        self.rules_changed()
+        return len(changed)
 
     def rotate_all(self) -> int:
         """Encrypt every stored secret setting again with the first key (at start, so an old
