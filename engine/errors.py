@@ -149,3 +149,11 @@ class SettingsTaken(OmiRulesError):
     def __init__(self, uid: str) -> None:
         self.uid = uid
         super().__init__(f"uid {uid!r} already has settings")
+
+
+class TooManyUsers(OmiRulesError):
+    """A first save for a new uid when `limit` uids already have settings stored."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(f"this server holds settings for {limit} users, its limit; ask its owner")

@@ -17,6 +17,7 @@ from engine.server.app import create_app
 from tests.server_helpers import ADMIN, ADMIN_TOKEN, server_settings, write_rules
 from tests.servers import Reply, TargetServer
 from tests.wait import wait_until
+from web.setup_pages import TESTS_PER_CLIENT, WRITES_PER_CLIENT
 
 SLACK_RULE = """
 - id: user-slack
@@ -502,5 +503,29 @@ def test_a_value_saved_before_its_rule_said_secret_is_then_a_secret(tmp_path: Pa
             (action,) = store.query("SELECT request FROM actions")
             assert "secret_NOTION_abc123" not in action["request"]
             assert "<secret:user.api_token:" in action["request"]
+    finally:
+        target.stop()
+
+
+def test_rotating_made_up_uids_is_no_way_around_the_limits(tmp_path: Path) -> None:
+    """Each save and test is counted per client address too: a fresh uid per request
+    does not buy more than TESTS_PER_CLIENT tests or WRITES_PER_CLIENT saves a minute."""
+    target = TargetServer().start()
+    settings = settings_for(tmp_path, outbound_allow_hosts=["127.0.0.1"])
+    try:
+        with TestClient(app=create_app(settings)) as client:
+            saves, tests = [], []
+            for n in range(WRITES_PER_CLIENT + 1):
+                uid = f"rnd-{n}"
+                saves.append(save(client, uid, slack_webhook_url=f"{target.url}/v").status_code)
+                token = form_token(client.get("/setup", params={"uid": uid}).text)
+                data = {"uid": uid, "_form": token, "connector": "slack"}
+                tests.append(client.post("/setup/test", data=data).status_code)
+            assert saves == [200] * WRITES_PER_CLIENT + [429]
+            assert tests == [200] * TESTS_PER_CLIENT + [429]
+            assert len(target.wait_for(TESTS_PER_CLIENT)) == TESTS_PER_CLIENT
+            store = client.app.state.receiver.store
+            (row,) = store.query("SELECT COUNT(DISTINCT uid) AS n FROM user_settings")
+            assert row["n"] == WRITES_PER_CLIENT
     finally:
         target.stop()

@@ -11,7 +11,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from engine.config import ConfigError, load_settings
-from engine.errors import SecretError, SettingsTaken
+from engine.errors import SecretError, SettingsTaken, TooManyUsers
 from engine.secrets import Secrets
 from engine.server.sealed import Sealer
 from engine.server.setting_keys import KEY_FILE, SettingsCipher
@@ -135,5 +135,28 @@ def test_of_two_racing_first_saves_only_one_lands(tmp_path: Path) -> None:
         assert users.stored("u1") == {"url": False}
         asyncio.run(users.save("u1", {"token": ("tok-owner-001", True)}))  # the admin's way
         assert users.stored("u1") == {"url": False, "token": True}
+    finally:
+        store.close()
+
+
+def test_made_up_uids_cannot_grow_the_store_or_the_memory_without_bound(tmp_path: Path) -> None:
+    store = Store(str(tmp_path / "omi.db"))
+    users = UserSettings(store, SettingsCipher([OLD]), lambda: SERVER, max_users=3, cache_users=4)
+    try:
+        for n in range(3):
+            asyncio.run(
+                users.save(f"u{n}", {"url": ("https://a.example.com/x", False)}, first=True)
+            )
+        with pytest.raises(TooManyUsers, match="settings for 3 users"):
+            asyncio.run(users.save("u3", {"url": ("https://a.example.com/x", False)}, first=True))
+        assert users.stored("u3") == {}
+        # the owner (not a first save) is not capped
+        asyncio.run(users.save("u3", {"url": ("https://a.example.com/y", False)}))
+        for n in range(4, 20):
+            asyncio.run(users.disconnect(f"u{n}", forget_events=False))
+            assert len(users._generation) <= 4
+            assert len(users._cache) <= 4
+            users.values(f"u{n}")
+        assert users.values("u3").values == {"url": "https://a.example.com/y"}
     finally:
         store.close()

@@ -25,7 +25,7 @@ from litestar.datastructures import FormMultiDict
 from litestar.response import Template
 
 from engine.connector import Probe
-from engine.errors import SettingsTaken
+from engine.errors import SettingsTaken, TooManyUsers
 from engine.rules.user_setup import SetupField, applying_rules, connectors_to_test, setup_fields
 from engine.secrets import MIN_MASKED_LENGTH
 from engine.server.form_tokens import FormTokens
@@ -38,7 +38,13 @@ FORM_BODY_LIMIT = 64 * 1024  # a page's settings; the page is public
 MAX_UID = 200
 MAX_VALUE = 2048
 FORM_TOKEN_FIELD = "_form"
+# a uid is not a secret and anyone may make one up, so each write and test is limited per
+# uid, per client address and in all (a minute's worth; 429 past it)
 TESTS_PER_MINUTE = 5  # per uid
+TESTS_PER_CLIENT = 10
+TESTS_IN_ALL = 60
+WRITES_PER_CLIENT = 10  # saves and disconnects
+WRITES_IN_ALL = 120
 ALREADY_SET = (
     "this uid's settings are already set; only the server's owner (admin token) can replace "
     "it or add to them. Disconnect to start again."
@@ -59,13 +65,38 @@ def query_uid(request: Request[Any, Any, Any]) -> str:
     return recover_query(request.scope.get("query_string", b"")).get("uid", "")
 
 
+def _per_minute(count: int) -> LoginLimiter:
+    return LoginLimiter(count, 60.0)
+
+
 @dataclass
 class SetupGuards:
     """One app's setup-page state (app.state.setup): its one-time form tokens, and the
-    limit on test requests per uid (a test sends a message to the user's own channel)."""
+    limits on tests (each sends a request) and writes: per uid, per client address and in
+    all, so rotating made-up uids is no way around them."""
 
     tokens: FormTokens = field(default_factory=FormTokens)
-    tests: LoginLimiter = field(default_factory=lambda: LoginLimiter(TESTS_PER_MINUTE, 60.0))
+    tests: LoginLimiter = field(default_factory=lambda: _per_minute(TESTS_PER_MINUTE))
+    client_tests: LoginLimiter = field(default_factory=lambda: _per_minute(TESTS_PER_CLIENT))
+    all_tests: LoginLimiter = field(default_factory=lambda: _per_minute(TESTS_IN_ALL))
+    client_writes: LoginLimiter = field(default_factory=lambda: _per_minute(WRITES_PER_CLIENT))
+    all_writes: LoginLimiter = field(default_factory=lambda: _per_minute(WRITES_IN_ALL))
+
+    def spend_test(self, uid: str, client: str) -> bool:
+        """Count a test; False (nothing counted) when a limit is reached."""
+        limits = ((self.tests, uid), (self.client_tests, client), (self.all_tests, ""))
+        return _spend(limits)
+
+    def spend_write(self, client: str) -> bool:
+        return _spend(((self.client_writes, client), (self.all_writes, "")))
+
+
+def _spend(limits: tuple[tuple[LoginLimiter, str], ...]) -> bool:
+    if any(limiter.retry_after(key) for limiter, key in limits):
+        return False
+    for limiter, key in limits:
+        limiter.failed(key)  # every one counts
+    return True
 
 
 def _guards(request: Request[Any, Any, Any]) -> SetupGuards:
@@ -164,6 +195,11 @@ async def _form(request: Request[Any, Any, Any]) -> tuple[str, FormMultiDict]:
     return uid, form
 
 
+def _spend_write(request: Request[Any, Any, Any]) -> None:
+    if not _guards(request).spend_write(client_address(request)):
+        raise SetupRefused(429, "too many changes; try again in a minute")
+
+
 def is_admin(request: Request[Any, Any, Any], form: FormMultiDict) -> bool:
     """Whether the request carries the admin token (header, or the form's owner field). A
     wrong one counts against the client as a failed login does (web.session.LoginLimiter),
@@ -213,6 +249,8 @@ async def save_settings(receiver: Receiver, uid: str, form: FormMultiDict, *, ad
         await receiver.user_settings.save(uid, changes, first=not admin)
     except SettingsTaken:
         raise SetupRefused(403, ALREADY_SET) from None
+    except TooManyUsers as exc:
+        raise SetupRefused(503, str(exc)) from None
     return "saved " + ", ".join(sorted(changes))
 
 
@@ -220,6 +258,7 @@ async def save_settings(receiver: Receiver, uid: str, form: FormMultiDict, *, ad
 async def setup_save(request: Request[Any, Any, Any]) -> Template:
     try:
         uid, form = await _form(request)
+        _spend_write(request)
         notice = await save_settings(receiver_of(request), uid, form, admin=is_admin(request, form))
     except SetupRefused as exc:
         return await _refused(request, exc)
@@ -235,10 +274,8 @@ async def setup_test(request: Request[Any, Any, Any]) -> Template:
     except SetupRefused as exc:
         return await _refused(request, exc)
     connector = str(form.get("connector") or "")
-    tests = _guards(request).tests
-    if tests.retry_after(uid):
+    if not _guards(request).spend_test(uid, client_address(request)):
         return await render(request, uid, status=429, error="too many tests; try again in a minute")
-    tests.failed(uid)  # every test counts
     result = await probe_connector(receiver_of(request), uid, connector)
     return await render(request, uid, probe=(connector, result))
 
@@ -252,6 +289,7 @@ async def setup_test(request: Request[Any, Any, Any]) -> Template:
 async def setup_disconnect(request: Request[Any, Any, Any]) -> Template:
     try:
         uid, form = await _form(request)
+        _spend_write(request)
     except SetupRefused as exc:
         return await _refused(request, exc)
     forget = form.get("forget_events") == "on"

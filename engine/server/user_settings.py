@@ -20,13 +20,14 @@ from collections.abc import Callable, Mapping
 
 import sqlite_utils
 
-from engine.errors import SecretError, SettingsTaken
+from engine.errors import SecretError, SettingsTaken, TooManyUsers
 from engine.runtime.user_values import UserValues, secret_name
 from engine.secrets import Secrets
 from engine.server.setting_keys import SettingsCipher
 from engine.server.store import Store
 
 CACHE_USERS = 10_000
+MAX_USERS = 100_000  # uids with stored settings: a made-up uid per save cannot fill the disk
 
 
 class UserSettings:
@@ -36,7 +37,11 @@ class UserSettings:
         cipher: SettingsCipher,
         secrets: Callable[[], Secrets],
         declared_secret: Callable[[], frozenset[str]] = frozenset,
+        max_users: int = MAX_USERS,
+        cache_users: int = CACHE_USERS,
     ) -> None:
+        self.max_users = max_users
+        self.cache_users = cache_users
         self.store = store
         self.cipher = cipher
         self.secrets = secrets
@@ -44,7 +49,10 @@ class UserSettings:
         # its row says (it may have been saved before the rule said so)
         self.declared_secret = declared_secret
         self._cache: OrderedDict[str, UserValues] = OrderedDict()
-        self._generation: dict[str, int] = {}  # uid -> writes seen (a read racing one is not kept)
+        # uid -> writes seen (a read racing one is not kept); cleared past cache_users uids,
+        # which starts a new epoch (a read racing the clearing is not kept either)
+        self._generation: dict[str, int] = {}
+        self._epoch = 0
         self._lock = threading.Lock()
 
     # -- reading (blocking: the rules thread, or Store.read) -----------------------------
@@ -55,12 +63,12 @@ class UserSettings:
             if cached is not None and cached.base is secrets:
                 self._cache.move_to_end(uid)
                 return cached
-            generation = self._generation.get(uid, 0)
+            generation = (self._epoch, self._generation.get(uid, 0))
         loaded = self._load(uid, secrets)
         with self._lock:
-            if self._generation.get(uid, 0) == generation:
+            if (self._epoch, self._generation.get(uid, 0)) == generation:
                 self._cache[uid] = loaded
-                while len(self._cache) > CACHE_USERS:
+                while len(self._cache) > self.cache_users:
                     self._cache.popitem(last=False)
         return loaded
 
@@ -97,6 +105,9 @@ class UserSettings:
         with self._lock:
             self._cache.pop(uid, None)
             self._generation[uid] = self._generation.get(uid, 0) + 1
+            if len(self._generation) > self.cache_users:
+                self._generation.clear()
+                self._epoch += 1
 
     async def save(
         self, uid: str, values: Mapping[str, tuple[str, bool]], *, first: bool = False
@@ -124,6 +135,10 @@ class UserSettings:
                 ).fetchone()
             ):
                 raise SettingsTaken(uid)
+            if first:
+                (users,) = db.execute("SELECT COUNT(DISTINCT uid) FROM user_settings").fetchone()
+                if users >= self.max_users:
+                    raise TooManyUsers(self.max_users)
             db.conn.executemany(
                 "INSERT OR REPLACE INTO user_settings (uid, name, value, secret, updated_at) "
                 "VALUES (:uid, :name, :value, :secret, :updated_at)",
