@@ -1,6 +1,12 @@
 """Server configuration: defaults that work for `make run`, then a YAML file (`--config`,
 `OMI_RULES_CONFIG`, or `omi-rules.yaml` in the current folder, as `omi-rules init` writes
-it), then environment variables (`OMI_RULES_<NAME>`), then command-line flags."""
+it), then environment variables (`OMI_RULES_<NAME>`), then command-line flags.
+
+With a config file, the relative paths it gives, and the defaults of those it leaves out
+(`db`, `rules`, `data_dir`, `secrets`: PATH_FIELDS), are taken from the file's folder, so
+`serve --config /srv/x/omi-rules.yaml` run anywhere uses /srv/x/rules; paths from the
+environment or flags stay relative to the current folder. A secrets file that does not
+exist is a ConfigError."""
 
 from __future__ import annotations
 
@@ -102,6 +108,7 @@ class ConfigError(OmiRulesError):
 
 ENV_PREFIX = "OMI_RULES_"
 FOLDER_CONFIG = "omi-rules.yaml"  # read from the current folder when no file is named
+PATH_FIELDS = ("db", "rules", "data_dir", "secrets")  # relative: to the config file's folder
 # nested settings: name -> (name, env prefix of its fields, struct); OMI_RULES_RETRY_MAX_DELAY
 NESTED: dict[str, tuple[str, str, type[Struct]]] = {
     "retry": ("retry", "RETRY_", RetryPolicy),
@@ -150,6 +157,8 @@ def load_settings(
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {file}: expected a mapping")
         data.update(loaded)
+        if Path(file) != Path(os.devnull):  # tests: no file at all
+            _from_folder(data, Path(file).parent)
     env = _env_values(environ)
     for group in NESTED:
         if group in env:
@@ -157,6 +166,20 @@ def load_settings(
     data.update(env)
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
-        return msgspec.convert(data, Settings, strict=False)
+        settings = msgspec.convert(data, Settings, strict=False)
     except msgspec.ValidationError as exc:
         raise ConfigError(f"configuration: {exc}") from None
+    if settings.secrets and not Path(settings.secrets).is_file():
+        raise ConfigError(f"secrets file {settings.secrets} does not exist")
+    return settings
+
+
+def _from_folder(data: dict[str, Any], folder: Path) -> None:
+    """The path fields of a config file's `data` (given or default) under `folder`."""
+    if folder == Path():
+        return
+    defaults = Settings()
+    for name in PATH_FIELDS:
+        value = data.get(name, getattr(defaults, name))
+        if isinstance(value, str) and value and not Path(value).is_absolute():
+            data[name] = str(folder / value)

@@ -8,11 +8,13 @@
       data/             events, logs and recordings
 
 A folder that holds anything is refused unless `force`: then the files above are
-overwritten and everything else in it is left alone.
+overwritten and everything else in it is left alone, except an existing secrets.env, which
+is never overwritten (it may hold real secrets). secrets.env is written mode 0600.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,10 +65,21 @@ def init_folder(folder: str | Path, *, force: bool = False) -> InitResult:
     result.written.append(_copy(CONFIG_FILE, target, Path(CONFIG_NAME)))
     ruleset = load_rules(target / "rules")
     result.secrets = sorted({name for rule in ruleset.rules for name in rule.secrets})
-    (target / SECRETS_NAME).write_text(secrets_template(result.secrets), encoding="utf-8")
-    result.written.append(Path(SECRETS_NAME))
+    if _write_private(target / SECRETS_NAME, secrets_template(result.secrets)):
+        result.written.append(Path(SECRETS_NAME))
     (target / "data").mkdir(exist_ok=True)
     return result
+
+
+def _write_private(path: Path, text: str) -> bool:
+    """Write `text` to a new file readable by its owner only; False when `path` exists."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
+    return True
 
 
 def _copy(source: Path, folder: Path, relative: Path) -> Path:

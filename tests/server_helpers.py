@@ -37,7 +37,8 @@ def server_settings(tmp_path: Path, **overrides: Any) -> Settings:
     }
     values.update(overrides)
     (tmp_path / "rules").mkdir(exist_ok=True)
-    return load_settings(environ={}, **values)
+    # no config file, not even an omi-rules.yaml in the folder the tests run in
+    return load_settings(os.devnull, environ={}, **values)
 
 
 def write_rules(folder: Path, text: str, name: str = "rules.yaml") -> Path:

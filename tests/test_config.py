@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from engine.config import ConfigError, load_settings
+from tests.conftest import ROOT
+from tests.server_helpers import server_settings
 
 
 def test_defaults_work_for_make_run() -> None:
@@ -65,3 +67,22 @@ def test_omi_rules_yaml_in_the_current_folder_is_read_when_no_file_is_named(
     assert load_settings(environ={"OMI_RULES_CONFIG": str(named)}).port == 9200
     (tmp_path / "omi-rules.yaml").unlink()
     assert load_settings(environ={}).port == 8000
+
+
+def test_a_missing_secrets_file_is_a_config_error(tmp_path: Path) -> None:
+    config = tmp_path / "omi-rules.yaml"
+    config.write_text("secrets: secrets.env\n")
+    with pytest.raises(ConfigError, match=f"secrets file {tmp_path / 'secrets.env'} does not"):
+        load_settings(config, environ={})
+    with pytest.raises(ConfigError, match="secrets file nowhere.env does not exist"):
+        load_settings(environ={"OMI_RULES_SECRETS": "nowhere.env"})
+
+
+def test_test_servers_ignore_an_omi_rules_yaml_in_the_current_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "omi-rules.yaml").write_text("port: 9100\nsecrets: nowhere.env\n")
+    monkeypatch.chdir(tmp_path)
+    assert server_settings(tmp_path).port == 8000
+    gitignore = (ROOT / ".gitignore").read_text().splitlines()
+    assert "/omi-rules.yaml" in gitignore

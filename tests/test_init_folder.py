@@ -103,6 +103,7 @@ def test_every_commented_setting_in_the_config_is_a_real_one(tmp_path: Path) -> 
     assert {"host", "port", "allowed_hosts", "signing_secret", "retention_days"} <= names
     config = tmp_path / "config.yaml"
     config.write_text(uncommented)
+    (tmp_path / "secrets.env").write_text("")
     settings = load_settings(config, environ={})
     assert settings.allowed_hosts == ["omi.example.com"] and settings.retention_days == 30
 
@@ -222,3 +223,32 @@ RUN_INSTALLED_CLI = (
     "import sys, engine; print('engine from', engine.__file__); "
     "sys.argv[0] = 'omi-rules'; from engine.cli import run; run()"
 )
+
+
+def test_secrets_env_is_private_and_never_overwritten(tmp_path: Path) -> None:
+    init_folder(tmp_path)
+    secrets = tmp_path / "secrets.env"
+    assert secrets.stat().st_mode & 0o777 == 0o600
+    secrets.write_text("SLACK_WEBHOOK_URL=https://hooks.slack.com/services/T/B/mine\n")
+    again = init_folder(tmp_path, force=True)
+    assert secrets.read_text() == "SLACK_WEBHOOK_URL=https://hooks.slack.com/services/T/B/mine\n"
+    assert Path("secrets.env") not in again.written
+
+
+def test_serve_with_a_config_elsewhere_takes_paths_from_its_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "srv"
+    init_folder(folder)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    settings = load_settings(folder / "omi-rules.yaml", environ={})
+    assert settings.secrets == str(folder / "secrets.env")
+    assert (settings.rules, settings.db, settings.data_dir) == (
+        str(folder / "rules"),
+        str(folder / "data/omi-rules.db"),
+        str(folder / "data"),
+    )
+    # a path from the environment stays relative to the current folder
+    assert load_settings(folder / "omi-rules.yaml", environ={"OMI_RULES_RULES": "r"}).rules == "r"
