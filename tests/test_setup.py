@@ -529,3 +529,43 @@ def test_rotating_made_up_uids_is_no_way_around_the_limits(tmp_path: Path) -> No
             assert row["n"] == WRITES_PER_CLIENT
     finally:
         target.stop()
+
+
+def test_a_successful_test_shows_no_answer_text_a_failed_one_does(tmp_path: Path) -> None:
+    """Whoever knows a uid may press Test: a Notion database's JSON is not shown to them,
+    only "works (HTTP 200)"; a refusal shows the service's reason."""
+    notion = TargetServer(default=Reply(body={"object": "database", "title": "Diary-7f3"})).start()
+    settings = server_settings(tmp_path, outbound_allow_hosts=["127.0.0.1"])
+    write_rules(
+        Path(settings.rules),
+        f"""
+        - id: user-notion
+          trigger: memory
+          settings:
+            - {{name: notion_token, secret: true}}
+            - {{name: database}}
+          do:
+            - notion:
+                api_url: "{notion.url}"
+                token: "{{{{ user.settings.notion_token }}}}"
+                database_id: "{{{{ user.settings.database }}}}"
+                properties: {{Name: "{{{{ memory.structured.title }}}}"}}
+        """,
+    )
+    try:
+        with TestClient(app=create_app(settings)) as client:
+            saved = save(client, "u1", notion_token="secret_token_1", database="db1")
+            assert saved.status_code == 200
+            token = form_token(client.get("/setup", params={"uid": "u1"}).text)
+            data = {"uid": "u1", "_form": token, "connector": "notion"}
+            tested = client.post("/setup/test", data=data)
+            assert 'Test of notion: <span class="good">works</span> (HTTP 200)' in tested.text
+            assert "Diary-7f3" not in tested.text and 'id="probe-answer"' not in tested.text
+            notion.replies.append(
+                Reply(status=404, body={"code": "object_not_found", "message": "no such db"})
+            )
+            token = form_token(client.get("/setup", params={"uid": "u1"}).text)
+            failed = client.post("/setup/test", data={**data, "_form": token})
+            assert "failed" in failed.text and "no such db" in failed.text
+    finally:
+        notion.stop()

@@ -7,7 +7,9 @@ list or the user's own URL settings is refused, as engine.runtime.planner refuse
 The connector's options are those of the first action (of a rule applying to the user)
 that reads a per-user setting; each option is rendered with the user's settings and the
 server's secrets. An option whose template needs an event (`memory.structured.title`) is
-left at its default: a test has no event.
+left at its default: a test has no event. A successful test shows only "works" and the
+HTTP status (a Notion database's JSON is not for whoever knows the uid); a failed one shows
+the service's answer, the user's secrets masked.
 """
 
 from __future__ import annotations
@@ -106,5 +108,7 @@ async def probe_connector(receiver: Receiver, uid: str, connector: str) -> Probe
             result = Probe(ok=False, answer=f"no answer within {deadline:g}s")
         except (OmiRulesError, ValueError) as exc:
             result = Probe(ok=False, answer=str(exc))
+    if result.ok:  # what a service answers on success (a Notion database) is not shown
+        return Probe(ok=True, status=result.status, answer="")
     answer: str = user.secrets.mask(result.answer)
     return Probe(ok=result.ok, status=result.status, answer=answer)
