@@ -5,12 +5,15 @@ user secret."""
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import pytest
+from cryptography.fernet import Fernet
 from litestar.testing import TestClient
 
 from engine.server.app import create_app
@@ -569,3 +572,24 @@ def test_a_successful_test_shows_no_answer_text_a_failed_one_does(tmp_path: Path
             assert "failed" in failed.text and "no such db" in failed.text
     finally:
         notion.stop()
+
+
+def test_a_secret_no_key_opens_is_logged_and_may_be_entered_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = "https://hooks.slack.com/services/T/B/"
+    lost = server_settings(tmp_path, settings_keys=[Fernet.generate_key().decode()])
+    write_rules(Path(lost.rules), SLACK_RULE)
+    with TestClient(app=create_app(lost)) as client:
+        assert save(client, "u1", slack_webhook_url=url + "first").status_code == 200
+    # the key is replaced without keeping the old one
+    fresh = server_settings(tmp_path, settings_keys=[Fernet.generate_key().decode()])
+    with caplog.at_level(logging.WARNING), TestClient(app=create_app(fresh)) as client:
+        assert "1 stored user secret(s) open with none of settings_keys" in caplog.text
+        page = client.get("/setup", params={"uid": "u1"}).text
+        assert 'data-state="set"' not in page and not completed(client, "u1")
+        again = save(client, "u1", slack_webhook_url=url + "again")
+        assert again.status_code == 200, again.text
+        values = client.app.state.receiver.user_settings.values("u1").values
+        assert values == {"slack_webhook_url": url + "again"}
+        assert completed(client, "u1")

@@ -245,6 +245,13 @@ class Receiver:
         rotated = self.user_settings.rotate_all()
         if rotated:
             log.info("re-encrypted %d user setting(s) with the first of settings_keys", rotated)
+        unreadable = self.user_settings.unreadable()
+        if unreadable:
+            log.warning(
+                "%d stored user secret(s) open with none of settings_keys (a key was lost or "
+                "dropped too soon): those users must enter them again",
+                unreadable,
+            )
         encrypted = self.user_settings.encrypt_declared()
         if encrypted:
             log.info("encrypted %d user setting(s) a rule now declares secret", encrypted)

@@ -84,7 +84,7 @@ class UserSettings:
                 try:
                     value = self.cipher.decrypt(value)
                 except SecretError:
-                    continue  # as if unset: the user is asked again; the server logs it at start
+                    continue  # as if unset: the user may enter it again; counted at start
             if row["secret"] or row["name"] in declared:
                 secret_names.add(row["name"])
             values[row["name"]] = value
@@ -92,13 +92,29 @@ class UserSettings:
         return UserValues(uid, values, frozenset(secret_names), merged, secrets)
 
     def stored(self, uid: str) -> dict[str, bool]:
-        """Which settings `uid` has set: name -> is it secret (the values stay here)."""
+        """Which settings `uid` has set: name -> is it secret (the values stay here). A
+        secret no key opens is not set: the rules skip it, and the user may enter it again."""
         return {
             row["name"]: bool(row["secret"])
             for row in self.store.query(
-                "SELECT name, secret FROM user_settings WHERE uid = ?", (uid,)
+                "SELECT name, value, secret FROM user_settings WHERE uid = ?", (uid,)
             )
+            if self._readable(row)
         }
+
+    def _readable(self, row: Mapping[str, object]) -> bool:
+        if not row["secret"]:
+            return True
+        try:
+            self.cipher.decrypt(str(row["value"]))
+        except SecretError:
+            return False
+        return True
+
+    def unreadable(self) -> int:
+        """How many stored secrets no key of settings_keys opens (logged at start). Blocking."""
+        rows = self.store.query("SELECT value, secret FROM user_settings WHERE secret = 1")
+        return sum(1 for row in rows if not self._readable(row))
 
     # -- writing ---------------------------------------------------------------------------
     def _forget(self, uid: str) -> None:
@@ -128,14 +144,16 @@ class UserSettings:
         ]
 
         def write(db: sqlite_utils.Database) -> None:
-            if (
-                first
-                and db.execute(
-                    "SELECT 1 FROM user_settings WHERE uid = ? LIMIT 1", [uid]
-                ).fetchone()
-            ):
-                raise SettingsTaken(uid)
             if first:
+                held = db.execute(
+                    "SELECT value, secret FROM user_settings WHERE uid = ?", [uid]
+                ).fetchall()
+                if any(
+                    self._readable({"value": value, "secret": secret}) for value, secret in held
+                ):
+                    raise SettingsTaken(uid)
+                # only secrets no key opens (the user is asked again): replaced
+                db.execute("DELETE FROM user_settings WHERE uid = ?", [uid])
                 (users,) = db.execute("SELECT COUNT(DISTINCT uid) FROM user_settings").fetchone()
                 if users >= self.max_users:
                     raise TooManyUsers(self.max_users)
