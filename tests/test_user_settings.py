@@ -160,3 +160,19 @@ def test_made_up_uids_cannot_grow_the_store_or_the_memory_without_bound(tmp_path
         assert users.values("u3").values == {"url": "https://a.example.com/y"}
     finally:
         store.close()
+
+
+def test_key_rotation_never_overwrites_a_value_saved_meanwhile(tmp_path: Path) -> None:
+    store, users = kept(tmp_path, [OLD])
+    asyncio.run(users.save("u1", {"token": ("tok-old-value", True)}))
+    asyncio.run(users.save("u2", {"token": ("tok-u2-value", True)}))
+    store.close()
+    store, users = kept(tmp_path, [NEW, OLD])
+    try:
+        rotated = users.rotated_rows()  # read, encrypted again...
+        asyncio.run(users.save("u1", {"token": ("tok-newer-value", True)}))  # ...a save lands
+        assert users.write_rotated(rotated) == 1  # only u2's row
+        assert users.values("u1").values["token"] == "tok-newer-value"
+        assert users.values("u2").values["token"] == "tok-u2-value"
+    finally:
+        store.close()

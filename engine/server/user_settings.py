@@ -13,6 +13,7 @@ plain text (engine.server.sealed).
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -26,6 +27,7 @@ from engine.secrets import Secrets
 from engine.server.setting_keys import SettingsCipher
 from engine.server.store import Store
 
+log = logging.getLogger("omi_rules.user_settings")
 CACHE_USERS = 10_000
 MAX_USERS = 100_000  # uids with stored settings: a made-up uid per save cannot fill the disk
 
@@ -238,6 +240,10 @@ class UserSettings:
         nothing to rotate."""
         if not self.cipher.rotating:
             return 0
+        return self.write_rotated(self.rotated_rows())
+
+    def rotated_rows(self) -> list[dict[str, str]]:
+        """Each stored secret encrypted with the first key, beside the text it replaces."""
         rows = self.store.query("SELECT uid, name, value FROM user_settings WHERE secret = 1")
         changed = []
         for row in rows:
@@ -245,16 +251,28 @@ class UserSettings:
                 rotated = self.cipher.rotate(row["value"])
             except SecretError:
                 continue
-            changed.append({"uid": row["uid"], "name": row["name"], "value": rotated})
-
-        def write(db: sqlite_utils.Database) -> None:
-            db.conn.executemany(
-                "UPDATE user_settings SET value = :value WHERE uid = :uid AND name = :name",
-                changed,
+            changed.append(
+                {"uid": row["uid"], "name": row["name"], "old": row["value"], "value": rotated}
             )
+        return changed
 
-        if changed:
-            self.store.write_now(write)
+    def write_rotated(self, changed: list[dict[str, str]]) -> int:
+        """Write `rotated_rows()`, each only where the row still holds the text it was made
+        from (a value saved since is newer: kept, and logged). Returns rows rewritten."""
+
+        def write(db: sqlite_utils.Database) -> int:
+            done = 0
+            for row in changed:
+                done += db.execute(
+                    "UPDATE user_settings SET value = :value "
+                    "WHERE uid = :uid AND name = :name AND value = :old",
+                    row,
+                ).rowcount
+            return done
+
+        done: int = self.store.write_now(write) if changed else 0
+        if done < len(changed):
+            log.info("key rotation left %d user setting(s) saved meanwhile", len(changed) - done)
         with self._lock:
             self._cache.clear()
-        return len(changed)
+        return done
