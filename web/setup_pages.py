@@ -294,9 +294,7 @@ async def setup_disconnect(request: Request[Any, Any, Any]) -> Template:
         return await _refused(request, exc)
     forget = form.get("forget_events") == "on"
     receiver = receiver_of(request)
-    if forget:
-        await receiver.forget_live_sessions(uid)
-    removed, events = await receiver.user_settings.disconnect(uid, forget_events=forget)
+    removed, events = await receiver.disconnect(uid, forget_events=forget)
     notice = f"disconnected: {removed} setting(s) removed"
     if forget:
         notice += f", {events} stored event(s) deleted"

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
 import msgspec
+import sqlite_utils
 
 from engine.config import Settings
 from engine.errors import PayloadError, SecretError
@@ -828,20 +829,36 @@ class Receiver:
             log.exception("could not record a rejection")
         return Answer(exc.status, {"error": reason})
 
-    async def forget_live_sessions(self, uid: str) -> None:
-        """Drop `uid`'s live transcript sessions from memory and the store, without raising
-        their end (a user who disconnects and asks for their events to go)."""
+    async def disconnect(self, uid: str, *, forget_events: bool) -> tuple[int, int]:
+        """Remove `uid`'s settings and, with `forget_events`, its stored events, actions,
+        rejections and live transcript sessions (dropped without raising their end), as
+        one step of the rules thread and one write: an event decided before it is deleted
+        with the rest, one decided after finds no session. Returns (settings, events)."""
+        settings_write = self.user_settings.disconnect_write(uid, forget_events=forget_events)
+        sessions_write = session_rows.forget_uid(uid)
 
         def forget() -> Future[Any]:
-            for session in [s for s in self.pipeline.sessions if s.uid == uid]:
-                self.pipeline.sessions.drop(uid, session.session_id)
-                self._session_writes.pop((uid, session.session_id), None)
-            self._ended = [(s, why) for s, why in self._ended if s.uid != uid]
-            gate = self.pipeline.gate
-            gate.restore((key, None) for key in gate.keys() if key[1] == uid)
-            return self.store.submit(session_rows.forget_uid(uid))
+            if forget_events:
+                for session in [s for s in self.pipeline.sessions if s.uid == uid]:
+                    self.pipeline.sessions.drop(uid, session.session_id)
+                    self._session_writes.pop((uid, session.session_id), None)
+                self._ended = [(s, why) for s, why in self._ended if s.uid != uid]
+                gate = self.pipeline.gate
+                gate.restore((key, None) for key in gate.keys() if key[1] == uid)
 
-        await asyncio.wrap_future(await self.in_rules_thread(forget))
+            def write(db: sqlite_utils.Database) -> tuple[int, int]:
+                if forget_events:
+                    sessions_write(db)
+                return settings_write(db)
+
+            return self.store.submit(write)
+
+        self.user_settings.forget(uid)
+        try:
+            result: tuple[int, int] = await asyncio.wrap_future(await self.in_rules_thread(forget))
+        finally:
+            self.user_settings.forget(uid)
+        return result
 
     # -- questions --------------------------------------------------------------------
     async def setup_completed(self, uid: str) -> bool:

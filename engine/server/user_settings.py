@@ -119,7 +119,7 @@ class UserSettings:
         return sum(1 for row in rows if not self._readable(row))
 
     # -- writing ---------------------------------------------------------------------------
-    def _forget(self, uid: str) -> None:
+    def forget(self, uid: str) -> None:
         with self._lock:
             self._cache.pop(uid, None)
             self._generation[uid] = self._generation.get(uid, 0) + 1
@@ -165,15 +165,18 @@ class UserSettings:
                 rows,
             )
 
-        self._forget(uid)
+        self.forget(uid)
         try:
             await self.store.write(write)
         finally:
-            self._forget(uid)
+            self.forget(uid)
 
-    async def disconnect(self, uid: str, *, forget_events: bool) -> tuple[int, int]:
-        """Remove `uid`'s settings and, with `forget_events`, its stored events, their
-        actions and its rejections. Returns (settings removed, events removed)."""
+    def disconnect_write(
+        self, uid: str, *, forget_events: bool
+    ) -> Callable[[sqlite_utils.Database], tuple[int, int]]:
+        """The write removing `uid`'s settings and, with `forget_events`, its stored events,
+        their actions and its rejections; it returns (settings removed, events removed).
+        Receiver.disconnect submits it with the live-session rows, from the rules thread."""
 
         def write(db: sqlite_utils.Database) -> tuple[int, int]:
             removed = db.execute("DELETE FROM user_settings WHERE uid = ?", [uid]).rowcount
@@ -186,13 +189,20 @@ class UserSettings:
                 )
                 events = db.execute("DELETE FROM events WHERE uid = ?", [uid]).rowcount
                 db.execute("DELETE FROM rejections WHERE uid = ?", [uid])
+            self.forget(uid)  # inside the write: no read after it can cache the old values
             return int(removed), int(events)
 
-        self._forget(uid)
+        return write
+
+    async def disconnect(self, uid: str, *, forget_events: bool) -> tuple[int, int]:
+        """Remove `uid`'s settings (and events, with `forget_events`) on their own."""
+        self.forget(uid)
         try:
-            result: tuple[int, int] = await self.store.write(write)
+            result: tuple[int, int] = await self.store.write(
+                self.disconnect_write(uid, forget_events=forget_events)
+            )
         finally:
-            self._forget(uid)
+            self.forget(uid)
         return result
 
     def rules_changed(self) -> None:
