@@ -593,3 +593,18 @@ def test_a_secret_no_key_opens_is_logged_and_may_be_entered_again(
         values = client.app.state.receiver.user_settings.values("u1").values
         assert values == {"slack_webhook_url": url + "again"}
         assert completed(client, "u1")
+
+
+def test_an_omi_retry_of_a_deleted_event_is_answered_and_not_stored(tmp_path: Path) -> None:
+    with TestClient(app=create_app(settings_for(tmp_path))) as client:
+        url = "https://hooks.slack.com/services/T/B/x1"
+        assert save(client, "u1", slack_webhook_url=url).status_code == 200
+        first = client.post("/webhook/memory", params={"uid": "u1"}, json=memory("private-9"))
+        assert first.is_success
+        token = form_token(client.get("/setup", params={"uid": "u1"}).text)
+        data = {"uid": "u1", "_form": token, "forget_events": "on"}
+        assert "1 stored event(s) deleted" in client.post("/setup/disconnect", data=data).text
+        retry = client.post("/webhook/memory", params={"uid": "u1"}, json=memory("private-9"))
+        assert retry.status_code == 200
+        store = client.app.state.receiver.store
+        assert store.query("SELECT id FROM events WHERE uid = 'u1'") == []

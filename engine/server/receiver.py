@@ -779,10 +779,13 @@ class Receiver:
         rows = await self.store.read(
             lambda store: store.query("SELECT response FROM events WHERE id = ?", (repeat_of,))
         )
-        response = msgspec.json.decode(rows[0]["response"] or "{}") if rows else {}
+        if not rows:  # deleted since (Disconnect with its events): not stored again
+            log.info("a repeat of event %s, deleted since, is answered and not stored", repeat_of)
+            return Answer(200, {})
+        response = msgspec.json.decode(rows[0]["response"] or "{}")
         stored = response
         secrets = self.secrets
-        if rows and USER_SEAL in (rows[0]["response"] or ""):  # a user's setting in the reply
+        if USER_SEAL in (rows[0]["response"] or ""):  # a user's setting in the reply
             secrets = await self.store.read(lambda _s: self.user_settings.values(event.uid).secrets)
         try:
             # stored sealed; Omi gets the real text, and only what the rule rendered
