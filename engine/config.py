@@ -46,6 +46,8 @@ class AudioSettings(Struct, forbid_unknown_fields=True):
     max_streams: int = 256  # streams (uid, session) followed at once; the oldest is dropped
     stream_idle: float = 300.0  # a stream not heard for this long is dropped (its speech ends)
     keep_days: float = 7.0  # utterance WAVs (data/audio/utterances) older than this are deleted
+    # seconds of audio one chunk may hold (bytes / 2 / sample_rate); a longer one gets 413
+    max_chunk: float = 60.0
 
 
 class Settings(Struct, forbid_unknown_fields=True):

@@ -105,12 +105,14 @@ def test_speech_then_silence(tmp_path: Path, target: TargetServer) -> None:
         ("uid=u&sample_rate=fast", b"\x00" * 4, 400, "sample_rate 'fast' is not a number"),
         ("uid=u", b"\x00" * 4, 400, "missing sample_rate"),
         ("uid=u&sample_rate=16000", b"\x00" * 64002, 413, "body over 64000 bytes"),
+        # within the byte limit, but 30 s long at 1 kHz
+        ("uid=u&sample_rate=1000", b"\x00" * 60000, 413, "over 20 s (audio.max_chunk)"),
     ],
 )
 def test_bad_chunks_are_refused_with_a_reason(
     tmp_path: Path, query: str, body: bytes, status: int, reason: str
 ) -> None:
-    settings = server_settings(tmp_path, body_limits={"audio": 64000})
+    settings = server_settings(tmp_path, body_limits={"audio": 64000}, audio={"max_chunk": 20})
     with LiveServer(settings) as server:
         answer = httpx.post(f"{server.url}/webhook/audio?{query}", content=body, headers=OCTETS)
         assert answer.status_code == status

@@ -465,6 +465,22 @@ class Receiver:
             shown = f"content type {kind}" if kind else "no content type"
             raise PayloadError(f"{shown} not accepted (send {allowed[0]})", status=415)
 
+    def check_chunk_length(self, incoming: Incoming) -> None:
+        """An audio chunk longer than `audio.max_chunk` seconds is refused (413) before it
+        is measured: a low `sample_rate` makes a body within the byte limit hours long."""
+        try:
+            rate = int(incoming.query.get("sample_rate") or 0)
+        except ValueError:
+            return  # decoding refuses it, with its reason
+        limit = self.settings.audio.max_chunk
+        if rate > 0 and len(incoming.body) / 2 / rate > limit:
+            seconds = len(incoming.body) / 2 / rate
+            raise PayloadError(
+                f"audio chunk of {seconds:.1f} s at {rate} Hz is over {limit:g} s "
+                "(audio.max_chunk)",
+                status=413,
+            )
+
     def decode(self, incoming: Incoming) -> Event:
         uid = (incoming.query.get("uid") or "").strip()
         if not uid:
@@ -480,6 +496,8 @@ class Receiver:
             query=incoming.query,
             headers=incoming.headers,
         )
+        if incoming.trigger == AUDIO:
+            self.check_chunk_length(incoming)
         try:
             return decode_event(
                 incoming.trigger,
