@@ -53,9 +53,31 @@ def test_speech_between_silences_starts_and_ends_once(tmp_path: Path) -> None:
     assert 2.5 <= end["speech_s"] <= 3.3
     path = tmp_path / end["utterance"]["path"]
     assert path.is_relative_to(tmp_path / "audio" / "utterances" / "u1")
-    with wave.open(str(path), "rb") as wav:  # the chunks it spans: 4 of speech, 2 silent
-        assert wav.getnframes() == 6 * 16000 == end["utterance"]["bytes"] // 2
-        assert wav.readframes(6 * 16000) == b"".join(chunks[2:8])
+    # the audio from its first frame to the frame where the silence ended it
+    first = round(start["started_at_s"] * 16000)
+    last = round((end["ended_at_s"] + 1.5) * 16000)
+    with wave.open(str(path), "rb") as wav:
+        assert wav.getnframes() == end["utterance"]["bytes"] // 2
+        assert abs(wav.getnframes() - (last - first)) <= 16000 * 0.03 * 2  # a frame each end
+        data = wav.readframes(wav.getnframes())
+    at = b"".join(chunks).find(data)  # the stream's own audio, from where the speech began
+    assert abs(at // 2 - first) <= 16  # started_at_s is rounded to 1 ms
+
+
+def test_a_chunk_with_many_utterances_writes_each_its_own_part(tmp_path: Path) -> None:
+    """60 bursts of speech in one chunk: 60 utterances, together no more than the chunk
+    (each used to be written the whole chunk: 329.6 MiB for a 5.5 MiB chunk)."""
+    unit = SPEECH[16000:48000] + bytes(2 * SECOND)  # 1 s of speech, 2 s of silence
+    chunk = unit * 60
+    streams = AudioStreams(AudioSettings(), str(tmp_path))
+    changes = streams.feed(decode_audio(chunk, "u1", 16000), time.time())
+    ends = [c.doc for c in changes if c.trigger == SPEECH_END]
+    assert len(ends) == 60
+    written = sum(p.stat().st_size for p in (tmp_path / "audio").rglob("*.wav"))
+    assert written <= len(chunk) + 60 * 44
+    for doc in ends:
+        data = (tmp_path / doc["utterance"]["path"]).read_bytes()[44:]
+        assert 0 < len(data) < len(unit) and data in chunk
 
 
 def test_short_gaps_do_not_end_speech_and_a_lone_click_does_not_start_it(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ session). Each chunk's voice-activity frames (engine.runtime.audio_features) dri
 state machine with hysteresis: `speech_start` seconds of unbroken speech start an utterance
 (`audio_speech_start`), `speech_end` seconds of silence end it (`audio_speech_end`).
 
-While an utterance is open its chunks are appended, whole, to a WAV under
+While an utterance is open its audio is appended, chunk by chunk, to a WAV under
 `data/audio/utterances/<uid>/`, so nothing of it is kept in memory and an action that needs
 it later (an `http` action with `body_audio: utterance`, delivered by the outbox) reads the
 file. An utterance reaching `max_utterance` seconds ends there (`ended_by: max_duration`)
@@ -52,7 +52,6 @@ class Utterance:
     started_at: float  # wall clock
     bytes: int = 0
     speech_s: float = 0.0
-    taken: bool = False  # the chunk being fed is appended already
 
 
 @dataclass
@@ -85,7 +84,6 @@ class AudioStreams:
     _streams: dict[tuple[str, str], Stream] = field(default_factory=dict)
     _counter: int = 0
     _pruned_at: float = 0.0
-    _taken: list[Utterance] = field(default_factory=list)  # appended to, this chunk
 
     def __len__(self) -> int:
         return len(self._streams)
@@ -120,20 +118,20 @@ class AudioStreams:
         in_utterance = stream.utterance is not None
         for index, voiced in enumerate(event.voiced):
             at_s = offset + (index + 1) * FRAME_S
-            changes.extend(self._step(stream, bool(voiced), at_s, pcm))
+            changes.extend(self._step(stream, bool(voiced), at_s, pcm, offset))
             in_utterance = in_utterance or stream.utterance is not None
-        if stream.utterance is not None:
-            self._take(stream.utterance, pcm, rate)
+        if stream.utterance is not None:  # open at the chunk's end: the rest is part of it
+            self._take(stream, pcm, offset, None)
         stream.duration_s = offset + len(pcm) / 2 / rate
         doc["session_duration_s"] = round(stream.duration_s, 6)
         doc["speaking"] = in_utterance
-        for utterance in self._taken:
-            utterance.taken = False
-        self._taken.clear()
         return changes
 
-    def _step(self, stream: Stream, voiced: bool, at_s: float, pcm: bytes) -> list[SpeechChange]:
-        """One frame ending at stream time `at_s`, of the chunk `pcm`."""
+    def _step(
+        self, stream: Stream, voiced: bool, at_s: float, pcm: bytes, offset: float
+    ) -> list[SpeechChange]:
+        """One frame ending at stream time `at_s`, of the chunk `pcm` (which starts at
+        stream time `offset`)."""
         if voiced:
             stream.speech_run_s += FRAME_S
             stream.silence_run_s = 0.0
@@ -145,18 +143,25 @@ class AudioStreams:
         if not stream.speaking and stream.speech_run_s >= self.settings.speech_start - 1e-9:
             return [self._open(stream, at_s - stream.speech_run_s)]
         if stream.speaking and stream.silence_run_s >= self.settings.speech_end - 1e-9:
-            if stream.utterance is not None:  # the chunk it ends in is part of it
-                self._take(stream.utterance, pcm, stream.sample_rate)
+            if stream.utterance is not None:  # its part of the chunk, up to this frame
+                self._take(stream, pcm, offset, at_s)
             return self._close(stream, "silence", ended_at_s=at_s - stream.silence_run_s)
         return []
 
-    def _take(self, utterance: Utterance, pcm: bytes, rate: int) -> None:
-        """Append the chunk being fed to `utterance`, once."""
-        if utterance.taken:
+    def _take(self, stream: Stream, pcm: bytes, offset: float, until_s: float | None) -> None:
+        """Append to the open utterance its part of the chunk `pcm` (which starts at stream
+        time `offset`): from the utterance's first frame (or the chunk's start) to stream
+        time `until_s` (or the chunk's end). Only that part: a chunk holding several
+        utterances writes each its own audio, not the whole chunk each time."""
+        utterance = stream.utterance
+        if utterance is None:
             return
-        utterance.taken = True
-        self._taken.append(utterance)
-        self._append(utterance, pcm, rate)
+        rate = stream.sample_rate
+        first = max(0.0, utterance.started_at_s - offset)
+        start = min(len(pcm), round(first * rate) * 2)
+        end = len(pcm) if until_s is None else min(len(pcm), round((until_s - offset) * rate) * 2)
+        if end > start:
+            self._append(utterance, pcm[start:end], rate)
 
     def _open(self, stream: Stream, started_at_s: float) -> SpeechChange:
         self._counter += 1
