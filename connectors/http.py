@@ -105,6 +105,8 @@ class Http(HttpDestination, ConnectorBase[HttpOptions, HttpRequest]):
                 **multipart,
             )
         utterance = event.get("utterance")
+        if utterance is None and "ended_by" in event:
+            raise ValueError("no utterance: its audio could not be written (see the server log)")
         if not isinstance(utterance, dict) or not isinstance(utterance.get("path"), str):
             raise ValueError("body_audio: utterance needs an audio_speech_end event")
         path = data_file(env.data_dir, utterance["path"])

@@ -15,7 +15,7 @@ from msgspec import Struct
 from engine.connector import EVENT_BODY, ConnectorBase, Delivered, RenderEnv, SendEnv
 from engine.durations import parse_duration
 from engine.errors import DeliveryError
-from engine.paths import data_file, inside_data
+from engine.paths import data_file, file_name_part, inside_data
 from engine.wav import append_wav, prune_older, wav_data_bytes
 
 PRUNE_EVERY = 3600.0  # seconds between two sweeps of one folder for `keep`
@@ -41,10 +41,6 @@ class RecordRequest(Struct, omit_defaults=True):
     max_bytes: int = 0  # 0: no limit
     keep: float = 0.0  # seconds; 0: keep everything
     skip: str = ""  # why this chunk is not recorded (speech_only), or "" to record it
-
-
-def _safe(part: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in part) or "unknown"
 
 
 def _has_speech(event: dict[str, object]) -> bool:
@@ -130,8 +126,8 @@ class Record(ConnectorBase[RecordOptions, RecordRequest]):
                 else options.path
             )
         else:
-            name = _safe(env.session_id) if env.session_id else slice_name
-            path = os.path.join("recordings", _safe(env.uid), f"{name}.wav")
+            name = file_name_part(env.session_id) if env.session_id else slice_name
+            path = os.path.join("recordings", file_name_part(env.uid), f"{name}.wav")
         path = data_file(env.data_dir, path)
         rate = int(event.get("sample_rate", 8000))
         limits = [options.max_bytes or 0]

@@ -109,13 +109,13 @@ def _append(path: Path, pcm: bytes, sample_rate: int) -> int:
     return data
 
 
-def prune_older(folder: Path, cutoff: float) -> int:
-    """Delete the WAV files (and their `.keys`) under `folder` last written before `cutoff`;
-    returns how many files."""
+def prune_older(folder: Path, cutoff: float, *, recursive: bool = False) -> int:
+    """Delete the WAV files (and their `.keys`) in `folder` (and its subfolders when
+    `recursive`) last written before `cutoff`; returns how many files."""
     deleted = 0
     if not folder.is_dir():
         return 0
-    for path in folder.rglob("*.wav*"):
+    for path in folder.rglob("*.wav*") if recursive else folder.iterdir():
         if not path.name.endswith((".wav", ".wav.keys")):
             continue
         try:

@@ -134,6 +134,30 @@ def test_sessions_are_separate_streams(tmp_path: Path) -> None:
     assert changes == [] and len(streams) == 2
 
 
+def test_long_or_unicode_ids_still_name_a_writable_utterance(tmp_path: Path) -> None:
+    """64 four-byte letters passed isalnum() and the 64-character cut: a 256-byte name the
+    file system refused; the start was raised, the end never."""
+    letters = "\U0001d400" * 64
+    for uid, session in ((letters, "s"), ("u1", letters), ("u1", "s" * 300)):
+        streams = AudioStreams(AudioSettings(), str(tmp_path))
+        changes = feed_all(streams, [SILENCE, SPEECH, SILENCE + SILENCE], uid, session)
+        assert [c.trigger for c in changes] == [SPEECH_START, SPEECH_END]
+        path = Path(changes[-1].doc["utterance"]["path"])
+        assert all(part.isascii() and len(part) <= 120 for part in path.parts)
+        assert (tmp_path / path).stat().st_size > 44
+
+
+def test_an_end_is_raised_for_every_start_even_when_nothing_was_written(
+    tmp_path: Path,
+) -> None:
+    blocker = tmp_path / "audio"
+    blocker.write_text("a file where the utterances folder would be")
+    streams = AudioStreams(AudioSettings(), str(tmp_path))
+    changes = feed_all(streams, [SILENCE, SPEECH, SILENCE + SILENCE])
+    assert [c.trigger for c in changes] == [SPEECH_START, SPEECH_END]
+    assert changes[-1].doc["utterance"] is None
+
+
 def test_old_utterance_files_are_deleted(tmp_path: Path) -> None:
     streams = AudioStreams(AudioSettings(keep_days=1), str(tmp_path))
     changes = feed_all(streams, seconds(SPEECH) + seconds(SILENCE))

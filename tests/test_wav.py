@@ -104,5 +104,10 @@ def test_prune_older_deletes_old_recordings_only(tmp_path: Path) -> None:
     past = time.time() - 3600
     for path in (old, old.with_name("old.wav.keys"), other):
         os.utime(path, (past, past))
-    assert prune_older(tmp_path, time.time() - 60) == 2
+    assert prune_older(tmp_path, time.time() - 60) == 0  # the folder itself only
+    assert prune_older(tmp_path, time.time() - 60, recursive=True) == 2
     assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["new.wav", "notes.txt"]
+    old_here = tmp_path / "old.wav"
+    append_wav(old_here, SPEECH[:100], 16000)
+    os.utime(old_here, (past, past))
+    assert prune_older(tmp_path, time.time() - 60) == 1

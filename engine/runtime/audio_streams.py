@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.config import AudioSettings
-from engine.paths import data_file, inside_data
+from engine.paths import data_file, file_name_part, inside_data
 from engine.runtime.audio_features import FRAME_MS
 from engine.runtime.payloads import Event
 from engine.wav import append_wav, prune_older
@@ -38,11 +38,6 @@ SPEECH_END = "audio_speech_end"
 UTTERANCES = os.path.join("audio", "utterances")  # under the data folder
 FRAME_S = FRAME_MS / 1000
 PRUNE_EVERY = 3600.0  # seconds between two sweeps of old utterance files
-
-
-def safe_name(part: str) -> str:
-    """A uid or session id as one file name part (payload text: hostile)."""
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in part)[:64] or "unknown"
 
 
 @dataclass
@@ -166,8 +161,8 @@ class AudioStreams:
     def _open(self, stream: Stream, started_at_s: float) -> SpeechChange:
         self._counter += 1
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        name = f"{safe_name(stream.session_id or 'stream')}-{stamp}-{self._counter}.wav"
-        path = os.path.join(UTTERANCES, safe_name(stream.uid), name)
+        name = f"{file_name_part(stream.session_id or 'stream')}-{stamp}-{self._counter}.wav"
+        path = os.path.join(UTTERANCES, file_name_part(stream.uid), name)
         stream.speaking = True
         stream.utterance = Utterance(path, started_at_s, time.time(), speech_s=stream.speech_run_s)
         doc = {
@@ -186,9 +181,7 @@ class AudioStreams:
         stream.speech_run_s = 0.0
         stream.utterance = None
         if utterance is None:
-            return []
-        if utterance.bytes == 0:
-            return []  # nothing was written (it could not be)
+            return []  # no start was raised: no end either
         duration = utterance.bytes / 2 / stream.sample_rate
         doc = {
             "uid": stream.uid,
@@ -198,11 +191,14 @@ class AudioStreams:
             "ended_at_s": round(ended_at_s if ended_at_s is not None else stream.duration_s, 3),
             "speech_s": round(utterance.speech_s, 3),
             "ended_by": ended_by,
+            # null when nothing of it could be written (every start raised has its end)
             "utterance": {
                 "path": utterance.path,
                 "bytes": utterance.bytes,
                 "duration_s": round(duration, 6),
-            },
+            }
+            if utterance.bytes
+            else None,
         }
         return [SpeechChange(SPEECH_END, stream.uid, stream.session_id, doc)]
 
@@ -232,4 +228,5 @@ class AudioStreams:
         """Delete utterance WAVs older than `keep_days`; returns how many."""
         if self.settings.keep_days <= 0:
             return 0
-        return prune_older(Path(self.data_dir, UTTERANCES), now - self.settings.keep_days * 86400)
+        cutoff = now - self.settings.keep_days * 86400
+        return prune_older(Path(self.data_dir, UTTERANCES), cutoff, recursive=True)

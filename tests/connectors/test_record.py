@@ -13,6 +13,7 @@ import pytest
 from connectors.record import connector as record
 from engine.connector import SendEnv
 from engine.errors import DeliveryError
+from engine.paths import file_name_part
 from tests.conftest import fixture_path
 from tests.connectors.helpers import render, send
 
@@ -40,7 +41,7 @@ def test_two_sends_make_one_wav_with_both_chunks(tmp_path: Path) -> None:
     half = SPEECH[: len(SPEECH) // 4 * 2]  # the first half of the samples: whole PCM16 frames
     chunks = {"evt-1": SPEECH, "evt-2": half}
     requests = [render(record, {}, **audio_env(tmp_path, key, pcm)) for key, pcm in chunks.items()]
-    path = tmp_path / "data" / "recordings" / "user123" / "session_42.wav"
+    path = tmp_path / "data" / "recordings" / "user123" / f"{file_name_part('session/42')}.wav"
     assert {r.path for r in requests} == {str(path)}
 
     for request in requests:
@@ -153,7 +154,71 @@ def test_a_uid_cannot_lead_a_templated_path_out_of_the_data_folder(tmp_path: Pat
     with pytest.raises(ValueError, match="outside the data folder"):
         render(record, {"path": "recordings/../../../../escape/x.wav"}, **env)
     default = render(record, {}, **env)  # the default path makes the uid a file name
-    assert Path(default.path).parent == tmp_path / "data" / "recordings" / ".._.._.._.._escape_x"
+    folder = Path(default.path).parent
+    assert folder.parent == tmp_path / "data" / "recordings"
+    assert folder.name.startswith("____________escape_x-")
+
+
+def old_wav(path: Path, days: float) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"RIFF")
+    past = time.time() - days * 86400
+    os.utime(path, (past, past))
+    return path
+
+
+@pytest.mark.parametrize("uid", ["..", ".", "...", ""])
+def test_a_dot_uid_names_its_own_folder_and_keep_sweeps_only_it(tmp_path: Path, uid: str) -> None:
+    """A uid of `..` made the recording folder data/ itself, and `keep` then deleted old
+    WAVs anywhere under data/ (other rules' recordings, utterances, other users)."""
+    data = tmp_path / "data"
+    others = [
+        old_wav(data / "archive" / "keep-forever.wav", 2),
+        old_wav(data / "audio" / "utterances" / "u2" / "x.wav", 2),
+        old_wav(data / "recordings" / "alice" / "2024-01-01.wav", 2),
+        old_wav(data / "s.wav", 2),
+    ]
+    env = {**audio_env(tmp_path, "e", SPEECH), "uid": uid, "session_id": "s"}
+    request = render(record, {"keep": "1d"}, **env)
+    folder = Path(request.path).parent
+    assert folder.parent == data / "recordings" and folder.name not in ("", ".", "..")
+    send(record, request, event_body=lambda _: SPEECH)
+    assert all(path.exists() for path in others)
+
+
+def test_keep_sweeps_the_files_folder_not_its_subfolders(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    kept = old_wav(data / "rec" / "archive" / "forever.wav", 3)
+    swept = old_wav(data / "rec" / "old.wav", 3)
+    env = {**audio_env(tmp_path, "e", SPEECH), "session_id": ""}
+    request = render(record, {"path": "rec/kitchen.wav", "keep": "1d"}, **env)
+    send(record, request, event_body=lambda _: SPEECH)
+    assert kept.exists() and not swept.exists()
+
+
+def test_a_long_or_unicode_session_id_still_records(tmp_path: Path) -> None:
+    """300 characters (or 100 four-byte letters) made a file name over 255 bytes: every
+    chunk failed with ENAMETOOLONG."""
+    for n, session in enumerate(["s" * 300, "\U00010400" * 100]):
+        env = {**audio_env(tmp_path, f"e{n}", SPEECH), "session_id": session}
+        request = render(record, {}, **env)
+        name = Path(request.path).name
+        assert len(name.encode()) <= 80 and name.isascii()
+        send(record, request, event_body=lambda _: SPEECH)
+        assert Path(request.path).stat().st_size == 44 + len(SPEECH)
+
+
+def test_a_session_named_like_a_rotation_part_has_its_own_file(tmp_path: Path) -> None:
+    a = render(
+        record, {"max_bytes": 1000}, **{**audio_env(tmp_path, "a", SPEECH), "session_id": "talk"}
+    )
+    b = render(record, {}, **{**audio_env(tmp_path, "b", SPEECH), "session_id": "talk.1"})
+    for _ in range(2):  # the second rotates into talk.1.wav
+        send(record, a, event_body=lambda _: SPEECH[:800])
+    send(record, b, event_body=lambda _: SPEECH[:800])
+    assert Path(b.path) != Path(a.path).with_name("talk.1.wav")
+    with wave.open(str(Path(a.path).with_name("talk.1.wav"))) as wav:
+        assert wav.getnframes() == 400  # the second chunk of "talk" only
 
 
 def test_max_duration_rotates_to_numbered_parts(tmp_path: Path) -> None:
