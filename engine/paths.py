@@ -18,6 +18,7 @@ import os
 import string
 from pathlib import Path
 
+UTTERANCES = os.path.join("audio", "utterances")  # utterance WAVs, under the data folder
 NAME_PART_BYTES = 64  # a uid or session id as a file name part, at most (ASCII: bytes)
 _NAME_CHARS = frozenset(string.ascii_letters + string.digits + "-_")
 
@@ -70,3 +71,13 @@ def inside_data(data_dir: str, path: str, *, shown: str | None = None) -> str:
         name = shown if shown is not None else path
         raise OutsideDataFolder(f"path {name!r} leads outside the data folder {data_dir}")
     return path
+
+
+def utterance_file(data_dir: str, path: str) -> str:
+    """`path` (payload text naming an utterance WAV) checked, as text, to name a file
+    under the data folder's `audio/utterances/`, and returned as `data_file` does."""
+    joined = data_file(data_dir, path)
+    root = os.path.abspath(os.path.join(data_dir, UTTERANCES))
+    if not os.path.abspath(joined).startswith(root + os.sep):
+        raise OutsideDataFolder(f"path {path!r} is not an utterance file (under {UTTERANCES}/)")
+    return joined

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.config import AudioSettings
-from engine.paths import data_file, file_name_part, inside_data
+from engine.paths import UTTERANCES, data_file, file_name_part, inside_data
 from engine.runtime.audio_features import FRAME_MS
 from engine.runtime.payloads import Event
 from engine.wav import append_wav, prune_older
@@ -35,7 +35,6 @@ log = logging.getLogger("omi_rules.audio")
 
 SPEECH_START = "audio_speech_start"
 SPEECH_END = "audio_speech_end"
-UTTERANCES = os.path.join("audio", "utterances")  # under the data folder
 FRAME_S = FRAME_MS / 1000
 PRUNE_EVERY = 3600.0  # seconds between two sweeps of old utterance files
 
