@@ -109,6 +109,21 @@ def _append(path: Path, pcm: bytes, sample_rate: int) -> int:
     return data
 
 
+def truncate_wav(path: Path, data_bytes: int) -> None:
+    """Cut a WAV written here back to `data_bytes` of audio (its header too); a
+    `data_bytes` of 0 deletes it (an append to a file that did not exist is undone)."""
+    with _file_lock:
+        if data_bytes <= 0:
+            path.unlink(missing_ok=True)
+            return
+        with path.open("r+b") as file:
+            file.truncate(WAV_HEADER_BYTES + data_bytes)
+            file.seek(4)
+            file.write(struct.pack("<I", 36 + data_bytes))
+            file.seek(40)
+            file.write(struct.pack("<I", data_bytes))
+
+
 def prune_older(folder: Path, cutoff: float, *, recursive: bool = False) -> int:
     """Delete the WAV files (and their `.keys`) in `folder` (and its subfolders when
     `recursive`) last written before `cutoff`; returns how many files."""

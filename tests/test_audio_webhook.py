@@ -5,14 +5,17 @@ loopback speech-recognition endpoint; each bad chunk gets a 4xx with its reason.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import wave
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from engine.server.receiver import Incoming
 from tests.conftest import fixture_path
 from tests.server_helpers import (
     ADMIN,
@@ -23,6 +26,7 @@ from tests.server_helpers import (
     write_rules,
 )
 from tests.servers import TargetServer
+from tests.test_session_failures import Broken, query, started
 from tests.wait import wait_until
 
 SPEECH = fixture_path("audio-speech-16k.pcm").read_bytes()
@@ -50,6 +54,10 @@ RULES = """
         body_audio: utterance
         multipart: {field: file, filename: "{{ uid }}.wav"}
 """
+
+
+def seconds_of(pcm: bytes) -> list[bytes]:
+    return [pcm[i : i + SECOND] for i in range(0, len(pcm), SECOND)]
 
 
 def frames_of(path: Path) -> int:
@@ -175,3 +183,48 @@ def test_recording_survives_kill_9_and_is_completed_after_restart(tmp_path: Path
             assert wav.readframes(wav.getnframes()) == b"".join(chunks)
     finally:
         restarted.stop()
+
+
+def test_a_chunk_answered_503_is_followed_once_when_omi_sends_it_again(tmp_path: Path) -> None:
+    """The write of the third chunk fails (503) after the chunk was fed to its stream:
+    the stream and its utterance file are put back, so Omi's retry is followed once (the
+    stream counted 7 s for 6, and the utterance held the chunk twice); its derived events
+    are not recorded either, so each speech start and end is recorded once."""
+    write_rules(
+        tmp_path / "rules",
+        """
+        - id: ends
+          trigger: audio_speech_end
+          do: [{log: {path: e.jsonl, message: "{{ speech.utterance.bytes }}"}}]
+        """,
+    )
+    parts = [bytes(SECOND), *seconds_of(SPEECH[SECOND : 4 * SECOND]), bytes(SECOND), bytes(SECOND)]
+
+    def chunk(pcm: bytes) -> Incoming:
+        query = {"uid": "u", "sample_rate": "16000", "session_id": "s"}
+        return Incoming("audio", pcm, query, {}, "application/octet-stream")
+
+    async def scenario() -> tuple[list[int], list[dict[str, Any]]]:
+        receiver = await started(tmp_path)
+        try:
+            statuses = []
+            for index, pcm in enumerate(parts):
+                if index in (1, 2):  # the chunk where speech starts, and one inside it
+                    with Broken(receiver.settings.db, "events", "WHEN NEW.trigger = 'audio'"):
+                        statuses.append((await receiver.receive(chunk(pcm))).status)
+                statuses.append((await receiver.receive(chunk(pcm))).status)  # Omi's retry
+            sql = "SELECT trigger, body, params FROM events ORDER BY received_at"
+            return statuses, await query(receiver, sql)
+        finally:
+            await receiver.stop()
+
+    statuses, rows = asyncio.run(scenario())
+    assert statuses == [200, 503, 200, 503, 200, 200, 200, 200]
+    triggers = [row["trigger"] for row in rows]
+    assert triggers.count("audio_speech_start") == 1 == triggers.count("audio_speech_end")
+    audio = [json.loads(row["params"]) for row in rows if row["trigger"] == "audio"]
+    assert [a["session_duration_s"] for a in audio] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    (end,) = [json.loads(row["body"]) for row in rows if row["trigger"] == "audio_speech_end"]
+    data = (tmp_path / "data" / end["utterance"]["path"]).read_bytes()[44:]
+    assert data.count(parts[2]) == 1 and data.count(parts[3]) == 1
+    assert len(data) == end["utterance"]["bytes"]

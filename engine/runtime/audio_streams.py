@@ -21,7 +21,7 @@ import logging
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from engine.config import AudioSettings
 from engine.paths import UTTERANCES, data_file, file_name_part, inside_data
 from engine.runtime.audio_features import FRAME_MS
 from engine.runtime.payloads import Event
-from engine.wav import append_wav, prune_older
+from engine.wav import append_wav, prune_older, truncate_wav
 
 log = logging.getLogger("omi_rules.audio")
 
@@ -61,6 +61,18 @@ class Stream:
     utterance: Utterance | None = None
 
 
+@dataclass
+class FeedUndo:
+    """What one feed changed, to put back when its chunk was not recorded (a 503: Omi
+    sends it again, and it must not be followed twice): the stream as it was (None: it
+    did not exist) and the utterance files' audio bytes before (0: the file was new)."""
+
+    key: tuple[str, str]
+    before: Stream | None
+    after: Stream | None = None  # the stream the feed left (undone only if still current)
+    files: dict[str, int] = field(default_factory=dict)
+
+
 @dataclass(frozen=True)
 class SpeechChange:
     """A derived event to raise: `trigger` (SPEECH_START or SPEECH_END) and its document."""
@@ -78,6 +90,8 @@ class AudioStreams:
     _streams: dict[tuple[str, str], Stream] = field(default_factory=dict)
     _counter: int = 0
     _pruned_at: float = 0.0
+    _undo: FeedUndo | None = None  # the feed in progress
+    last_undo: FeedUndo | None = None  # what the last feed changed (see `undo`)
 
     def __len__(self) -> int:
         return len(self._streams)
@@ -93,6 +107,7 @@ class AudioStreams:
         key = (event.uid, event.session_id)
         changes: list[SpeechChange] = []
         stream = self._streams.pop(key, None)
+        self._undo = FeedUndo(key, _copy(stream))
         if stream is not None and stream.sample_rate != rate:  # a new stream, in effect
             changes.extend(self._close(stream, "rate_change"))
             stream = None
@@ -119,7 +134,29 @@ class AudioStreams:
         stream.duration_s = offset + len(pcm) / 2 / rate
         doc["session_duration_s"] = round(stream.duration_s, 6)
         doc["speaking"] = in_utterance
+        self._undo.after = stream
+        self.last_undo, self._undo = self._undo, None
         return changes
+
+    def undo(self, undo: FeedUndo) -> bool:
+        """Put back what one feed changed (its chunk was not recorded): the stream, and
+        the utterance files cut back to their size before. Not when the stream has been
+        fed since (or dropped): False then."""
+        current = self._streams.get(undo.key)
+        if current is None or current is not undo.after:
+            log.warning("audio stream %s fed again since a failed chunk: not undone", undo.key)
+            return False
+        if undo.before is None:
+            del self._streams[undo.key]
+        else:
+            self._streams[undo.key] = undo.before
+        for relative, size in undo.files.items():
+            try:
+                path = inside_data(self.data_dir, data_file(self.data_dir, relative))
+                truncate_wav(Path(path), size)
+            except (OSError, ValueError) as exc:
+                log.error("could not cut utterance %s back: %s", relative, exc)
+        return True
 
     def _step(
         self, stream: Stream, voiced: bool, at_s: float, pcm: bytes, offset: float
@@ -202,6 +239,8 @@ class AudioStreams:
         return [SpeechChange(SPEECH_END, stream.uid, stream.session_id, doc)]
 
     def _append(self, utterance: Utterance, pcm: bytes, rate: int) -> None:
+        if self._undo is not None and utterance.path not in self._undo.files:
+            self._undo.files[utterance.path] = utterance.bytes
         try:
             path = inside_data(self.data_dir, data_file(self.data_dir, utterance.path))
             append_wav(Path(path), pcm, rate)
@@ -229,3 +268,11 @@ class AudioStreams:
             return 0
         cutoff = now - self.settings.keep_days * 86400
         return prune_older(Path(self.data_dir, UTTERANCES), cutoff, recursive=True)
+
+
+def _copy(stream: Stream | None) -> Stream | None:
+    """A copy of `stream` a feed does not change (its utterance copied too)."""
+    if stream is None:
+        return None
+    utterance = replace(stream.utterance) if stream.utterance is not None else None
+    return replace(stream, utterance=utterance)
