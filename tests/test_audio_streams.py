@@ -158,6 +158,16 @@ def test_an_end_is_raised_for_every_start_even_when_nothing_was_written(
     assert changes[-1].doc["utterance"] is None
 
 
+def test_without_write_files_utterances_are_followed_but_not_kept(tmp_path: Path) -> None:
+    streams = AudioStreams(AudioSettings(max_utterance=2), str(tmp_path))
+    streams.write_files = False
+    changes = feed_all(streams, [SILENCE, *seconds(SPEECH)[1:4], SILENCE + SILENCE])
+    ends = [c.doc for c in changes if c.trigger == SPEECH_END]
+    assert ends[0]["ended_by"] == "max_duration"  # still cut at max_utterance
+    assert all(doc["utterance"] is None for doc in ends)
+    assert not (tmp_path / "audio").exists()
+
+
 def test_old_utterance_files_are_deleted(tmp_path: Path) -> None:
     streams = AudioStreams(AudioSettings(keep_days=1), str(tmp_path))
     changes = feed_all(streams, seconds(SPEECH) + seconds(SILENCE))

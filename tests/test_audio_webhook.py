@@ -27,6 +27,7 @@ from tests.server_helpers import (
 )
 from tests.servers import TargetServer
 from tests.test_session_failures import Broken, query, started
+from tests.test_session_failures import query as query_rows
 from tests.wait import wait_until
 
 SPEECH = fixture_path("audio-speech-16k.pcm").read_bytes()
@@ -228,3 +229,37 @@ def test_a_chunk_answered_503_is_followed_once_when_omi_sends_it_again(tmp_path:
     data = (tmp_path / "data" / end["utterance"]["path"]).read_bytes()[44:]
     assert data.count(parts[2]) == 1 and data.count(parts[3]) == 1
     assert len(data) == end["utterance"]["bytes"]
+
+
+@pytest.mark.parametrize(
+    ("rules", "kept"),
+    [
+        ("- {id: r, trigger: audio, do: [{log: {path: a.jsonl}}]}", False),
+        (
+            "- {id: r, trigger: audio_speech_end, enabled: false, do: [{log: {path: a.jsonl}}]}",
+            False,
+        ),
+        ("- {id: r, trigger: audio_speech_end, do: [{log: {path: a.jsonl}}]}", True),
+    ],
+)
+def test_utterance_files_are_written_only_for_a_speech_end_rule(
+    tmp_path: Path, rules: str, kept: bool
+) -> None:
+    """No enabled rule on audio_speech_end: no utterance audio is kept on disk."""
+    write_rules(tmp_path / "rules", rules)
+    query = {"uid": "u", "sample_rate": "16000"}
+
+    async def scenario() -> list[dict[str, Any]]:
+        receiver = await started(tmp_path)
+        try:
+            for pcm in [bytes(SECOND), *seconds_of(SPEECH[SECOND : 3 * SECOND]), SILENCE]:
+                incoming = Incoming("audio", pcm, query, {}, "application/octet-stream")
+                assert (await receiver.receive(incoming)).status == 200
+            sql = "SELECT body FROM events WHERE trigger = 'audio_speech_end'"
+            return await query_rows(receiver, sql)
+        finally:
+            await receiver.stop()
+
+    (end,) = asyncio.run(scenario())
+    assert (json.loads(end["body"])["utterance"] is not None) is kept
+    assert (tmp_path / "data" / "audio" / "utterances").exists() is kept

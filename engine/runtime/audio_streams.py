@@ -5,7 +5,8 @@ session). Each chunk's voice-activity frames (engine.runtime.audio_features) dri
 state machine with hysteresis: `speech_start` seconds of unbroken speech start an utterance
 (`audio_speech_start`), `speech_end` seconds of silence end it (`audio_speech_end`).
 
-While an utterance is open its audio is appended, chunk by chunk, to a WAV under
+While an utterance is open (and a rule wants the files: `write_files`) its audio is
+appended, chunk by chunk, to a WAV under
 `data/audio/utterances/<uid>/`, so nothing of it is kept in memory and an action that needs
 it later (an `http` action with `body_audio: utterance`, delivered by the outbox) reads the
 file. An utterance reaching `max_utterance` seconds ends there (`ended_by: max_duration`)
@@ -41,10 +42,10 @@ PRUNE_EVERY = 3600.0  # seconds between two sweeps of old utterance files
 
 @dataclass
 class Utterance:
-    path: str  # relative to the data folder
+    path: str  # relative to the data folder; "" when no file is written (write_files)
     started_at_s: float  # stream time where the speech began
     started_at: float  # wall clock
-    bytes: int = 0
+    bytes: int = 0  # of audio: written to the file, or (no file) that belong to it
     speech_s: float = 0.0
 
 
@@ -90,6 +91,9 @@ class AudioStreams:
     _streams: dict[tuple[str, str], Stream] = field(default_factory=dict)
     _counter: int = 0
     _pruned_at: float = 0.0
+    # utterance WAVs are written only while a rule wants them (an enabled rule on
+    # audio_speech_end; set by the receiver): otherwise no audio is kept
+    write_files: bool = True
     _undo: FeedUndo | None = None  # the feed in progress
     last_undo: FeedUndo | None = None  # what the last feed changed (see `undo`)
 
@@ -199,6 +203,8 @@ class AudioStreams:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         name = f"{file_name_part(stream.session_id or 'stream')}-{stamp}-{self._counter}.wav"
         path = os.path.join(UTTERANCES, file_name_part(stream.uid), name)
+        if not self.write_files:
+            path = ""  # followed, not kept
         stream.speaking = True
         stream.utterance = Utterance(path, started_at_s, time.time(), speech_s=stream.speech_run_s)
         doc = {
@@ -233,12 +239,15 @@ class AudioStreams:
                 "bytes": utterance.bytes,
                 "duration_s": round(duration, 6),
             }
-            if utterance.bytes
+            if utterance.bytes and utterance.path
             else None,
         }
         return [SpeechChange(SPEECH_END, stream.uid, stream.session_id, doc)]
 
     def _append(self, utterance: Utterance, pcm: bytes, rate: int) -> None:
+        if not utterance.path:  # no file: only its length is counted
+            utterance.bytes += len(pcm)
+            return
         if self._undo is not None and utterance.path not in self._undo.files:
             self._undo.files[utterance.path] = utterance.bytes
         try:

@@ -232,6 +232,10 @@ class Receiver:
     def _rules_changed(self, rules: RuleSet) -> None:
         rule_versions.remember(self.store, rules, self.secrets)  # names rules.version
         self.pipeline.rules = rules
+        # utterance WAVs only while a rule may send or read them
+        self.audio_streams.write_files = any(
+            rule.enabled for rule in rules.for_trigger("audio_speech_end")
+        )
         for warning in rules.warnings:
             log.warning("%s", warning)
         for rule in rules.rules:
