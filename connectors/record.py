@@ -26,7 +26,8 @@ _pruned_lock = threading.Lock()
 
 class RecordOptions(Struct, forbid_unknown_fields=True, omit_defaults=True):
     path: str | None = None  # in the data folder; default: recordings/<uid>/<session or day>.wav
-    rotate: str | float | None = None  # start a new file every this long (wall clock, e.g. 1h)
+    # start a new file every this long (wall clock, e.g. 1h): <session>-<slice>.wav
+    rotate: str | float | None = None
     max_duration: str | float | None = None  # at most this much audio a file (then name.1.wav)
     max_bytes: int | None = None  # at most this many bytes of audio a file (then name.1.wav)
     keep: str | float | None = None  # delete recordings in the file's folder older than this
@@ -127,6 +128,8 @@ class Record(ConnectorBase[RecordOptions, RecordRequest]):
             )
         else:
             name = file_name_part(env.session_id) if env.session_id else slice_name
+            if env.session_id and options.rotate is not None:  # a file per session and slice
+                name = f"{name}-{slice_name}"
             path = os.path.join("recordings", file_name_part(env.uid), f"{name}.wav")
         path = data_file(env.data_dir, path)
         rate = int(event.get("sample_rate", 8000))

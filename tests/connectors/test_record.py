@@ -275,3 +275,17 @@ def test_speech_only_skips_chunks_outside_an_utterance(tmp_path: Path) -> None:
     # where no stream was followed (a dry-run), the chunk's own speech decides
     alone = {**env, "event": {**env["event"], "speech_ratio": 0.0}}
     assert render(record, {"speech_only": True}, **alone).skip
+
+
+def test_rotate_names_a_file_per_session_and_slice(tmp_path: Path) -> None:
+    """With a session id, rotate was ignored: one file for the whole session."""
+    hour = 3600.0
+
+    def path_at(session: str, at: float) -> str:
+        env = {**audio_env(tmp_path, "e", SPEECH), "session_id": session, "received_at": at}
+        return render(record, {"rotate": "1h"}, **env).path
+
+    first, later = path_at("s", 1714550400.0), path_at("s", 1714550400.0 + 5 * hour)
+    assert first != later
+    assert Path(first).name == "s-20240501T080000Z.wav"
+    assert Path(path_at("", 1714550400.0)).name == "20240501T080000Z.wav"
