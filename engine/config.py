@@ -44,6 +44,9 @@ class AudioSettings(Struct, forbid_unknown_fields=True):
     speech_end: float = 1.5  # seconds of silence that end it
     max_utterance: float = 60.0  # seconds: a longer utterance ends there and a new one starts
     max_streams: int = 256  # streams (uid, session) followed at once; the oldest is dropped
+    # streams of one uid at once; its own oldest is dropped first (made-up session ids
+    # must not end other users' utterances)
+    max_streams_per_uid: int = 16
     stream_idle: float = 300.0  # a stream not heard for this long is dropped (its speech ends)
     keep_days: float = 7.0  # utterance WAVs (data/audio/utterances) older than this are deleted
     # seconds of audio one chunk may hold (bytes / 2 / sample_rate); a longer one gets 413

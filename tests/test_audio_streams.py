@@ -127,6 +127,21 @@ def test_streams_are_capped_and_idle_ones_end_their_speech(tmp_path: Path) -> No
     assert len(streams) == 0
 
 
+def test_one_uid_cycling_session_ids_evicts_only_its_own_streams(tmp_path: Path) -> None:
+    """256 made-up session ids from one uid used to push every other user's stream out
+    (their open utterance ended: evicted)."""
+    settings = AudioSettings(max_streams=256, max_streams_per_uid=4)
+    streams = AudioStreams(settings, str(tmp_path))
+    assert feed_all(streams, [seconds(SPEECH)[1]], uid="victim", session="real")
+    evicted = []
+    for n in range(256):
+        evicted += feed_all(streams, [bytes(320)], uid="attacker", session=f"s{n}")
+    assert [c for c in evicted if c.uid == "victim"] == []
+    assert len(streams) == 1 + 4
+    ends = feed_all(streams, seconds(SILENCE), uid="victim", session="real")
+    assert [c.doc["ended_by"] for c in ends] == ["silence"]
+
+
 def test_sessions_are_separate_streams(tmp_path: Path) -> None:
     streams = AudioStreams(AudioSettings(), str(tmp_path))
     feed_all(streams, seconds(SPEECH)[1:2], session="s1")

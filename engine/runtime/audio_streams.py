@@ -11,7 +11,8 @@ appended, chunk by chunk, to a WAV under
 it later (an `http` action with `body_audio: utterance`, delivered by the outbox) reads the
 file. An utterance reaching `max_utterance` seconds ends there (`ended_by: max_duration`)
 and the speech that goes on starts a new one. Memory is bounded: a few numbers per stream,
-at most `max_streams` streams (the least recently heard is dropped first), and a stream not
+at most `max_streams` streams (the least recently heard is dropped first) and
+`max_streams_per_uid` of one uid (its own least recently heard first), and a stream not
 heard for `stream_idle` is dropped; an utterance open in a dropped stream ends
 (`ended_by: idle` or `evicted`). State is in memory only: a restart forgets open utterances.
 """
@@ -117,6 +118,9 @@ class AudioStreams:
             stream = None
         if stream is None:
             stream = Stream(event.uid, event.session_id, rate)
+            own = [k for k in self._streams if k[0] == event.uid]  # the oldest first
+            for oldest in own[: max(0, len(own) - self.settings.max_streams_per_uid + 1)]:
+                changes.extend(self._close(self._streams.pop(oldest), "evicted"))
             while len(self._streams) >= self.settings.max_streams:
                 oldest = next(iter(self._streams))
                 changes.extend(self._close(self._streams.pop(oldest), "evicted"))
