@@ -225,6 +225,7 @@ def test_a_chunk_answered_503_is_followed_once_when_omi_sends_it_again(tmp_path:
     assert triggers.count("audio_speech_start") == 1 == triggers.count("audio_speech_end")
     audio = [json.loads(row["params"]) for row in rows if row["trigger"] == "audio"]
     assert [a["session_duration_s"] for a in audio] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    assert [a["speaking"] for a in audio] == [False, True, True, True, True, True]
     (end,) = [json.loads(row["body"]) for row in rows if row["trigger"] == "audio_speech_end"]
     data = (tmp_path / "data" / end["utterance"]["path"]).read_bytes()[44:]
     assert data.count(parts[2]) == 1 and data.count(parts[3]) == 1

@@ -563,6 +563,7 @@ class Receiver:
             speech = self.audio_streams.feed(event, now)
             prepared.audio_undo = self.audio_streams.last_undo
             params["session_duration_s"] = event.doc["session_duration_s"]
+            params["speaking"] = event.doc["speaking"]  # a replay sees what the rules saw
         try:
             self._decide_and_write(prepared, incoming.body, now, after=_mark_written(prepared))
         except BaseException:
