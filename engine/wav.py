@@ -18,11 +18,17 @@ from pathlib import Path
 log = logging.getLogger("omi_rules.wav")
 
 WAV_HEADER_BYTES = 44
+# the most audio one file can count: the RIFF size (36 + data) is 32 bits; whole samples
+MAX_DATA_BYTES = (0xFFFFFFFF - 36) // 2 * 2
 _file_lock = threading.Lock()  # appends rewrite the header: one at a time
 
 
 class NotOurWav(ValueError):
     """A file to append to is not a PCM16 mono WAV omi-rules wrote, or has another rate."""
+
+
+class WavFull(ValueError):
+    """An append would take a WAV past MAX_DATA_BYTES (its header could not count it)."""
 
 
 def wav_header(sample_rate: int, data_bytes: int) -> bytes:
@@ -99,6 +105,8 @@ def _append(path: Path, pcm: bytes, sample_rate: int) -> int:
             end = WAV_HEADER_BYTES + counted
             file.truncate(end)
             file.seek(end)
+        if end - WAV_HEADER_BYTES + len(pcm) > MAX_DATA_BYTES:
+            raise WavFull(f"{path} would hold over {MAX_DATA_BYTES} bytes of audio")
         file.write(pcm)
         data = file.tell() - WAV_HEADER_BYTES
         file.flush()

@@ -289,3 +289,24 @@ def test_rotate_names_a_file_per_session_and_slice(tmp_path: Path) -> None:
     assert first != later
     assert Path(first).name == "s-20240501T080000Z.wav"
     assert Path(path_at("", 1714550400.0)).name == "20240501T080000Z.wav"
+
+
+def test_a_recording_rotates_before_its_header_would_overflow(tmp_path: Path) -> None:
+    """Without max_bytes a file grew past 4 GiB and its 32-bit header broke: 4 GiB is an
+    implicit limit, so the next chunk goes to name.1.wav."""
+    from engine.wav import MAX_DATA_BYTES, wav_header
+
+    path = tmp_path / "data" / "big.wav"
+    path.parent.mkdir(parents=True)
+    with path.open("wb") as file:
+        file.write(wav_header(16000, MAX_DATA_BYTES - 10))
+        file.truncate(44 + MAX_DATA_BYTES - 10)
+    try:
+        request = render(record, {"path": "big.wav"}, **audio_env(tmp_path, "e", SPEECH))
+        assert request.max_bytes == 0
+        send(record, request, event_body=lambda _: SPEECH[:32000])
+        with wave.open(str(path.with_name("big.1.wav")), "rb") as wav:
+            assert wav.getnframes() == 16000
+        assert path.stat().st_size == 44 + MAX_DATA_BYTES - 10
+    finally:  # 4 GiB, sparse: not left for the canary's scan to read
+        path.unlink()
