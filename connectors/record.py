@@ -16,7 +16,7 @@ from engine.connector import EVENT_BODY, ConnectorBase, Delivered, RenderEnv, Se
 from engine.durations import parse_duration
 from engine.errors import DeliveryError
 from engine.paths import data_file, file_name_part, inside_data
-from engine.wav import MAX_DATA_BYTES, append_wav, prune_older, wav_data_bytes
+from engine.wav import MAX_DATA_BYTES, append_wav, has_key, prune_older, wav_data_bytes
 
 PRUNE_EVERY = 3600.0  # seconds between two sweeps of one folder for `keep`
 MAX_PARTS = 10_000  # a file rotated more often than this keeps growing its last part
@@ -88,6 +88,14 @@ def record_chunk(request: RecordRequest, pcm: bytes, key: str, data_dir: str) ->
     # a WAV's header counts at most MAX_DATA_BYTES (4 GiB): a longer recording rotates
     limit = min(request.max_bytes or MAX_DATA_BYTES, MAX_DATA_BYTES)
     part = current_part(base, len(pcm), limit)
+    if key:
+        # an earlier part may hold this chunk already: appended, then not marked sent (a
+        # crash, a deadline), and resent once that part was full
+        index = 0
+        while (earlier := part_path(base, index)) != part and index < MAX_PARTS:
+            if has_key(Path(inside_data(data_dir, str(earlier))), key):
+                return f"{earlier}: already recorded"
+            index += 1
     path = Path(inside_data(data_dir, str(part)))
     size = append_wav(path, pcm, request.sample_rate, key)
     if request.keep > 0:

@@ -83,6 +83,16 @@ def append_wav(path: Path, pcm: bytes, sample_rate: int, key: str = "") -> int:
         return size
 
 
+def has_key(path: Path, key: str) -> bool:
+    """A chunk was appended to the WAV at `path` under the idempotency `key`."""
+    keys = path.with_name(path.name + ".keys")
+    with _file_lock:
+        try:
+            return key in keys.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return False
+
+
 def _append(path: Path, pcm: bytes, sample_rate: int) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     try:  # a new file only: whatever exists already is never overwritten

@@ -310,3 +310,18 @@ def test_a_recording_rotates_before_its_header_would_overflow(tmp_path: Path) ->
         assert path.stat().st_size == 44 + MAX_DATA_BYTES - 10
     finally:  # 4 GiB, sparse: not left for the canary's scan to read
         path.unlink()
+
+
+def test_a_resent_chunk_at_a_rotation_boundary_is_recorded_once(tmp_path: Path) -> None:
+    """The chunk filled its part (key kept) but its delivery was not marked sent; the
+    resend found the part full and went to the next one: recorded twice."""
+    from connectors.record import record_chunk
+
+    request = render(record, {"max_bytes": 1600}, **audio_env(tmp_path, "e1", SPEECH))
+    pcm, data_dir = SPEECH[:1600], str(tmp_path / "data")
+    record_chunk(request, pcm, "idem-1", data_dir)
+    assert record_chunk(request, pcm, "idem-1", data_dir).endswith("already recorded")
+    assert not Path(request.path).with_name(Path(request.path).stem + ".1.wav").exists()
+    record_chunk(request, pcm, "idem-2", data_dir)  # another chunk rotates as before
+    with wave.open(str(Path(request.path).with_name(Path(request.path).stem + ".1.wav"))) as wav:
+        assert wav.getnframes() == 800
