@@ -80,6 +80,20 @@ def test_a_chunk_with_many_utterances_writes_each_its_own_part(tmp_path: Path) -
         assert 0 < len(data) < len(unit) and data in chunk
 
 
+def test_speech_beginning_at_a_chunk_end_is_kept_from_its_start(tmp_path: Path) -> None:
+    """Speech that begins in the last 0.3 s of a chunk is confirmed in the next: the
+    utterance started with that next chunk, its first syllables missing."""
+    audio = bytes(2 * int(16000 * 1.8)) + SPEECH[16000:] + bytes(3 * SECOND)
+    streams = AudioStreams(AudioSettings(), str(tmp_path))
+    changes = feed_all(streams, seconds(audio))
+    start, end = (c.doc for c in changes)
+    assert 1.75 <= start["started_at_s"] < 2.0  # in the first chunk's last 0.3 s
+    data = (tmp_path / end["utterance"]["path"]).read_bytes()[44:]
+    at = audio.find(data)
+    assert abs(at // 2 - round(start["started_at_s"] * 16000)) <= 16
+    assert len(streams) == 1 and next(iter(streams)).tail == b""  # nothing kept after
+
+
 def test_short_gaps_do_not_end_speech_and_a_lone_click_does_not_start_it(tmp_path: Path) -> None:
     streams = AudioStreams(AudioSettings(speech_end=1.5), str(tmp_path))
     speech = seconds(SPEECH)

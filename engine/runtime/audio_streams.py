@@ -39,6 +39,7 @@ SPEECH_START = "audio_speech_start"
 SPEECH_END = "audio_speech_end"
 FRAME_S = FRAME_MS / 1000
 PRUNE_EVERY = 3600.0  # seconds between two sweeps of old utterance files
+TAIL_S = 1.0  # seconds of a chunk's end kept while speech begins (speech_start, at most)
 
 
 @dataclass
@@ -61,6 +62,9 @@ class Stream:
     speech_run_s: float = 0.0  # unbroken speech at the end of what was heard
     silence_run_s: float = 0.0  # unbroken silence at the end of what was heard
     utterance: Utterance | None = None
+    # the end of the last chunk while speech was beginning (no utterance yet): at most
+    # TAIL_S seconds, the start of an utterance confirmed in the next chunk
+    tail: bytes = b""
 
 
 @dataclass
@@ -139,6 +143,7 @@ class AudioStreams:
             in_utterance = in_utterance or stream.utterance is not None
         if stream.utterance is not None:  # open at the chunk's end: the rest is part of it
             self._take(stream, pcm, offset, None)
+        stream.tail = self._tail(stream, pcm)
         stream.duration_s = offset + len(pcm) / 2 / rate
         doc["session_duration_s"] = round(stream.duration_s, 6)
         doc["speaking"] = in_utterance
@@ -199,8 +204,23 @@ class AudioStreams:
         first = max(0.0, utterance.started_at_s - offset)
         start = min(len(pcm), round(first * rate) * 2)
         end = len(pcm) if until_s is None else min(len(pcm), round((until_s - offset) * rate) * 2)
-        if end > start:
-            self._append(utterance, pcm[start:end], rate)
+        before = b""
+        if not utterance.bytes and utterance.started_at_s < offset and stream.tail:
+            # the speech began in the previous chunk: its start is in the kept tail
+            wanted = round((offset - utterance.started_at_s) * rate) * 2
+            before = stream.tail[-wanted:] if wanted > 0 else b""
+        if end > start or before:
+            self._append(utterance, before + pcm[start:end], rate)
+
+    def _tail(self, stream: Stream, pcm: bytes) -> bytes:
+        """What to keep of the chunk just fed: while speech is beginning (a run shorter
+        than speech_start, no utterance yet), the audio of that run, so an utterance the
+        next chunk confirms starts where the speech did. Nothing otherwise."""
+        if stream.utterance is not None or stream.speech_run_s <= 0:
+            return b""
+        seconds = min(stream.speech_run_s, self.settings.speech_start, TAIL_S) + FRAME_S
+        wanted = round(seconds * stream.sample_rate) * 2
+        return (stream.tail + pcm)[-wanted:] if len(pcm) < wanted else pcm[-wanted:]
 
     def _open(self, stream: Stream, started_at_s: float) -> SpeechChange:
         self._counter += 1
