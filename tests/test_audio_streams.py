@@ -94,6 +94,22 @@ def test_speech_beginning_at_a_chunk_end_is_kept_from_its_start(tmp_path: Path) 
     assert len(streams) == 1 and next(iter(streams)).tail == b""  # nothing kept after
 
 
+def test_a_feed_is_undone_only_while_it_is_the_last_of_its_stream(tmp_path: Path) -> None:
+    streams = AudioStreams(AudioSettings(), str(tmp_path))
+    feed_all(streams, [SILENCE[:SECOND], seconds(SPEECH)[1]])
+    first = streams.last_undo
+    feed_all(streams, [seconds(SPEECH)[2]])
+    second = streams.last_undo
+    assert first is not None and second is not None
+    assert not streams.undo(first)  # fed since: left alone
+    (stream,) = streams
+    path = tmp_path / stream.utterance.path if stream.utterance else None
+    assert path is not None and path.stat().st_size == 44 + 2 * SECOND - 7680
+    assert streams.undo(second)  # the last one: the stream and its file as before it
+    (stream,) = streams
+    assert stream.duration_s == 2.0 and path.stat().st_size == 44 + SECOND - 7680
+
+
 def test_short_gaps_do_not_end_speech_and_a_lone_click_does_not_start_it(tmp_path: Path) -> None:
     streams = AudioStreams(AudioSettings(speech_end=1.5), str(tmp_path))
     speech = seconds(SPEECH)

@@ -65,6 +65,7 @@ class Stream:
     # the end of the last chunk while speech was beginning (no utterance yet): at most
     # TAIL_S seconds, the start of an utterance confirmed in the next chunk
     tail: bytes = b""
+    fed: int = 0  # chunks fed so far
 
 
 @dataclass
@@ -76,6 +77,7 @@ class FeedUndo:
     key: tuple[str, str]
     before: Stream | None
     after: Stream | None = None  # the stream the feed left (undone only if still current)
+    fed: int = 0  # its chunk count then (undone only if not fed since)
     files: dict[str, int] = field(default_factory=dict)
 
 
@@ -147,7 +149,8 @@ class AudioStreams:
         stream.duration_s = offset + len(pcm) / 2 / rate
         doc["session_duration_s"] = round(stream.duration_s, 6)
         doc["speaking"] = in_utterance
-        self._undo.after = stream
+        stream.fed += 1
+        self._undo.after, self._undo.fed = stream, stream.fed
         self.last_undo, self._undo = self._undo, None
         return changes
 
@@ -156,7 +159,7 @@ class AudioStreams:
         the utterance files cut back to their size before. Not when the stream has been
         fed since (or dropped): False then."""
         current = self._streams.get(undo.key)
-        if current is None or current is not undo.after:
+        if current is None or current is not undo.after or current.fed != undo.fed:
             log.warning("audio stream %s fed again since a failed chunk: not undone", undo.key)
             return False
         if undo.before is None:
