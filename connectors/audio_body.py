@@ -9,13 +9,14 @@ the dead letters sends the same audio, and no audio waits in memory.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
 from msgspec import Struct
 
 from engine.connector import SendEnv
-from engine.paths import inside_data
+from engine.paths import UTTERANCES, inside_data
 from engine.wav import WAV_HEADER_BYTES, as_wav
 
 MAX_AUDIO_BYTES = 64 * 1024 * 1024  # an utterance file larger than this is not sent
@@ -46,7 +47,9 @@ def read_audio(audio: AudioBody, env: SendEnv) -> bytes:
             raise AudioMissing("no event store to read the chunk from")
         pcm = env.event_body(audio.ref)
         return as_wav(pcm, audio.sample_rate) if audio.format == "wav" else pcm
-    path = Path(inside_data(env.data_dir, audio.ref))
+    # an utterance file, and nothing else: checked again, links followed, at send
+    utterances = os.path.join(env.data_dir, UTTERANCES)
+    path = Path(inside_data(utterances, audio.ref))
     if path.stat().st_size > MAX_AUDIO_BYTES:
         raise AudioMissing(f"{audio.ref} is over {MAX_AUDIO_BYTES} bytes")
     data = path.read_bytes()

@@ -10,7 +10,7 @@ from msgspec import UNSET, Struct, UnsetType
 from connectors.audio_body import AudioBody
 from connectors.http_kit import HttpDestination, HttpRequest, delivered, send_http
 from engine.connector import EVENT_BODY, ConnectorBase, Delivered, RenderEnv, SendEnv
-from engine.paths import data_file
+from engine.paths import utterance_file
 
 Method = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]
 AUDIO_TRIGGERS = {"chunk": "audio", "utterance": "audio_speech_end"}
@@ -62,10 +62,16 @@ class Http(HttpDestination, ConnectorBase[HttpOptions, HttpRequest]):
             return [("timeout", "timeout must be between 0 and 300 seconds")]
         return []
 
+    def check_trigger(self, options: HttpOptions, trigger: str) -> list[tuple[str, str]]:
+        # the file an utterance names comes from the event: only omi-rules' own
+        # audio_speech_end event may name it (on another trigger the sender would)
+        if options.body_audio == "utterance" and trigger != AUDIO_TRIGGERS["utterance"]:
+            return [("body_audio", "body_audio: utterance needs trigger audio_speech_end")]
+        return []
+
     def advise(self, options: HttpOptions, trigger: str) -> list[tuple[str, str]]:
-        wanted = AUDIO_TRIGGERS.get(options.body_audio or "")
-        if wanted is not None and trigger != wanted:
-            return [("body_audio", f"body_audio: {options.body_audio} needs trigger {wanted}")]
+        if options.body_audio == "chunk" and trigger != AUDIO_TRIGGERS["chunk"]:
+            return [("body_audio", "body_audio: chunk needs trigger audio")]
         return []
 
     def render(self, options: HttpOptions, env: RenderEnv) -> HttpRequest:
@@ -105,9 +111,11 @@ class Http(HttpDestination, ConnectorBase[HttpOptions, HttpRequest]):
                 **multipart,
             )
         utterance = event.get("utterance")
+        if utterance is None and "ended_by" in event:
+            raise ValueError("no utterance: its audio could not be written (see the server log)")
         if not isinstance(utterance, dict) or not isinstance(utterance.get("path"), str):
             raise ValueError("body_audio: utterance needs an audio_speech_end event")
-        path = data_file(env.data_dir, utterance["path"])
+        path = utterance_file(env.data_dir, utterance["path"])
         rate = int(event.get("sample_rate") or 0)
         return AudioBody("file", path, rate, options.audio_format, **multipart)
 

@@ -15,8 +15,8 @@ from msgspec import Struct
 from engine.connector import EVENT_BODY, ConnectorBase, Delivered, RenderEnv, SendEnv
 from engine.durations import parse_duration
 from engine.errors import DeliveryError
-from engine.paths import data_file, inside_data
-from engine.wav import append_wav, prune_older, wav_data_bytes
+from engine.paths import data_file, file_name_part, inside_data
+from engine.wav import MAX_DATA_BYTES, append_wav, has_key, prune_older, wav_data_bytes
 
 PRUNE_EVERY = 3600.0  # seconds between two sweeps of one folder for `keep`
 MAX_PARTS = 10_000  # a file rotated more often than this keeps growing its last part
@@ -26,7 +26,8 @@ _pruned_lock = threading.Lock()
 
 class RecordOptions(Struct, forbid_unknown_fields=True, omit_defaults=True):
     path: str | None = None  # in the data folder; default: recordings/<uid>/<session or day>.wav
-    rotate: str | float | None = None  # start a new file every this long (wall clock, e.g. 1h)
+    # start a new file every this long (wall clock, e.g. 1h): <session>-<slice>.wav
+    rotate: str | float | None = None
     max_duration: str | float | None = None  # at most this much audio a file (then name.1.wav)
     max_bytes: int | None = None  # at most this many bytes of audio a file (then name.1.wav)
     keep: str | float | None = None  # delete recordings in the file's folder older than this
@@ -41,10 +42,6 @@ class RecordRequest(Struct, omit_defaults=True):
     max_bytes: int = 0  # 0: no limit
     keep: float = 0.0  # seconds; 0: keep everything
     skip: str = ""  # why this chunk is not recorded (speech_only), or "" to record it
-
-
-def _safe(part: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in part) or "unknown"
 
 
 def _has_speech(event: dict[str, object]) -> bool:
@@ -88,7 +85,17 @@ def prune_folder(folder: Path, keep: float, now: float) -> int:
 def record_chunk(request: RecordRequest, pcm: bytes, key: str, data_dir: str) -> str:
     """Append `pcm` where `request` says (blocking); returns what happened, for history."""
     base = Path(inside_data(data_dir, request.path))
-    part = current_part(base, len(pcm), request.max_bytes)
+    # a WAV's header counts at most MAX_DATA_BYTES (4 GiB): a longer recording rotates
+    limit = min(request.max_bytes or MAX_DATA_BYTES, MAX_DATA_BYTES)
+    part = current_part(base, len(pcm), limit)
+    if key:
+        # an earlier part may hold this chunk already: appended, then not marked sent (a
+        # crash, a deadline), and resent once that part was full
+        index = 0
+        while (earlier := part_path(base, index)) != part and index < MAX_PARTS:
+            if has_key(Path(inside_data(data_dir, str(earlier))), key):
+                return f"{earlier}: already recorded"
+            index += 1
     path = Path(inside_data(data_dir, str(part)))
     size = append_wav(path, pcm, request.sample_rate, key)
     if request.keep > 0:
@@ -130,8 +137,10 @@ class Record(ConnectorBase[RecordOptions, RecordRequest]):
                 else options.path
             )
         else:
-            name = _safe(env.session_id) if env.session_id else slice_name
-            path = os.path.join("recordings", _safe(env.uid), f"{name}.wav")
+            name = file_name_part(env.session_id) if env.session_id else slice_name
+            if env.session_id and options.rotate is not None:  # a file per session and slice
+                name = f"{name}-{slice_name}"
+            path = os.path.join("recordings", file_name_part(env.uid), f"{name}.wav")
         path = data_file(env.data_dir, path)
         rate = int(event.get("sample_rate", 8000))
         limits = [options.max_bytes or 0]

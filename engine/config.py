@@ -13,11 +13,11 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import yaml
-from msgspec import Struct
+from msgspec import Meta, Struct
 
 from engine.errors import OmiRulesError
 
@@ -42,16 +42,28 @@ class BodyLimits(Struct, forbid_unknown_fields=True):
     day_summary: int = 4 * MiB
 
 
+Positive = Annotated[float, Meta(gt=0)]
+AtLeastOne = Annotated[int, Meta(ge=1)]
+
+
 class AudioSettings(Struct, forbid_unknown_fields=True):
     """Voice activity in audio streams (engine.runtime.audio_streams): when speech starts
-    and ends, and what is kept of it."""
+    and ends, and what is kept of it. Checked when the configuration loads: a zero or
+    negative value is refused (max_streams 0 failed every chunk; speech_start 0 made
+    digital silence an utterance)."""
 
-    speech_start: float = 0.3  # seconds of unbroken speech that start an utterance
-    speech_end: float = 1.5  # seconds of silence that end it
-    max_utterance: float = 60.0  # seconds: a longer utterance ends there and a new one starts
-    max_streams: int = 256  # streams (uid, session) followed at once; the oldest is dropped
-    stream_idle: float = 300.0  # a stream not heard for this long is dropped (its speech ends)
-    keep_days: float = 7.0  # utterance WAVs (data/audio/utterances) older than this are deleted
+    speech_start: Positive = 0.3  # seconds of unbroken speech that start an utterance
+    speech_end: Positive = 1.5  # seconds of silence that end it
+    max_utterance: Positive = 60.0  # seconds: a longer utterance ends there, a new one starts
+    max_streams: AtLeastOne = 256  # streams (uid, session) followed at once; the oldest is dropped
+    # streams of one uid at once; its own oldest is dropped first (made-up session ids
+    # must not end other users' utterances)
+    max_streams_per_uid: AtLeastOne = 16
+    stream_idle: Positive = 300.0  # a stream not heard for this long is dropped (speech ends)
+    # utterance WAVs (data/audio/utterances) older than this are deleted; 0 keeps them
+    keep_days: Annotated[float, Meta(ge=0)] = 7.0
+    # seconds of audio one chunk may hold (bytes / 2 / sample_rate); a longer one gets 413
+    max_chunk: Positive = 60.0
 
 
 class Settings(Struct, forbid_unknown_fields=True):

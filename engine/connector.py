@@ -173,6 +173,11 @@ class ConnectorBase(Generic[OptionsT, RequestT]):
         `trigger`: (option name, message). `validate` shows them; the rule still loads."""
         return []
 
+    def check_trigger(self, options: OptionsT, trigger: str) -> list[tuple[str, str]]:
+        """Errors about options that cannot be used on `trigger` (option name, message):
+        the rule does not load."""
+        return []
+
 
 def advice_of(
     connector: Connector[Any, Any], options: msgspec.Struct, trigger: str
@@ -180,6 +185,15 @@ def advice_of(
     """`connector.advise(options, trigger)`, or nothing when the connector has no advice."""
     advise = getattr(connector, "advise", None)
     return list(advise(options, trigger)) if callable(advise) else []
+
+
+def trigger_errors_of(
+    connector: Connector[Any, Any], options: msgspec.Struct, trigger: str
+) -> list[tuple[str, str]]:
+    """`connector.check_trigger(options, trigger)`: options that must not load on `trigger`
+    (option name, message), or nothing when the connector has no such check."""
+    check = getattr(connector, "check_trigger", None)
+    return list(check(options, trigger)) if callable(check) else []
 
 
 def describe_of(connector: Connector[Any, Any], request: msgspec.Struct) -> str:

@@ -13,8 +13,29 @@ the write (`inside_data`), so a link made at any time before then cannot lead a 
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
+import string
 from pathlib import Path
+
+UTTERANCES = os.path.join("audio", "utterances")  # utterance WAVs, under the data folder
+NAME_PART_BYTES = 64  # a uid or session id as a file name part, at most (ASCII: bytes)
+_NAME_CHARS = frozenset(string.ascii_letters + string.digits + "-_")
+
+
+def file_name_part(text: str) -> str:
+    """`text` (a uid or session id: payload text) as one part of a file name: ASCII letters,
+    digits, `-` and `_` only, at most NAME_PART_BYTES bytes, never `.` or `..`. Text that
+    had to change (other characters, too long) keeps what it can plus a short hash of the
+    original, so two ids that differ still name two files (`talk.1` is not part 1 of
+    `talk`, which would be `talk.1.wav`)."""
+    if text and len(text) <= NAME_PART_BYTES and all(c in _NAME_CHARS for c in text):
+        return text
+    if not text:
+        return "unknown"
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+    kept = "".join(c if c in _NAME_CHARS else "_" for c in text[: NAME_PART_BYTES - 11])
+    return f"{kept}-{digest}"
 
 
 class OutsideDataFolder(ValueError):
@@ -50,3 +71,13 @@ def inside_data(data_dir: str, path: str, *, shown: str | None = None) -> str:
         name = shown if shown is not None else path
         raise OutsideDataFolder(f"path {name!r} leads outside the data folder {data_dir}")
     return path
+
+
+def utterance_file(data_dir: str, path: str) -> str:
+    """`path` (payload text naming an utterance WAV) checked, as text, to name a file
+    under the data folder's `audio/utterances/`, and returned as `data_file` does."""
+    joined = data_file(data_dir, path)
+    root = os.path.abspath(os.path.join(data_dir, UTTERANCES))
+    if not os.path.abspath(joined).startswith(root + os.sep):
+        raise OutsideDataFolder(f"path {path!r} is not an utterance file (under {UTTERANCES}/)")
+    return joined

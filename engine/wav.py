@@ -18,11 +18,17 @@ from pathlib import Path
 log = logging.getLogger("omi_rules.wav")
 
 WAV_HEADER_BYTES = 44
+# the most audio one file can count: the RIFF size (36 + data) is 32 bits; whole samples
+MAX_DATA_BYTES = (0xFFFFFFFF - 36) // 2 * 2
 _file_lock = threading.Lock()  # appends rewrite the header: one at a time
 
 
 class NotOurWav(ValueError):
     """A file to append to is not a PCM16 mono WAV omi-rules wrote, or has another rate."""
+
+
+class WavFull(ValueError):
+    """An append would take a WAV past MAX_DATA_BYTES (its header could not count it)."""
 
 
 def wav_header(sample_rate: int, data_bytes: int) -> bytes:
@@ -77,6 +83,16 @@ def append_wav(path: Path, pcm: bytes, sample_rate: int, key: str = "") -> int:
         return size
 
 
+def has_key(path: Path, key: str) -> bool:
+    """A chunk was appended to the WAV at `path` under the idempotency `key`."""
+    keys = path.with_name(path.name + ".keys")
+    with _file_lock:
+        try:
+            return key in keys.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return False
+
+
 def _append(path: Path, pcm: bytes, sample_rate: int) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     try:  # a new file only: whatever exists already is never overwritten
@@ -99,6 +115,8 @@ def _append(path: Path, pcm: bytes, sample_rate: int) -> int:
             end = WAV_HEADER_BYTES + counted
             file.truncate(end)
             file.seek(end)
+        if end - WAV_HEADER_BYTES + len(pcm) > MAX_DATA_BYTES:
+            raise WavFull(f"{path} would hold over {MAX_DATA_BYTES} bytes of audio")
         file.write(pcm)
         data = file.tell() - WAV_HEADER_BYTES
         file.flush()
@@ -109,13 +127,28 @@ def _append(path: Path, pcm: bytes, sample_rate: int) -> int:
     return data
 
 
-def prune_older(folder: Path, cutoff: float) -> int:
-    """Delete the WAV files (and their `.keys`) under `folder` last written before `cutoff`;
-    returns how many files."""
+def truncate_wav(path: Path, data_bytes: int) -> None:
+    """Cut a WAV written here back to `data_bytes` of audio (its header too); a
+    `data_bytes` of 0 deletes it (an append to a file that did not exist is undone)."""
+    with _file_lock:
+        if data_bytes <= 0:
+            path.unlink(missing_ok=True)
+            return
+        with path.open("r+b") as file:
+            file.truncate(WAV_HEADER_BYTES + data_bytes)
+            file.seek(4)
+            file.write(struct.pack("<I", 36 + data_bytes))
+            file.seek(40)
+            file.write(struct.pack("<I", data_bytes))
+
+
+def prune_older(folder: Path, cutoff: float, *, recursive: bool = False) -> int:
+    """Delete the WAV files (and their `.keys`) in `folder` (and its subfolders when
+    `recursive`) last written before `cutoff`; returns how many files."""
     deleted = 0
     if not folder.is_dir():
         return 0
-    for path in folder.rglob("*.wav*"):
+    for path in folder.rglob("*.wav*") if recursive else folder.iterdir():
         if not path.name.endswith((".wav", ".wav.keys")):
             continue
         try:

@@ -53,9 +53,61 @@ def test_speech_between_silences_starts_and_ends_once(tmp_path: Path) -> None:
     assert 2.5 <= end["speech_s"] <= 3.3
     path = tmp_path / end["utterance"]["path"]
     assert path.is_relative_to(tmp_path / "audio" / "utterances" / "u1")
-    with wave.open(str(path), "rb") as wav:  # the chunks it spans: 4 of speech, 2 silent
-        assert wav.getnframes() == 6 * 16000 == end["utterance"]["bytes"] // 2
-        assert wav.readframes(6 * 16000) == b"".join(chunks[2:8])
+    # the audio from its first frame to the frame where the silence ended it
+    first = round(start["started_at_s"] * 16000)
+    last = round((end["ended_at_s"] + 1.5) * 16000)
+    with wave.open(str(path), "rb") as wav:
+        assert wav.getnframes() == end["utterance"]["bytes"] // 2
+        assert abs(wav.getnframes() - (last - first)) <= 16000 * 0.03 * 2  # a frame each end
+        data = wav.readframes(wav.getnframes())
+    at = b"".join(chunks).find(data)  # the stream's own audio, from where the speech began
+    assert abs(at // 2 - first) <= 16  # started_at_s is rounded to 1 ms
+
+
+def test_a_chunk_with_many_utterances_writes_each_its_own_part(tmp_path: Path) -> None:
+    """60 bursts of speech in one chunk: 60 utterances, together no more than the chunk
+    (each used to be written the whole chunk: 329.6 MiB for a 5.5 MiB chunk)."""
+    unit = SPEECH[16000:48000] + bytes(2 * SECOND)  # 1 s of speech, 2 s of silence
+    chunk = unit * 60
+    streams = AudioStreams(AudioSettings(), str(tmp_path))
+    changes = streams.feed(decode_audio(chunk, "u1", 16000), time.time())
+    ends = [c.doc for c in changes if c.trigger == SPEECH_END]
+    assert len(ends) == 60
+    written = sum(p.stat().st_size for p in (tmp_path / "audio").rglob("*.wav"))
+    assert written <= len(chunk) + 60 * 44
+    for doc in ends:
+        data = (tmp_path / doc["utterance"]["path"]).read_bytes()[44:]
+        assert 0 < len(data) < len(unit) and data in chunk
+
+
+def test_speech_beginning_at_a_chunk_end_is_kept_from_its_start(tmp_path: Path) -> None:
+    """Speech that begins in the last 0.3 s of a chunk is confirmed in the next: the
+    utterance started with that next chunk, its first syllables missing."""
+    audio = bytes(2 * int(16000 * 1.8)) + SPEECH[16000:] + bytes(3 * SECOND)
+    streams = AudioStreams(AudioSettings(), str(tmp_path))
+    changes = feed_all(streams, seconds(audio))
+    start, end = (c.doc for c in changes)
+    assert 1.75 <= start["started_at_s"] < 2.0  # in the first chunk's last 0.3 s
+    data = (tmp_path / end["utterance"]["path"]).read_bytes()[44:]
+    at = audio.find(data)
+    assert abs(at // 2 - round(start["started_at_s"] * 16000)) <= 16
+    assert len(streams) == 1 and next(iter(streams)).tail == b""  # nothing kept after
+
+
+def test_a_feed_is_undone_only_while_it_is_the_last_of_its_stream(tmp_path: Path) -> None:
+    streams = AudioStreams(AudioSettings(), str(tmp_path))
+    feed_all(streams, [SILENCE[:SECOND], seconds(SPEECH)[1]])
+    first = streams.last_undo
+    feed_all(streams, [seconds(SPEECH)[2]])
+    second = streams.last_undo
+    assert first is not None and second is not None
+    assert not streams.undo(first)  # fed since: left alone
+    (stream,) = streams
+    path = tmp_path / stream.utterance.path if stream.utterance else None
+    assert path is not None and path.stat().st_size == 44 + 2 * SECOND - 7680
+    assert streams.undo(second)  # the last one: the stream and its file as before it
+    (stream,) = streams
+    assert stream.duration_s == 2.0 and path.stat().st_size == 44 + SECOND - 7680
 
 
 def test_short_gaps_do_not_end_speech_and_a_lone_click_does_not_start_it(tmp_path: Path) -> None:
@@ -105,11 +157,60 @@ def test_streams_are_capped_and_idle_ones_end_their_speech(tmp_path: Path) -> No
     assert len(streams) == 0
 
 
+def test_one_uid_cycling_session_ids_evicts_only_its_own_streams(tmp_path: Path) -> None:
+    """256 made-up session ids from one uid used to push every other user's stream out
+    (their open utterance ended: evicted)."""
+    settings = AudioSettings(max_streams=256, max_streams_per_uid=4)
+    streams = AudioStreams(settings, str(tmp_path))
+    assert feed_all(streams, [seconds(SPEECH)[1]], uid="victim", session="real")
+    evicted = []
+    for n in range(256):
+        evicted += feed_all(streams, [bytes(320)], uid="attacker", session=f"s{n}")
+    assert [c for c in evicted if c.uid == "victim"] == []
+    assert len(streams) == 1 + 4
+    ends = feed_all(streams, seconds(SILENCE), uid="victim", session="real")
+    assert [c.doc["ended_by"] for c in ends] == ["silence"]
+
+
 def test_sessions_are_separate_streams(tmp_path: Path) -> None:
     streams = AudioStreams(AudioSettings(), str(tmp_path))
     feed_all(streams, seconds(SPEECH)[1:2], session="s1")
     changes = feed_all(streams, seconds(SILENCE), session="s2")
     assert changes == [] and len(streams) == 2
+
+
+def test_long_or_unicode_ids_still_name_a_writable_utterance(tmp_path: Path) -> None:
+    """64 four-byte letters passed isalnum() and the 64-character cut: a 256-byte name the
+    file system refused; the start was raised, the end never."""
+    letters = "\U0001d400" * 64
+    for uid, session in ((letters, "s"), ("u1", letters), ("u1", "s" * 300)):
+        streams = AudioStreams(AudioSettings(), str(tmp_path))
+        changes = feed_all(streams, [SILENCE, SPEECH, SILENCE + SILENCE], uid, session)
+        assert [c.trigger for c in changes] == [SPEECH_START, SPEECH_END]
+        path = Path(changes[-1].doc["utterance"]["path"])
+        assert all(part.isascii() and len(part) <= 120 for part in path.parts)
+        assert (tmp_path / path).stat().st_size > 44
+
+
+def test_an_end_is_raised_for_every_start_even_when_nothing_was_written(
+    tmp_path: Path,
+) -> None:
+    blocker = tmp_path / "audio"
+    blocker.write_text("a file where the utterances folder would be")
+    streams = AudioStreams(AudioSettings(), str(tmp_path))
+    changes = feed_all(streams, [SILENCE, SPEECH, SILENCE + SILENCE])
+    assert [c.trigger for c in changes] == [SPEECH_START, SPEECH_END]
+    assert changes[-1].doc["utterance"] is None
+
+
+def test_without_write_files_utterances_are_followed_but_not_kept(tmp_path: Path) -> None:
+    streams = AudioStreams(AudioSettings(max_utterance=2), str(tmp_path))
+    streams.write_files = False
+    changes = feed_all(streams, [SILENCE, *seconds(SPEECH)[1:4], SILENCE + SILENCE])
+    ends = [c.doc for c in changes if c.trigger == SPEECH_END]
+    assert ends[0]["ended_by"] == "max_duration"  # still cut at max_utterance
+    assert all(doc["utterance"] is None for doc in ends)
+    assert not (tmp_path / "audio").exists()
 
 
 def test_old_utterance_files_are_deleted(tmp_path: Path) -> None:

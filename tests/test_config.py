@@ -86,3 +86,26 @@ def test_test_servers_ignore_an_omi_rules_yaml_in_the_current_folder(
     assert server_settings(tmp_path).port == 8000
     gitignore = (ROOT / ".gitignore").read_text().splitlines()
     assert "/omi-rules.yaml" in gitignore
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "reason"),
+    [
+        ("MAX_STREAMS", "0", "Expected `int` >= 1 - at `$.audio.max_streams`"),
+        ("MAX_STREAMS_PER_UID", "0", "Expected `int` >= 1 - at `$.audio.max_streams_per_uid`"),
+        ("SPEECH_START", "0", "Expected `float` > 0.0 - at `$.audio.speech_start`"),
+        ("SPEECH_END", "-1", "Expected `float` > 0.0 - at `$.audio.speech_end`"),
+        ("MAX_UTTERANCE", "0", "Expected `float` > 0.0 - at `$.audio.max_utterance`"),
+        ("STREAM_IDLE", "0", "Expected `float` > 0.0 - at `$.audio.stream_idle`"),
+        ("KEEP_DAYS", "-1", "Expected `float` >= 0.0 - at `$.audio.keep_days`"),
+        ("MAX_CHUNK", "0", "Expected `float` > 0.0 - at `$.audio.max_chunk`"),
+    ],
+)
+def test_audio_settings_out_of_range_are_refused_at_load(
+    name: str, value: str, reason: str
+) -> None:
+    """max_streams: 0 failed every audio chunk; speech_start: 0 made silence speech."""
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ={f"OMI_RULES_AUDIO_{name}": value})
+    assert str(caught.value) == f"configuration: {reason}"
+    assert load_settings(environ={"OMI_RULES_AUDIO_KEEP_DAYS": "0"}).audio.keep_days == 0

@@ -76,3 +76,25 @@ def test_history_without_a_database_is_a_clear_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["history", "--db", str(tmp_path / "none.db")])
     assert result.exit_code == 1
     assert "no database at" in result.output
+
+
+def test_a_stored_audio_chunk_replays_with_what_its_stream_said() -> None:
+    """`speaking` comes from the stream, not the chunk: kept in params like
+    session_duration_s (a replay lost it, and a `speaking` condition decided otherwise)."""
+    from engine.server.history import stored_event
+
+    row = {
+        "trigger": "audio",
+        "body": bytes(32000),
+        "uid": "u",
+        "session_id": "s",
+        "id": "e",
+        "received_at": 0.0,
+    }
+    params = {"sample_rate": "16000", "session_id": "s", "session_duration_s": 12.0}
+    for speaking in (True, False):
+        event = stored_event({**row, "params": json.dumps({**params, "speaking": speaking})})
+        assert event is not None
+        assert event.doc["speaking"] is speaking and event.doc["session_duration_s"] == 12.0
+    older = stored_event({**row, "params": json.dumps(params)})  # stored before it was kept
+    assert older is not None and "speaking" not in older.doc

@@ -265,6 +265,25 @@ def test_connector_rejects_its_options(tmp_path: Path) -> None:
     )
 
 
+def test_an_utterance_body_on_a_trigger_whose_sender_names_the_file(tmp_path: Path) -> None:
+    """body_audio: utterance sends the file the event names: on a memory, the sender's
+    payload would name it (was a warning only, the rule loaded)."""
+    errors = load_errors(
+        tmp_path,
+        """
+        id: leak
+        trigger: memory
+        do:
+          - http:
+              url: https://example.com/in
+              body_audio: utterance
+        """,
+    )
+    error = only_error(errors)
+    assert (error.file, error.line, error.rule_id) == (shown(tmp_path / "rule.yaml"), 6, "leak")
+    assert error.message == "http: body_audio: utterance needs trigger audio_speech_end"
+
+
 def test_jsonpath_that_does_not_parse(tmp_path: Path) -> None:
     errors = load_errors(
         tmp_path,

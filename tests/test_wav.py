@@ -14,7 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from engine.wav import NotOurWav, append_wav, as_wav, prune_older, wav_data_bytes
+from engine.wav import (
+    MAX_DATA_BYTES,
+    WAV_HEADER_BYTES,
+    NotOurWav,
+    WavFull,
+    append_wav,
+    as_wav,
+    prune_older,
+    wav_data_bytes,
+    wav_header,
+)
 from tests.conftest import fixture_path
 
 SPEECH = fixture_path("audio-speech-16k.pcm").read_bytes()
@@ -104,5 +114,31 @@ def test_prune_older_deletes_old_recordings_only(tmp_path: Path) -> None:
     past = time.time() - 3600
     for path in (old, old.with_name("old.wav.keys"), other):
         os.utime(path, (past, past))
-    assert prune_older(tmp_path, time.time() - 60) == 2
+    assert prune_older(tmp_path, time.time() - 60) == 0  # the folder itself only
+    assert prune_older(tmp_path, time.time() - 60, recursive=True) == 2
     assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["new.wav", "notes.txt"]
+    old_here = tmp_path / "old.wav"
+    append_wav(old_here, SPEECH[:100], 16000)
+    os.utime(old_here, (past, past))
+    assert prune_older(tmp_path, time.time() - 60) == 1
+
+
+def almost_full(path: Path) -> None:
+    """A WAV whose header counts 10 bytes under what 32 bits can (a sparse file)."""
+    counted = MAX_DATA_BYTES - 10
+    with path.open("wb") as file:
+        file.write(wav_header(16000, counted))
+        file.truncate(WAV_HEADER_BYTES + counted)
+
+
+def test_an_append_past_4_gib_is_refused_not_a_broken_header(tmp_path: Path) -> None:
+    """struct.pack("<I") raised on the header after the audio was written."""
+    path = tmp_path / "big.wav"
+    almost_full(path)
+    try:
+        with pytest.raises(WavFull):
+            append_wav(path, b"\0" * 32000, 16000)
+        assert path.stat().st_size == WAV_HEADER_BYTES + MAX_DATA_BYTES - 10  # untouched
+        assert append_wav(path, b"\0" * 10, 16000) == MAX_DATA_BYTES  # what still fits
+    finally:  # 4 GiB, sparse: not left for the canary's scan to read
+        path.unlink()

@@ -17,6 +17,7 @@ audio = Trigger(
         query.get("sample_rate"),
         query.get("session_duration_s"),
         str(query.get("session_id") or ""),
+        query.get("speaking"),  # stored params of a replayed chunk (not a webhook's query)
     ),
     template_names=frozenset({"audio"}),
     aliases=lambda view: {"audio": view.doc},

@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 from msgspec import UNSET
 
-from engine.connector import Registry, advice_of, default_registry
+from engine.connector import Registry, advice_of, default_registry, trigger_errors_of
 from engine.durations import parse_duration
 from engine.errors import RuleError
 from engine.rules.compiled import CompiledAction, CompiledRule, RuleSet
@@ -173,6 +173,8 @@ class RuleCompiler:
                     except TemplateSyntax:
                         pass  # recorded; keep checking the other options
             for option, message in connector.validate(options):
+                self.error((*option_path, option) if option else option_path, f"{name}: {message}")
+            for option, message in trigger_errors_of(connector, options, self.trigger):
                 self.error((*option_path, option) if option else option_path, f"{name}: {message}")
             for option, message in advice_of(connector, options, self.trigger):
                 self.warn((*option_path, option) if option else option_path, f"{name}: {message}")

@@ -219,11 +219,13 @@ def decode_audio(
     sample_rate: int | str | None,
     session_duration_s: float | str | None = None,
     session_id: str = "",
+    speaking: object = None,
 ) -> Event:
     """A chunk of PCM16 LE mono audio, measured (engine.runtime.audio_features).
     `session_id` (optional) names the stream; `session_duration_s` is its length so far,
     kept with the stored event so a replay shows what the rules saw (the chunk's own
-    length when not given)."""
+    length when not given), and so is `speaking` (a bool: the chunk was part of an
+    utterance; the stream sets it for a webhook)."""
     if sample_rate in (None, ""):
         raise PayloadError(
             "missing sample_rate query parameter (Omi sends it; 8000 or 16000)", trigger="audio"
@@ -261,6 +263,7 @@ def decode_audio(
         "speech_ratio": features.speech_ratio,
         "clipped": features.clipped,
         "session_duration_s": round(so_far, 6),
+        **({"speaking": speaking} if isinstance(speaking, bool) else {}),
         # the first names, kept for rules written before the dBFS ones
         "duration": round(features.duration_s, 3),
         "peak": features.peak,

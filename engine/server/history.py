@@ -185,6 +185,7 @@ def stored_event(row: dict[str, Any]) -> Event | None:
             session_id=row["session_id"] or extra.get("session_id", ""),
             sample_rate=extra.get("sample_rate"),
             session_duration_s=extra.get("session_duration_s"),
+            speaking=extra.get("speaking"),
         )
     except PayloadError:
         return None  # stored before a stricter decoder; nothing to replay

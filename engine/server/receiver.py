@@ -25,7 +25,7 @@ from engine.errors import PayloadError, SecretError
 from engine.rules.compiled import RuleSet
 from engine.rules.live_rules import LiveRules
 from engine.rules.user_setup import applying_rules
-from engine.runtime.audio_streams import AudioStreams, SpeechChange
+from engine.runtime.audio_streams import AudioStreams, FeedUndo, SpeechChange
 from engine.runtime.limits import Limits
 from engine.runtime.payloads import Event, decode_event
 from engine.runtime.pipeline import Outcome, Pipeline
@@ -103,6 +103,22 @@ class Prepared:
     firings: list[tuple[FiringKey, float] | float] = field(default_factory=list)
     # derived events it raised (audio_speech_start/_end), recorded after it
     raised: list[Prepared] = field(default_factory=list)
+    # what following an audio chunk changed of its stream, undone if it is not recorded
+    audio_undo: FeedUndo | None = None
+    written: bool = False  # its write ran (in a transaction not yet known to commit)
+
+    def committed(self) -> bool:
+        """Its write ran and did not fail (the transaction holding it may still be open:
+        a write after it in that transaction commits with it, or not at all)."""
+        write = self.store_write
+        if not self.written or write is None:
+            return False
+        return not write.done() or (not write.cancelled() and write.exception() is None)
+
+
+class SourceNotRecorded(RuntimeError):
+    """A derived event's chunk was not recorded: the event is not either (Omi's retry of
+    the chunk raises it again)."""
 
 
 class StoreBusy(TimeoutError):
@@ -221,6 +237,10 @@ class Receiver:
         rule_versions.remember(self.store, rules, self.secrets)  # names rules.version
         self.pipeline.rules = rules
         self.user_settings.rules_changed()
+        # utterance WAVs only while a rule may send or read them
+        self.audio_streams.write_files = any(
+            rule.enabled for rule in rules.for_trigger("audio_speech_end")
+        )
         for warning in rules.warnings:
             log.warning("%s", warning)
         for rule in rules.rules:
@@ -401,9 +421,13 @@ class Receiver:
         self._flush_changes()
         return raised
 
-    def _raise_speech(self, changes: list[SpeechChange], now: float) -> list[Prepared]:
+    def _raise_speech(
+        self, changes: list[SpeechChange], now: float, source: Prepared | None = None
+    ) -> list[Prepared]:
         """In the rules thread: decide and queue the write of each speech start or end
-        (engine.runtime.audio_streams), its body the document, as any stored body."""
+        (engine.runtime.audio_streams), its body the document, as any stored body; with
+        a `source` (the chunk that made it), written only if that chunk's write was."""
+        after = _require_recorded(source) if source is not None else None
         raised = []
         for change in changes:
             body = msgspec.json.encode(change.doc)
@@ -412,7 +436,7 @@ class Receiver:
             event.id = new_event_id(now)
             prepared = Prepared(event, None, {"session_id": change.session_id})
             try:
-                self._decide_and_write(prepared, body, now)
+                self._decide_and_write(prepared, body, now, after=after)
             except Exception:
                 log.exception("could not raise %s for uid %s", change.trigger, change.uid)
                 continue
@@ -480,6 +504,22 @@ class Receiver:
             shown = f"content type {kind}" if kind else "no content type"
             raise PayloadError(f"{shown} not accepted (send {allowed[0]})", status=415)
 
+    def check_chunk_length(self, incoming: Incoming) -> None:
+        """An audio chunk longer than `audio.max_chunk` seconds is refused (413) before it
+        is measured: a low `sample_rate` makes a body within the byte limit hours long."""
+        try:
+            rate = int(incoming.query.get("sample_rate") or 0)
+        except ValueError:
+            return  # decoding refuses it, with its reason
+        limit = self.settings.audio.max_chunk
+        if rate > 0 and len(incoming.body) / 2 / rate > limit:
+            seconds = len(incoming.body) / 2 / rate
+            raise PayloadError(
+                f"audio chunk of {seconds:.1f} s at {rate} Hz is over {limit:g} s "
+                "(audio.max_chunk)",
+                status=413,
+            )
+
     def decode(self, incoming: Incoming) -> Event:
         uid = (incoming.query.get("uid") or "").strip()
         if not uid:
@@ -495,6 +535,8 @@ class Receiver:
             query=incoming.query,
             headers=incoming.headers,
         )
+        if incoming.trigger == AUDIO:
+            self.check_chunk_length(incoming)
         try:
             return decode_event(
                 incoming.trigger,
@@ -534,10 +576,23 @@ class Receiver:
         speech: list[SpeechChange] = []
         if event.trigger == AUDIO:
             speech = self.audio_streams.feed(event, now)
+            prepared.audio_undo = self.audio_streams.last_undo
             params["session_duration_s"] = event.doc["session_duration_s"]
-        self._decide_and_write(prepared, incoming.body, now)
-        prepared.raised = self._raise_speech(speech, now)
+            params["speaking"] = event.doc["speaking"]  # a replay sees what the rules saw
+        try:
+            self._decide_and_write(prepared, incoming.body, now, after=_mark_written(prepared))
+        except BaseException:
+            self._undo_audio(prepared)
+            raise
+        prepared.raised = self._raise_speech(speech, now, source=prepared)
         return prepared
+
+    def _undo_audio(self, prepared: Prepared) -> None:
+        """In the rules thread: an audio chunk that was not recorded is unfollowed (its
+        stream and utterance files as before it), so Omi's retry is followed once."""
+        undo, prepared.audio_undo = prepared.audio_undo, None
+        if undo is not None:
+            self.audio_streams.undo(undo)
 
     def _decide_and_write(
         self,
@@ -546,6 +601,7 @@ class Receiver:
         now: float,
         also: session_rows.Rows | None = None,
         ended: Session | None = None,
+        after: Callable[[Any], None] | None = None,
     ) -> None:
         """In the rules thread: match and render `prepared.event`, then queue its write:
         the event row, its actions and what it changed of the live sessions and firings
@@ -595,7 +651,7 @@ class Receiver:
                 response=prepared.response,
                 secrets=secrets,
                 sealer=self.sealer,
-                also=rows.apply if rows else None,
+                also=_chain(rows.apply if rows else None, after),
             )
         except BaseException:
             # nothing was queued: let go of the claim, so Omi's retry is recorded, not
@@ -683,7 +739,10 @@ class Receiver:
         except PayloadError as exc:
             return await self.reject(incoming, exc)
         except StoreBusy as exc:
-            return self._unrecorded(pending.prepared, exc)
+            answer = self._unrecorded(pending.prepared, exc)
+            if pending.prepared is not None:
+                await self._await_raised(pending.prepared.raised)
+            return answer
         finally:
             pending.timer.cancel()
             if pending.prepared is not None:
@@ -696,7 +755,9 @@ class Receiver:
         write = prepared.store_write
         if write is None or write.cancelled() or write.exception() is not None:
             error = write.exception() if write is not None and not write.cancelled() else None
-            return self._unrecorded(prepared, error)
+            answer = self._unrecorded(prepared, error)
+            await self._await_raised(prepared.raised)  # not written either: put back
+            return answer
         self.counters.accepted += 1
         self.count_recorded(prepared)
         if prepared.outcome is not None and prepared.outcome.actions:
@@ -744,6 +805,7 @@ class Receiver:
         if prepared is not None:
             self._rules_thread.submit(self.deduper.release, prepared.key)
             self._rules_thread.submit(self._write_failed, prepared)
+            self._rules_thread.submit(self._undo_audio, prepared)
             trigger = prepared.event.trigger
             log.error("could not record a %s event", trigger, exc_info=exc or None)
             self.metrics.events.labels(trigger, "unrecorded").inc()
@@ -897,6 +959,39 @@ class Receiver:
             return self.metrics.render()
 
         return await self.store.read(scrape)
+
+
+def _chain(*steps: Callable[[Any], None] | None) -> Callable[[Any], None] | None:
+    """One write step running `steps` in order (None when there are none)."""
+    present = [step for step in steps if step is not None]
+    if not present:
+        return None
+
+    def run(db: Any) -> None:
+        for step in present:
+            step(db)
+
+    return run
+
+
+def _mark_written(prepared: Prepared) -> Callable[[Any], None]:
+    """The last step of `prepared`'s write: notes that it ran."""
+
+    def mark(_db: Any) -> None:
+        prepared.written = True
+
+    return mark
+
+
+def _require_recorded(source: Prepared) -> Callable[[Any], None]:
+    """A step of a derived event's write: fails it (rolled back) unless `source`, the
+    chunk it came from, was written (in this transaction or one that committed)."""
+
+    def require(_db: Any) -> None:
+        if not source.committed():
+            raise SourceNotRecorded("the audio chunk it came from was not recorded")
+
+    return require
 
 
 def _log_failure(write: Future[Any]) -> None:

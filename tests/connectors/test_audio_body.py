@@ -13,7 +13,9 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from connectors.audio_body import AudioBody, read_audio
 from connectors.http import connector as http
+from engine.connector import SendEnv
 from engine.errors import DeliveryError
 from engine.wav import append_wav
 from tests.conftest import fixture_path
@@ -130,7 +132,32 @@ def test_audio_options_are_checked(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="give one of json, form, body, body_audio"):
         render(http, {"url": "http://h/x", "body": "x", "body_audio": "chunk"})
     options = msgspec.convert({"url": "http://h/x", "body_audio": "utterance"}, http.Options)
-    assert http.advise(options, "audio") == [
+    assert http.check_trigger(options, "audio") == [
         ("body_audio", "body_audio: utterance needs trigger audio_speech_end")
     ]
-    assert http.advise(options, "audio_speech_end") == []
+    assert http.check_trigger(options, "audio_speech_end") == []
+    chunk = msgspec.convert({"url": "http://h/x", "body_audio": "chunk"}, http.Options)
+    assert http.advise(chunk, "memory") == [("body_audio", "body_audio: chunk needs trigger audio")]
+
+
+@pytest.mark.parametrize(
+    "path", ["settings.key", "admin-token", "omi-rules.db", "audio/other.wav", "audio/utterances"]
+)
+def test_only_an_utterance_file_is_sent(tmp_path: Path, path: str) -> None:
+    """The event names the file: only one under data/audio/utterances/ is read, at render
+    and again at send (any file of the data folder was: the settings key, the admin
+    token, the database)."""
+    data = tmp_path / "data"
+    (data / "audio").mkdir(parents=True)
+    if path != "audio/utterances":  # the folder itself
+        (data / path).write_text("SECRET")
+    with pytest.raises(ValueError, match="is not an utterance file"):
+        render(
+            http,
+            {"url": "http://h/x", "body_audio": "utterance"},
+            **speech_end_env(tmp_path, path=path),
+        )
+    stored = AudioBody("file", str(data / path))  # a stored request from before
+    env = SendEnv(client=None, secret=lambda n: "", data_dir=str(data))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="outside the data folder"):
+        read_audio(stored, env)

@@ -13,6 +13,7 @@ import pytest
 from connectors.record import connector as record
 from engine.connector import SendEnv
 from engine.errors import DeliveryError
+from engine.paths import file_name_part
 from tests.conftest import fixture_path
 from tests.connectors.helpers import render, send
 
@@ -40,7 +41,7 @@ def test_two_sends_make_one_wav_with_both_chunks(tmp_path: Path) -> None:
     half = SPEECH[: len(SPEECH) // 4 * 2]  # the first half of the samples: whole PCM16 frames
     chunks = {"evt-1": SPEECH, "evt-2": half}
     requests = [render(record, {}, **audio_env(tmp_path, key, pcm)) for key, pcm in chunks.items()]
-    path = tmp_path / "data" / "recordings" / "user123" / "session_42.wav"
+    path = tmp_path / "data" / "recordings" / "user123" / f"{file_name_part('session/42')}.wav"
     assert {r.path for r in requests} == {str(path)}
 
     for request in requests:
@@ -153,7 +154,71 @@ def test_a_uid_cannot_lead_a_templated_path_out_of_the_data_folder(tmp_path: Pat
     with pytest.raises(ValueError, match="outside the data folder"):
         render(record, {"path": "recordings/../../../../escape/x.wav"}, **env)
     default = render(record, {}, **env)  # the default path makes the uid a file name
-    assert Path(default.path).parent == tmp_path / "data" / "recordings" / ".._.._.._.._escape_x"
+    folder = Path(default.path).parent
+    assert folder.parent == tmp_path / "data" / "recordings"
+    assert folder.name.startswith("____________escape_x-")
+
+
+def old_wav(path: Path, days: float) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"RIFF")
+    past = time.time() - days * 86400
+    os.utime(path, (past, past))
+    return path
+
+
+@pytest.mark.parametrize("uid", ["..", ".", "...", ""])
+def test_a_dot_uid_names_its_own_folder_and_keep_sweeps_only_it(tmp_path: Path, uid: str) -> None:
+    """A uid of `..` made the recording folder data/ itself, and `keep` then deleted old
+    WAVs anywhere under data/ (other rules' recordings, utterances, other users)."""
+    data = tmp_path / "data"
+    others = [
+        old_wav(data / "archive" / "keep-forever.wav", 2),
+        old_wav(data / "audio" / "utterances" / "u2" / "x.wav", 2),
+        old_wav(data / "recordings" / "alice" / "2024-01-01.wav", 2),
+        old_wav(data / "s.wav", 2),
+    ]
+    env = {**audio_env(tmp_path, "e", SPEECH), "uid": uid, "session_id": "s"}
+    request = render(record, {"keep": "1d"}, **env)
+    folder = Path(request.path).parent
+    assert folder.parent == data / "recordings" and folder.name not in ("", ".", "..")
+    send(record, request, event_body=lambda _: SPEECH)
+    assert all(path.exists() for path in others)
+
+
+def test_keep_sweeps_the_files_folder_not_its_subfolders(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    kept = old_wav(data / "rec" / "archive" / "forever.wav", 3)
+    swept = old_wav(data / "rec" / "old.wav", 3)
+    env = {**audio_env(tmp_path, "e", SPEECH), "session_id": ""}
+    request = render(record, {"path": "rec/kitchen.wav", "keep": "1d"}, **env)
+    send(record, request, event_body=lambda _: SPEECH)
+    assert kept.exists() and not swept.exists()
+
+
+def test_a_long_or_unicode_session_id_still_records(tmp_path: Path) -> None:
+    """300 characters (or 100 four-byte letters) made a file name over 255 bytes: every
+    chunk failed with ENAMETOOLONG."""
+    for n, session in enumerate(["s" * 300, "\U00010400" * 100]):
+        env = {**audio_env(tmp_path, f"e{n}", SPEECH), "session_id": session}
+        request = render(record, {}, **env)
+        name = Path(request.path).name
+        assert len(name.encode()) <= 80 and name.isascii()
+        send(record, request, event_body=lambda _: SPEECH)
+        assert Path(request.path).stat().st_size == 44 + len(SPEECH)
+
+
+def test_a_session_named_like_a_rotation_part_has_its_own_file(tmp_path: Path) -> None:
+    a = render(
+        record, {"max_bytes": 1000}, **{**audio_env(tmp_path, "a", SPEECH), "session_id": "talk"}
+    )
+    b = render(record, {}, **{**audio_env(tmp_path, "b", SPEECH), "session_id": "talk.1"})
+    for _ in range(2):  # the second rotates into talk.1.wav
+        send(record, a, event_body=lambda _: SPEECH[:800])
+    send(record, b, event_body=lambda _: SPEECH[:800])
+    assert Path(b.path) != Path(a.path).with_name("talk.1.wav")
+    with wave.open(str(Path(a.path).with_name("talk.1.wav"))) as wav:
+        assert wav.getnframes() == 400  # the second chunk of "talk" only
 
 
 def test_max_duration_rotates_to_numbered_parts(tmp_path: Path) -> None:
@@ -210,3 +275,53 @@ def test_speech_only_skips_chunks_outside_an_utterance(tmp_path: Path) -> None:
     # where no stream was followed (a dry-run), the chunk's own speech decides
     alone = {**env, "event": {**env["event"], "speech_ratio": 0.0}}
     assert render(record, {"speech_only": True}, **alone).skip
+
+
+def test_rotate_names_a_file_per_session_and_slice(tmp_path: Path) -> None:
+    """With a session id, rotate was ignored: one file for the whole session."""
+    hour = 3600.0
+
+    def path_at(session: str, at: float) -> str:
+        env = {**audio_env(tmp_path, "e", SPEECH), "session_id": session, "received_at": at}
+        return render(record, {"rotate": "1h"}, **env).path
+
+    first, later = path_at("s", 1714550400.0), path_at("s", 1714550400.0 + 5 * hour)
+    assert first != later
+    assert Path(first).name == "s-20240501T080000Z.wav"
+    assert Path(path_at("", 1714550400.0)).name == "20240501T080000Z.wav"
+
+
+def test_a_recording_rotates_before_its_header_would_overflow(tmp_path: Path) -> None:
+    """Without max_bytes a file grew past 4 GiB and its 32-bit header broke: 4 GiB is an
+    implicit limit, so the next chunk goes to name.1.wav."""
+    from engine.wav import MAX_DATA_BYTES, wav_header
+
+    path = tmp_path / "data" / "big.wav"
+    path.parent.mkdir(parents=True)
+    with path.open("wb") as file:
+        file.write(wav_header(16000, MAX_DATA_BYTES - 10))
+        file.truncate(44 + MAX_DATA_BYTES - 10)
+    try:
+        request = render(record, {"path": "big.wav"}, **audio_env(tmp_path, "e", SPEECH))
+        assert request.max_bytes == 0
+        send(record, request, event_body=lambda _: SPEECH[:32000])
+        with wave.open(str(path.with_name("big.1.wav")), "rb") as wav:
+            assert wav.getnframes() == 16000
+        assert path.stat().st_size == 44 + MAX_DATA_BYTES - 10
+    finally:  # 4 GiB, sparse: not left for the canary's scan to read
+        path.unlink()
+
+
+def test_a_resent_chunk_at_a_rotation_boundary_is_recorded_once(tmp_path: Path) -> None:
+    """The chunk filled its part (key kept) but its delivery was not marked sent; the
+    resend found the part full and went to the next one: recorded twice."""
+    from connectors.record import record_chunk
+
+    request = render(record, {"max_bytes": 1600}, **audio_env(tmp_path, "e1", SPEECH))
+    pcm, data_dir = SPEECH[:1600], str(tmp_path / "data")
+    record_chunk(request, pcm, "idem-1", data_dir)
+    assert record_chunk(request, pcm, "idem-1", data_dir).endswith("already recorded")
+    assert not Path(request.path).with_name(Path(request.path).stem + ".1.wav").exists()
+    record_chunk(request, pcm, "idem-2", data_dir)  # another chunk rotates as before
+    with wave.open(str(Path(request.path).with_name(Path(request.path).stem + ".1.wav"))) as wav:
+        assert wav.getnframes() == 800
