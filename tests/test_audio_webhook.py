@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from engine.server.receiver import Incoming
+from engine.server.receipt import Incoming
 from tests.conftest import fixture_path
 from tests.server_helpers import (
     ADMIN,

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from engine.server import receiver as receiver_module
-from engine.server.receiver import Incoming, Receiver
+from engine.server.receipt import Incoming
+from engine.server.receiver import Receiver
 from tests.server_helpers import server_settings, write_rules
 
 RULES = """

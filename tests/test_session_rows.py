@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 from engine.runtime.limits import SessionLimits
 from engine.runtime.sessions import FiringGate, SessionStore
 from engine.server import session_rows
-from engine.server.receiver import Incoming, Receiver
+from engine.server.receipt import Incoming
+from engine.server.receiver import Receiver
 from engine.server.store import Store
 from tests.server_helpers import ADMIN, LiveServer, server_settings, write_rules
 

@@ -36,7 +36,8 @@ from engine.server.access import AccessMiddleware, HostCheck, add_security_heade
 from engine.server.metrics import CONTENT_TYPE
 from engine.server.omi_query import recover_query
 from engine.server.outbox import retry_action
-from engine.server.receiver import Answer, Incoming, Receiver, receiver_of
+from engine.server.receipt import Answer, Incoming
+from engine.server.receiver import Receiver, receiver_of
 from engine.server.statuses import ActionStatus
 from engine.triggers import default_triggers
 from web import api_handlers, template_config, ui_handlers

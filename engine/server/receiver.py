@@ -8,14 +8,11 @@ in the response); connector calls are not: they wait in the outbox for the deliv
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import msgspec
 import sqlite_utils
@@ -25,14 +22,13 @@ from engine.errors import PayloadError, SecretError
 from engine.rules.compiled import RuleSet
 from engine.rules.live_rules import LiveRules
 from engine.rules.user_setup import applying_rules
-from engine.runtime.audio_streams import AudioStreams, FeedUndo, SpeechChange
+from engine.runtime.audio_streams import AudioStreams, SpeechChange
 from engine.runtime.limits import Limits
 from engine.runtime.payloads import Event, decode_event
 from engine.runtime.pipeline import Outcome, Pipeline
 from engine.runtime.sessions import (
     EndedBy,
     FiringGate,
-    FiringKey,
     Session,
     SessionStore,
     session_end_doc,
@@ -50,6 +46,20 @@ from engine.server.dedupe import DedupeKey, Deduper
 from engine.server.delivery import USER_SEAL, Deliverer
 from engine.server.metrics import OUTBOX_STATES, Metrics
 from engine.server.outbox import counts_by_status, recover_in_flight
+from engine.server.receipt import (
+    Answer,
+    Counters,
+    Incoming,
+    Pending,
+    Prepared,
+    StoreBusy,
+    chain_steps,
+    endpoint_of,
+    log_failure,
+    mark_written,
+    require_recorded,
+    settle_soon,
+)
 from engine.server.retention import sweep_daily
 from engine.server.sealed import Sealer
 from engine.server.serial_thread import SerialThread
@@ -62,108 +72,6 @@ from engine.triggers import default_triggers
 
 log = logging.getLogger("omi_rules.receiver")
 T = TypeVar("T")
-
-
-def endpoint_of(trigger: str) -> str:
-    """The path `trigger`'s webhook is posted to (the trigger's name when it is unknown or
-    derived)."""
-    definition = default_triggers().get(trigger)
-    return definition.endpoint if definition and definition.endpoint else trigger
-
-
-@dataclass
-class Answer:
-    status: int
-    body: dict[str, Any]
-
-
-@dataclass
-class Incoming:
-    trigger: str
-    body: bytes
-    query: Mapping[str, str]
-    headers: Mapping[str, str]  # lower-case names
-    content_type: str = ""
-    size: int | None = None  # bytes sent, when the body was not read whole
-
-
-@dataclass
-class Prepared:
-    """One decoded event on its way to the store (see Receiver.prepare)."""
-
-    event: Event
-    key: DedupeKey | None
-    params: dict[str, Any]
-    repeat_of: str | None = None
-    outcome: Outcome | None = None
-    status: EventStatus = EventStatus.PROCESSED
-    response: dict[str, Any] = field(default_factory=dict)
-    store_write: Future[Any] | None = None  # the store's own future
-    # the firings this event made (engine.server.session_rows undoes them if unwritten)
-    firings: list[tuple[FiringKey, float] | float] = field(default_factory=list)
-    # derived events it raised (audio_speech_start/_end), recorded after it
-    raised: list[Prepared] = field(default_factory=list)
-    # what following an audio chunk changed of its stream, undone if it is not recorded
-    audio_undo: FeedUndo | None = None
-    written: bool = False  # its write ran (in a transaction not yet known to commit)
-
-    def committed(self) -> bool:
-        """Its write ran and did not fail (the transaction holding it may still be open:
-        a write after it in that transaction commits with it, or not at all)."""
-        write = self.store_write
-        if not self.written or write is None:
-            return False
-        return not write.done() or (not write.cancelled() and write.exception() is None)
-
-
-class SourceNotRecorded(RuntimeError):
-    """A derived event's chunk was not recorded: the event is not either (Omi's retry of
-    the chunk raises it again)."""
-
-
-class StoreBusy(TimeoutError):
-    """An event's write had not begun `answer_deadline` after it was queued."""
-
-
-class Pending:
-    """The loop's side of one webhook in the rules thread: `settled` resolves with the
-    Prepared once its write is done (see Receiver.receive)."""
-
-    __slots__ = ("settled", "prepared", "queued_at", "timer")
-
-    def __init__(self, settled: asyncio.Future[Prepared]) -> None:
-        self.settled = settled
-        self.prepared: Prepared | None = None  # set by the rules thread, write queued
-        self.queued_at = 0.0
-        self.timer: asyncio.TimerHandle | None = None
-
-
-def _settle_soon(
-    loop: asyncio.AbstractEventLoop,
-    settled: asyncio.Future[Prepared],
-    prepared: Prepared | None,
-    exc: BaseException | None,
-) -> None:
-    """From another thread: resolve `settled` on its loop (unless it is already resolved:
-    the deadline passed, or the request was cancelled)."""
-
-    def settle() -> None:
-        if settled.done():
-            return
-        if exc is not None:
-            settled.set_exception(exc)
-        else:
-            settled.set_result(cast(Prepared, prepared))
-
-    with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
-        loop.call_soon_threadsafe(settle)
-
-
-@dataclass
-class Counters:
-    accepted: int = 0
-    duplicates: int = 0
-    rejected: Counter[int] = field(default_factory=Counter)
 
 
 STOP_TIMEOUT = 10.0  # seconds background tasks get to finish on shutdown
@@ -427,7 +335,7 @@ class Receiver:
         """In the rules thread: decide and queue the write of each speech start or end
         (engine.runtime.audio_streams), its body the document, as any stored body; with
         a `source` (the chunk that made it), written only if that chunk's write was."""
-        after = _require_recorded(source) if source is not None else None
+        after = require_recorded(source) if source is not None else None
         raised = []
         for change in changes:
             body = msgspec.json.encode(change.doc)
@@ -452,7 +360,7 @@ class Receiver:
         rows = session_rows.rows_of(self.pipeline.sessions.take_changes(), firings)
         if rows:
             write = self.store.submit(rows.apply)
-            write.add_done_callback(_log_failure)
+            write.add_done_callback(log_failure)
 
     def _close_slots(self, session: Session, now: float, *, ended: bool = False) -> Prepared | None:
         """In the rules thread: decide `session`'s transcript rules once more with its open
@@ -580,7 +488,7 @@ class Receiver:
             params["session_duration_s"] = event.doc["session_duration_s"]
             params["speaking"] = event.doc["speaking"]  # a replay sees what the rules saw
         try:
-            self._decide_and_write(prepared, incoming.body, now, after=_mark_written(prepared))
+            self._decide_and_write(prepared, incoming.body, now, after=mark_written(prepared))
         except BaseException:
             self._undo_audio(prepared)
             raise
@@ -651,7 +559,7 @@ class Receiver:
                 response=prepared.response,
                 secrets=secrets,
                 sealer=self.sealer,
-                also=_chain(rows.apply if rows else None, after),
+                also=chain_steps(rows.apply if rows else None, after),
             )
         except BaseException:
             # nothing was queued: let go of the claim, so Omi's retry is recorded, not
@@ -774,16 +682,16 @@ class Receiver:
         try:
             prepared = self.prepare(incoming)
         except BaseException as exc:
-            _settle_soon(loop, pending.settled, None, exc)
+            settle_soon(loop, pending.settled, None, exc)
             return
         pending.queued_at = time.monotonic()
         pending.prepared = prepared
         write = prepared.store_write
         if write is None:
-            _settle_soon(loop, pending.settled, prepared, None)
+            settle_soon(loop, pending.settled, prepared, None)
         else:
             settled = pending.settled
-            write.add_done_callback(lambda _done: _settle_soon(loop, settled, prepared, None))
+            write.add_done_callback(lambda _done: settle_soon(loop, settled, prepared, None))
 
     def _past_deadline(self, pending: Pending, loop: asyncio.AbstractEventLoop) -> None:
         """`answer_deadline` after the write was queued (a locked database): give up with
@@ -959,44 +867,6 @@ class Receiver:
             return self.metrics.render()
 
         return await self.store.read(scrape)
-
-
-def _chain(*steps: Callable[[Any], None] | None) -> Callable[[Any], None] | None:
-    """One write step running `steps` in order (None when there are none)."""
-    present = [step for step in steps if step is not None]
-    if not present:
-        return None
-
-    def run(db: Any) -> None:
-        for step in present:
-            step(db)
-
-    return run
-
-
-def _mark_written(prepared: Prepared) -> Callable[[Any], None]:
-    """The last step of `prepared`'s write: notes that it ran."""
-
-    def mark(_db: Any) -> None:
-        prepared.written = True
-
-    return mark
-
-
-def _require_recorded(source: Prepared) -> Callable[[Any], None]:
-    """A step of a derived event's write: fails it (rolled back) unless `source`, the
-    chunk it came from, was written (in this transaction or one that committed)."""
-
-    def require(_db: Any) -> None:
-        if not source.committed():
-            raise SourceNotRecorded("the audio chunk it came from was not recorded")
-
-    return require
-
-
-def _log_failure(write: Future[Any]) -> None:
-    if not write.cancelled() and write.exception() is not None:
-        log.error("could not write session changes: %s", write.exception())
 
 
 def receiver_of(request: Any) -> Receiver:
