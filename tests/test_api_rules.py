@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from engine.server.app import API_BODY_LIMIT
 from tests.editor_api import editor_client, post_memory
 
 
@@ -111,3 +112,13 @@ def test_rules_list_counts_what_fired_in_the_last_day(client: Any) -> None:
     assert rules["work-log"]["fired_24h"] == 1
     assert rules["first-of-two"]["fired_24h"] == 2
     assert rules["work-log"]["last_fired"] is not None
+
+
+def test_an_api_body_over_the_limit_is_refused_before_it_is_read(client: Any) -> None:
+    too_big = b'{"text": "' + b"x" * API_BODY_LIMIT + b'"}'
+    answer = client.post(
+        "/api/yaml/parse", content=too_big, headers={"Content-Type": "application/json"}
+    )
+    assert answer.status_code == 413
+    fits = client.post("/api/yaml/parse", json={"text": "id: a\ntrigger: memory\ndo: []\n"})
+    assert fits.status_code == 200

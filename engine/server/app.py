@@ -44,6 +44,7 @@ from web import api_handlers, template_config, ui_handlers
 from web.session import WebAuth
 from web.setup_pages import SetupGuards
 
+API_BODY_LIMIT = 32 * 1024 * 1024  # bytes of a request body to /api or /ui (413 past it)
 log = logging.getLogger("omi_rules.app")
 
 
@@ -285,7 +286,9 @@ def create_app(
             )
         ],
         before_send=[add_security_headers],
-        request_max_body_size=None,  # each webhook reads with its own limit (read_body)
+        # the API and the editor (an admin pastes a payload: at most an audio chunk's 12 MiB
+        # and its JSON); each webhook is raw ASGI and reads with its own limit (read_body)
+        request_max_body_size=API_BODY_LIMIT,
         exception_handlers={HTTPException: _http_error, Exception: _unexpected},
         openapi_config=OpenAPIConfig(title="omi-rules", version="0.1.0", path="/schema"),
         template_config=template_config(),
