@@ -98,3 +98,36 @@ def test_a_stored_audio_chunk_replays_with_what_its_stream_said() -> None:
         assert event.doc["speaking"] is speaking and event.doc["session_duration_s"] == 12.0
     older = stored_event({**row, "params": json.dumps(params)})  # stored before it was kept
     assert older is not None and "speaking" not in older.doc
+
+
+def test_rule_and_status_filters_find_an_event_older_than_a_page(tmp_path: Path) -> None:
+    """The filters run in the query: 400 newer events that do not match do not hide it."""
+    from engine.server import history
+    from engine.server.store import Store
+
+    store = Store(str(tmp_path / "omi.db"))
+    try:
+
+        def event(number: int, decisions: list[dict[str, object]], status: str) -> dict:
+            return {
+                "id": f"e{number:04d}",
+                "trigger": "memory",
+                "uid": "u",
+                "received_at": float(number),
+                "body": b"{}",
+                "status": status,
+                "decisions": json.dumps(decisions),
+            }
+
+        rows = [event(0, [{"rule": "rare", "matched": True, "reason": ""}], "error")]
+        rows += [
+            event(n, [{"rule": "common", "matched": True, "reason": ""}], "processed")
+            for n in range(1, 401)
+        ]
+        store.write_now(lambda db: db["events"].insert_all(rows))
+        assert [e["id"] for e in history.list_events(store, limit=100, fired="rare")] == ["e0000"]
+        assert [e["id"] for e in history.list_events(store, limit=100, status="error")] == ["e0000"]
+        assert history.list_events(store, limit=100, fired="nobody") == []
+        assert len(history.list_events(store, limit=100, fired="common")) == 100
+    finally:
+        store.close()

@@ -169,20 +169,18 @@ async def editor_page(request: Request[Any, Any, Any], rule_id: FromPath[str]) -
 
 
 def history_rows(store: Any, trigger: str, rule: str, status: str) -> list[dict[str, Any]]:
-    """Recent events, filtered by trigger, by a rule that fired, or by action status."""
-    events = history.list_events(store, limit=HISTORY_PAGE * 3, trigger=trigger or None)
-    rows = []
+    """Recent events, filtered by trigger, by a rule that fired, or by action status (in the
+    query: an older match is found however many newer events do not match)."""
+    events = history.list_events(
+        store,
+        limit=HISTORY_PAGE,
+        trigger=trigger or None,
+        fired=rule or None,
+        status=status or None,
+    )
     for event in events:
-        fired = [d["rule"] for d in event["decisions"] if d.get("matched")]
-        if rule and rule not in fired:
-            continue
-        if status and not event["actions"].get(status) and event["status"] != status:
-            continue
-        event["fired"] = fired
-        rows.append(event)
-        if len(rows) >= HISTORY_PAGE:
-            break
-    return rows
+        event["fired"] = [d["rule"] for d in event["decisions"] if d.get("matched")]
+    return events
 
 
 async def history_context(

@@ -48,9 +48,26 @@ def list_events(
     since: float | None = None,
     trigger: str | None = None,
     uid: str | None = None,
+    fired: str | None = None,
+    status: str | None = None,
 ) -> list[dict[str, Any]]:
+    """The newest events (their actions counted by status), filtered in the query: by
+    trigger, uid, a rule that `fired` on them, or a `status` of theirs or of one of their
+    actions."""
     where: list[str] = ["1=1"]
     params: list[Any] = []
+    if fired:
+        where.append(
+            "EXISTS (SELECT 1 FROM json_each(events.decisions) d WHERE "
+            "json_extract(d.value, '$.rule') = ? AND json_extract(d.value, '$.matched') = 1)"
+        )
+        params.append(fired)
+    if status:
+        where.append(
+            "(status = ? OR EXISTS (SELECT 1 FROM actions a "
+            "WHERE a.event_id = events.id AND a.status = ?))"
+        )
+        params += [status, status]
     if since is not None:
         where.append("received_at >= ?")
         params.append(since)
