@@ -8,7 +8,9 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from engine.cli import main
+from engine.server import history
 from engine.server.app import create_app
+from engine.server.store import Store
 from tests.conftest import RULES_DIR, fixture_path
 from tests.server_helpers import admin_client, server_settings
 from tests.wait import wait_until
@@ -102,9 +104,6 @@ def test_a_stored_audio_chunk_replays_with_what_its_stream_said() -> None:
 
 def test_rule_and_status_filters_find_an_event_older_than_a_page(tmp_path: Path) -> None:
     """The filters run in the query: 400 newer events that do not match do not hide it."""
-    from engine.server import history
-    from engine.server.store import Store
-
     store = Store(str(tmp_path / "omi.db"))
     try:
 
