@@ -121,6 +121,18 @@ def test_new_rule_from_a_starter_opens_the_editor(client: Any, tmp_path: Path) -
     assert "<script>" not in editor.replace('<script src="', "")  # no inline script
 
 
+def test_a_new_rules_id_cannot_carry_yaml_of_its_own(client: Any, tmp_path: Path) -> None:
+    before = sorted(p.name for p in (tmp_path / "rules").iterdir())
+    answer = client.post(
+        "/ui/rules/new",
+        data={"starter": "blank", "id": "x\ntrigger: memory\nenabled: false"},
+        follow_redirects=False,
+    )
+    assert answer.status_code == 400
+    assert "bad rule id" in answer.text
+    assert sorted(p.name for p in (tmp_path / "rules").iterdir()) == before
+
+
 def test_a_refused_list_action_shows_why_in_the_table(client: Any, tmp_path: Path) -> None:
     answer = client.post("/ui/rules/echo/rename", headers={"HX-Prompt": "../escape"})
     assert answer.status_code == 200  # htmx swaps it in: the reason is in the table

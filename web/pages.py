@@ -21,6 +21,7 @@ from litestar.params import Body, FromPath, FromQuery
 from litestar.response import Redirect, Template
 from msgspec import Struct
 
+from engine.rules.folder_io import check_rule_id
 from engine.rules.rule_files import RuleFolder, starters
 from engine.server import history
 from engine.server.outbox import purge_dead, retry_action
@@ -134,9 +135,13 @@ async def new_rule(
     data: Annotated[NewRuleForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
 ) -> Redirect:
     text = starter_text(data.starter)
-    if data.id.strip():
-        text = with_id(text, data.id.strip())
-    result = await _edit(request, lambda f: f.create(text))
+    chosen = data.id.strip()
+
+    def create(folder: RuleFolder) -> Any:
+        # the id is written into the YAML text: checked first, so it stays one value
+        return folder.create(with_id(text, check_rule_id(chosen)) if chosen else text)
+
+    result = await _edit(request, create)
     return Redirect(f"/ui/rules/{result.rule_id}", status_code=303)
 
 
