@@ -608,3 +608,59 @@ def test_an_omi_retry_of_a_deleted_event_is_answered_and_not_stored(tmp_path: Pa
         assert retry.status_code == 200
         store = client.app.state.receiver.store
         assert store.query("SELECT id FROM events WHERE uid = 'u1'") == []
+
+
+ALIASED = """
+- id: owner-lights
+  trigger: memory
+  do:
+    - home_assistant:
+        url: "{{ secrets.HA_URL }}"
+        token: "{{ secrets.HA_TOKEN }}"
+        service: light.turn_on
+- id: published-lights
+  trigger: transcript
+  settings:
+    - {name: ha_url, type: url}
+    - {name: ha_token, secret: true}
+  when:
+    - keywords: ["lights on"]
+  do:
+    - home_assistant:
+        url: "{% set s = user.settings %}{{ s.ha_url }}"
+        token: "{% for k, v in user.settings | dictsort %}{{ v if k == 'ha_token' }}{% endfor %}"
+        service: light.turn_on
+"""
+
+
+def test_a_setting_read_through_an_alias_still_marks_the_action_user_chosen(
+    tmp_path: Path,
+) -> None:
+    """Which actions are user-chosen is counted while rendering, not read from template
+    text: `{% set s = user.settings %}` or `| dictsort` reached the owner's guard before
+    (which trusts 127.0.0.1 on any port because HA_URL names it)."""
+    owner_ha = TargetServer().start()
+    internal = TargetServer(default=Reply(body="INTERNAL-ONLY")).start()
+    secrets = tmp_path / "secrets.env"
+    secrets.write_text(f"HA_URL={owner_ha.url}\nHA_TOKEN=owner-ha-token-123\n")
+    settings = server_settings(tmp_path, secrets=str(secrets))
+    write_rules(Path(settings.rules), ALIASED)
+    try:
+        with TestClient(app=create_app(settings)) as client:
+            uid = "made-up-uid"
+            answer = save(client, uid, ha_url=f"{internal.url}/admin?x=", ha_token="whatever-1")
+            assert answer.status_code == 200
+            call = {"session_id": "s1", "segments": [{"text": "lights on", "is_user": True}]}
+            assert client.post("/webhook/transcript", params={"uid": uid}, json=call).is_success
+            store = client.app.state.receiver.store
+
+            def settled() -> list[dict[str, Any]]:
+                rows = store.query("SELECT rule_id, status, user_chosen FROM actions")
+                return [r for r in rows if r["status"] not in ("pending", "in_flight")]
+
+            [row] = wait_until(settled)
+            assert (row["user_chosen"], row["status"]) == (1, "dead")
+            assert internal.received == []
+    finally:
+        owner_ha.stop()
+        internal.stop()

@@ -22,6 +22,7 @@ from engine.rules.trust import refusal
 from engine.runtime.destinations import host_of, target_key
 from engine.runtime.event_view import EventView
 from engine.runtime.matcher import Decision
+from engine.runtime.user_values import SettingsReads, reads_of
 
 log = logging.getLogger("omi_rules.planner")
 
@@ -78,11 +79,17 @@ def plan_actions(
         event=view.doc,
     )
     planned = []
+    user = base.get("user")
+    settings = user.get("settings") if isinstance(user, dict) else None
+    counted = settings if isinstance(settings, SettingsReads) else None
     for item_index, item in items:
         context = base if item_index is None else {**base, "item": item}
         for action in rule.actions:
+            before = reads_of(counted) if counted is not None else 0
             one = _plan_one(action, rule.id, item_index, context, view, env, trusted)
-            one.user_chosen = bool(rule.action_settings.get(action.index))
+            # it read a per-user setting, by name or any other way: the user guard sends it
+            read = counted is not None and reads_of(counted) > before
+            one.user_chosen = read or bool(rule.action_settings.get(action.index))
             planned.append(one)
     return planned
 

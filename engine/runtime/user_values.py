@@ -35,8 +35,41 @@ class UserValues:
         return sorted(name for name in names if name not in self.values)
 
     def template_view(self) -> dict[str, Any]:
-        """`user` in templates: `user.uid`, `user.settings.NAME`."""
-        return {"uid": self.uid, "settings": dict(self.values)}
+        """`user` in templates: `user.uid`, `user.settings.NAME` (reads are counted)."""
+        return {"uid": self.uid, "settings": SettingsReads(self.values)}
+
+
+class SettingsReads(Mapping[str, str]):
+    """`user.settings` while serving: every read counts, however the template reaches
+    it (`user.settings.url`, a `{% set %}` alias, `| dictsort`, a loop), so an action
+    whose rendering read any setting is known to be user-chosen (engine.runtime.planner)
+    without reading its template's text."""
+
+    def __init__(self, values: Mapping[str, str]) -> None:
+        self._values = dict(values)
+        # underscored: a template's `user.settings.NAME` never reaches it (the sandbox)
+        self._reads = 0
+
+    def __getitem__(self, name: str) -> str:
+        self._reads += 1
+        return self._values[name]
+
+    def __iter__(self) -> Iterator[str]:
+        self._reads += 1
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        self._reads += 1
+        return len(self._values)
+
+    def __contains__(self, name: object) -> bool:
+        self._reads += 1
+        return name in self._values
+
+
+def reads_of(settings: SettingsReads) -> int:
+    """How many times templates have read `settings` so far."""
+    return settings._reads
 
 
 class PlaceholderSettings(Mapping[str, str]):
