@@ -26,16 +26,15 @@ _NAME_CHARS = frozenset(string.ascii_letters + string.digits + "-_")
 def file_name_part(text: str) -> str:
     """`text` (a uid or session id: payload text) as one part of a file name: ASCII letters,
     digits, `-` and `_` only, at most NAME_PART_BYTES bytes, never `.` or `..`. Text that
-    had to change (other characters, too long) keeps what it can plus a short hash of the
-    original, so two ids that differ still name two files (`talk.1` is not part 1 of
-    `talk`, which would be `talk.1.wav`)."""
+    had to change (other characters, too long, empty) keeps what it can plus `~` and a
+    64-bit hash of the original: `~` is never in a name kept as it is, so a changed id can
+    not name the same file as another id sent as is (`talk.1` is not part 1 of `talk`,
+    `alice@x.com` not the uid `alice_x_com~...`)."""
     if text and len(text) <= NAME_PART_BYTES and all(c in _NAME_CHARS for c in text):
         return text
-    if not text:
-        return "unknown"
-    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:10]
-    kept = "".join(c if c in _NAME_CHARS else "_" for c in text[: NAME_PART_BYTES - 11])
-    return f"{kept}-{digest}"
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    kept = "".join(c if c in _NAME_CHARS else "_" for c in text[: NAME_PART_BYTES - 17])
+    return f"{kept}~{digest}"
 
 
 class OutsideDataFolder(ValueError):

@@ -156,7 +156,7 @@ def test_a_uid_cannot_lead_a_templated_path_out_of_the_data_folder(tmp_path: Pat
     default = render(record, {}, **env)  # the default path makes the uid a file name
     folder = Path(default.path).parent
     assert folder.parent == tmp_path / "data" / "recordings"
-    assert folder.name.startswith("____________escape_x-")
+    assert folder.name.startswith("____________escape_x~")
 
 
 def old_wav(path: Path, days: float) -> Path:
