@@ -110,6 +110,10 @@ class Record(ConnectorBase[RecordOptions, RecordRequest]):
     Request = RecordRequest
     needs = frozenset({EVENT_BODY})  # the audio is the stored body of the event
 
+    def order_key(self, request: RecordRequest) -> str:
+        """Chunks of one recording are appended one at a time, in the order they came."""
+        return request.path
+
     def validate(self, options: RecordOptions) -> list[tuple[str, str]]:
         for name in ("rotate", "max_duration", "keep"):
             value = getattr(options, name)

@@ -229,6 +229,19 @@ def needs_of(connector: Connector[Any, Any]) -> frozenset[str]:
     return frozenset(getattr(connector, "needs", frozenset()))
 
 
+def order_key_of(connector: Connector[Any, Any], request: msgspec.Struct) -> str | None:
+    """What `request` must be sent in order with (requests of one connector with the same
+    key go one at a time, oldest first: appends to one file), or None: any order. A
+    connector says so with an `order_key(request)` method."""
+    order_key = getattr(connector, "order_key", None)
+    return order_key(request) if order_key is not None else None
+
+
+def ordered_connectors(registry: Mapping[str, Connector[Any, Any]]) -> list[str]:
+    """The names of the connectors whose requests may need an order (`order_key`)."""
+    return sorted(name for name, c in registry.items() if hasattr(c, "order_key"))
+
+
 def destination_of(connector: Connector[Any, Any], request: msgspec.Struct) -> str | None:
     """Where `connector` sends `request` (a URL), or None: local, or the connector does not
     say (a third-party connector without `destination`)."""

@@ -20,7 +20,9 @@ def store(tmp_path: Path):
     store.close()
 
 
-def add(store: Store, target: str | None, count: int, status: str = PENDING) -> None:
+def add(
+    store: Store, target: str | None, count: int, status: str = PENDING, connector: str = "http"
+) -> None:
     def write(db) -> None:
         db.execute(
             "INSERT OR IGNORE INTO events (id, trigger, uid, received_at, body, status) "
@@ -31,8 +33,8 @@ def add(store: Store, target: str | None, count: int, status: str = PENDING) -> 
             db.execute(
                 "INSERT INTO actions (idem_key, event_id, rule_id, action_index, connector, "
                 "target, request, status, next_attempt_at, created_at, updated_at) "
-                "VALUES (?, 'e', 'r', ?, 'http', ?, '{}', ?, ?, 0, 0)",
-                [f"k{n}", n, target, status, n],
+                "VALUES (?, 'e', 'r', ?, ?, ?, '{}', ?, ?, 0, 0)",
+                [f"k{n}", n, connector, target, status, n],
             )
 
     store.write_now(write)
@@ -58,6 +60,21 @@ def test_open_targets_are_skipped_and_half_open_ones_get_one_probe(store: Store)
     add(store, "log", 1)
     claimed = claim(store, per_target=4, blocked=["http:down:80"], single=["http:probe:80"])
     assert claimed == {"http:probe:80": 1, "log": 1}
+
+
+def test_an_ordered_connectors_target_gets_one_action_at_a_time_oldest_first(
+    store: Store,
+) -> None:
+    """Chunks of one recording were appended by up to workers_per_target workers at once,
+    so a WAV could hold them out of order."""
+    add(store, "record@recordings/u/a.wav", 5, connector="record")
+    add(store, "record@recordings/u/b.wav", 5, connector="record")
+    first = asyncio.run(claim_due(store, 1e9, 100, per_target=4, ordered=["record"]))
+    assert sorted((a.target, a.idem_key) for a in first) == [
+        ("record@recordings/u/a.wav", "k0"),
+        ("record@recordings/u/b.wav", "k5"),
+    ]
+    assert claim(store, per_target=4, ordered=["record"]) == {}  # each file's one is in flight
 
 
 def test_an_old_database_gains_the_target_column(tmp_path: Path) -> None:

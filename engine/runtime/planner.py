@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from engine.connector import RenderEnv, destination_of, inline_reply_of
+from engine.connector import RenderEnv, destination_of, inline_reply_of, order_key_of
 from engine.errors import DeliveryError, TemplateError
 from engine.rules.compiled import CompiledAction
 from engine.rules.trust import refusal
@@ -127,7 +127,11 @@ def _plan_one(
         if trusted is not None and host is not None and not trusted(host):
             result.error = f"do[{action.index}].{connector.name}: {refusal(host)}"
             return result
-        result.target = target_key(connector.name, destination)
+        order = order_key_of(connector, request)
+        # one target per ordered file: delivery sends its actions one at a time, in order
+        result.target = (
+            f"{connector.name}@{order}" if order else target_key(connector.name, destination)
+        )
         result.request = request
         result.reply = inline_reply_of(connector, request)
     except TemplateError as exc:

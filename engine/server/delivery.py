@@ -30,6 +30,7 @@ from engine.connector import (
     deadline_of,
     destination_of,
     needs_of,
+    ordered_connectors,
 )
 from engine.errors import DeliveryError, SecretError
 from engine.outbound import OutboundGuard, make_client
@@ -94,6 +95,7 @@ class Deliverer:
             per_target=self.settings.workers_per_target,
             blocked=self.breakers.blocked(now),
             single=self.breakers.half_open(now),
+            ordered=ordered_connectors(self.registry),
         )
         for action in due:
             self.breakers.claimed(action.target, now)

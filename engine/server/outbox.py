@@ -89,17 +89,20 @@ async def claim_due(
     per_target: int | None = None,
     blocked: Sequence[str] = (),
     single: Sequence[str] = (),
+    ordered: Sequence[str] = (),
 ) -> list[DueAction]:
     """Pending actions whose time has come, marked in_flight in the same transaction.
 
     With `per_target`, no target gets more than that many actions in flight (those already
     in flight count), so one slow destination cannot take every worker. Nothing is claimed
     for a `blocked` target (its circuit is open), at most one in all for a `single` one
-    (the half-open probe)."""
+    (the half-open probe) and for a target of an `ordered` connector (its actions go one
+    at a time, oldest first: engine.connector.order_key_of)."""
 
     def write(db: sqlite_utils.Database) -> list[DueAction]:
         blocked_marks = ",".join("?" * len(blocked))
         single_marks = ",".join("?" * len(single))
+        ordered_marks = ",".join("?" * len(ordered))
         cap = per_target if per_target is not None else limit
         rows = list(
             db.query(
@@ -122,10 +125,11 @@ async def claim_due(
                     user_chosen
                 FROM due LEFT JOIN busy ON busy.t = due.target
                 WHERE place + COALESCE(busy.n, 0)
-                    <= CASE WHEN due.target IN ({single_marks}) THEN 1 ELSE ? END
+                    <= CASE WHEN due.target IN ({single_marks})
+                        OR due.connector IN ({ordered_marks}) THEN 1 ELSE ? END
                 ORDER BY next_attempt_at, id LIMIT ?
                 """,
-                [IN_FLIGHT, PENDING, now, *blocked, *single, cap, limit],
+                [IN_FLIGHT, PENDING, now, *blocked, *single, *ordered, cap, limit],
             )
         )
         if rows:
