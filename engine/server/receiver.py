@@ -567,9 +567,7 @@ class Receiver:
             self.deduper.release(key)
             if taken:  # and memory goes back to what the store has
                 if live:
-                    session_rows.reload_session(
-                        self.store, self.pipeline.sessions, self.pipeline.gate, *session_key
-                    )
+                    self._reload(session_key)
                 session_rows.undo_firings(self.store, self.pipeline.gate, prepared.firings)
             raise
         # a repeat (prepared after this, in this thread) waits for this write and shares
@@ -608,9 +606,7 @@ class Receiver:
             raise StoreBusy(f"the store was busy for {SESSION_WRITE_WAIT:g}s") from None
         except BaseException:  # did not commit (cancelled, or failed)
             del self._session_writes[key]
-            session_rows.reload_session(
-                self.store, self.pipeline.sessions, self.pipeline.gate, *key
-            )
+            self._reload(key)
         else:
             del self._session_writes[key]
 
@@ -620,6 +616,10 @@ class Receiver:
             if write.done():
                 self._settle_session(key)
 
+    def _reload(self, key: tuple[str, str]) -> None:
+        """Memory's view of a session and its firings put back to what the store has."""
+        session_rows.reload_session(self.store, self.pipeline.sessions, self.pipeline.gate, *key)
+
     def _write_failed(self, prepared: Prepared) -> None:
         """In the rules thread: an event's write did not commit, so what deciding it
         changed in memory is put back to what the store has."""
@@ -628,9 +628,7 @@ class Receiver:
         # otherwise the session's next call found it so and put the session back already
         if self._session_writes.get(key) is prepared.store_write:
             del self._session_writes[key]
-            session_rows.reload_session(
-                self.store, self.pipeline.sessions, self.pipeline.gate, *key
-            )
+            self._reload(key)
         session_rows.undo_firings(self.store, self.pipeline.gate, prepared.firings)
 
     async def receive(self, incoming: Incoming) -> Answer:
