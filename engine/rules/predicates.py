@@ -289,15 +289,22 @@ class AllOf:
     items: list[tuple[str, Predicate]]
 
     def check(self, view: EventView) -> Verdict:
+        """Holds when every item holds. An item waiting on a keyword slot makes the whole
+        wait only when it is all that is missing: another item that fails means the rule
+        cannot fire, so it waits on nothing (as the rule index, which leaves it out, says)."""
         hit = None
+        waiting: Verdict | None = None
         for label, predicate in self.items:
             view.budget.check()
             verdict = predicate.check(view)
             if not verdict.ok:
                 reason = f"{label}: {verdict.reason}" if label else verdict.reason
-                return Verdict(False, reason, wait_until=verdict.wait_until)
+                if verdict.wait_until is None:
+                    return Verdict(False, reason)
+                waiting = waiting or Verdict(False, reason, wait_until=verdict.wait_until)
+                continue
             hit = hit or verdict.hit
-        return Verdict(True, hit=hit)
+        return waiting or Verdict(True, hit=hit)
 
 
 @dataclass
