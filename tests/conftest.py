@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
+import secrets
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -8,6 +12,7 @@ import pytest
 
 from engine.samples import SAMPLES_DIR, sample_path
 from tests.canary import CANARY, CANARY_NAME, CanaryWatch
+from tests.postgres import PostgresServer, PostgresUnavailable, must_fail_without_postgres
 from tests.servers import TargetServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,6 +30,40 @@ def target() -> Iterator[TargetServer]:
     server = TargetServer().start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server(request: pytest.FixtureRequest) -> Iterator[PostgresServer]:
+    """One throwaway PostgreSQL server for the session (tests/postgres.py), started when a
+    test first asks. Without PostgreSQL installed the test fails in CI and as root (CI runs
+    as root and installs it), else it is skipped with the install hint, said on stderr."""
+    try:
+        server = PostgresServer.start()
+    except PostgresUnavailable as error:
+        missing = str(error)
+    else:
+        missing = ""
+    if missing:  # outside the except: the message alone, no chained traceback
+        if must_fail_without_postgres(os.environ, os.geteuid()):
+            pytest.fail(missing, pytrace=False)
+        capture = request.config.pluginmanager.getplugin("capturemanager")
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            print(f"\n*** {missing} ***", file=sys.stderr)  # once: the fixture is per session
+        pytest.skip(missing)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+_database_numbers = itertools.count(1)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """A fresh, empty database on the session's PostgreSQL server: its URL."""
+    name = f"t_{next(_database_numbers)}_{secrets.token_hex(4)}"
+    return postgres_server.new_database(name)
 
 
 @pytest.fixture(autouse=True)
