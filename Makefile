@@ -33,6 +33,9 @@ format: $(STAMP)
 
 # wrk drives the receiver in tests/test_bench.py; without it that section is skipped, loudly.
 # Chromium (Debian's `chromium`) runs tests/browser; without it those tests fail.
+# PostgreSQL (Debian's `postgresql`: initdb and pg_ctl) runs the tests of the PostgreSQL
+# store (tests/postgres.py starts a throwaway server); without it they fail as root and in
+# CI, and skip, loudly, otherwise.
 test: $(STAMP) lint
 	command -v chromium >/dev/null || command -v chromium-browser >/dev/null \
 		|| ([ "$$(id -u)" = 0 ] && (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1 \
@@ -41,6 +44,10 @@ test: $(STAMP) lint
 	command -v wrk >/dev/null || ([ "$$(id -u)" = 0 ] && (apt-get install -y -qq wrk >/dev/null 2>&1 \
 		|| (apt-get update -qq >/dev/null && apt-get install -y -qq wrk >/dev/null))) \
 		|| echo "wrk not installed; apt-get install wrk (the bench test skips its receiver figures)"
+	command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+		|| ([ "$$(id -u)" = 0 ] && (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null 2>&1 \
+		|| (apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null))) \
+		|| echo "postgresql not installed; apt-get install postgresql (tests of the PostgreSQL store fail without it)"
 	$(BIN)/python -m pytest -q
 
 clean:
