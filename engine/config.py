@@ -93,6 +93,9 @@ class Settings(Struct, forbid_unknown_fields=True):
     breaker_failures: int = 5  # consecutive retryable failures that open a target's circuit
     breaker_cooloff: float = 30.0  # seconds an open target waits before a probe
     poll_interval: float = 0.5
+    # seconds an action being sent stays this receiver's: renewed while it sends; once it
+    # runs out (the receiver died) another receiver of a shared store sends it again
+    outbox_lease: float = 60.0
     retry: RetryPolicy = msgspec.field(default_factory=RetryPolicy)
     outbound_allow: list[str] = msgspec.field(default_factory=list)
     outbound_deny: list[str] = msgspec.field(default_factory=list)

@@ -4,29 +4,28 @@ in one transaction, before the 200. Duplicates (Omi retries) are recognized here
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 import time
 from concurrent.futures import Future
 from random import Random
 from typing import Any
 
 import msgspec
-import sqlite_utils
 
 from engine.runtime.payloads import Event
 from engine.runtime.pipeline import Outcome
 from engine.secrets import Secrets
-from engine.server.dedupe import DedupeKey, key_column
+from engine.server.dedupe import DedupeKey, claim_parts, key_column
 from engine.server.outbox import idempotency_key
 from engine.server.sealed import Sealer
 from engine.server.statuses import ActionStatus, EventStatus
-from engine.server.store import Store, Write
+from engine.server.store import Db, Store, Write
 from engine.server.why_not import stored_decisions
 from engine.triggers import default_triggers
 
 # seeded from os.urandom once: an id needs to be unique, not secret, and a system call per
 # event (secrets.token_hex) hands the GIL away on the webhook's path
 _id_bits = Random()
+DEDUPE_WINDOW = 24 * 3600.0  # engine.config.Settings.dedupe_window's default
 
 
 def new_event_id(now: float) -> str:
@@ -151,9 +150,12 @@ def write_event(
     secrets: Secrets,
     sealer: Sealer,
     also: Write | None = None,
+    dedupe_window: float = DEDUPE_WINDOW,
 ) -> Future[Any]:
     """Queue the event and its actions as one write, with `also` (what the event changed
-    of live sessions) in the same transaction; returns the store's future."""
+    of live sessions) in the same transaction; returns the store's future. A new event's
+    dedupe key is claimed in the store too: its future raises RepeatOf when the store
+    already has a delivery it repeats (another receiver's)."""
     row = event_row(
         event,
         body=body,
@@ -166,17 +168,21 @@ def write_event(
     )
     actions = action_rows(event, outcome, secrets, sealer, now=event.received_at) if outcome else []
 
-    def write(db: sqlite_utils.Database) -> None:
-        insert_rows(db.conn, "events", [row])
+    claim = key if status != EventStatus.DUPLICATE else None
+
+    def write(db: Db) -> None:
+        if claim is not None:
+            claim_parts(db, claim, event.id, event.received_at, dedupe_window)
+        insert_rows(db, "events", [row])
         if actions:
-            insert_rows(db.conn, "actions", actions)
+            insert_rows(db, "actions", actions)
         if also is not None:
             also(db)
 
     return store.submit(write)
 
 
-def insert_rows(conn: sqlite3.Connection, table: str, rows: list[dict[str, Any]]) -> None:
+def insert_rows(db: Db, table: str, rows: list[dict[str, Any]]) -> None:
     """Plain INSERTs of rows that share their keys, by name (the webhook's hot path: no
     sqlite-utils table lookups or type conversions per row; every value is already a str,
     bytes, number or None). `table` and the keys are ours, never a sender's."""
@@ -185,7 +191,7 @@ def insert_rows(conn: sqlite3.Connection, table: str, rows: list[dict[str, Any]]
         names = ", ".join(rows[0])
         sql = f"INSERT INTO {table} ({names}) VALUES ({', '.join(':' + k for k in rows[0])})"
         _INSERTS[(table, *rows[0])] = sql
-    conn.executemany(sql, rows) if len(rows) > 1 else conn.execute(sql, rows[0])
+    db.executemany(sql, rows) if len(rows) > 1 else db.execute(sql, rows[0])
 
 
 _INSERTS: dict[tuple[str, ...], str] = {}  # (table, *columns) -> its INSERT statement
@@ -212,8 +218,8 @@ def record_rejection(
         "size": size,
     }
 
-    def write(db: sqlite_utils.Database) -> None:
-        insert_rows(db.conn, "rejections", [row])
+    def write(db: Db) -> None:
+        insert_rows(db, "rejections", [row])
         db.execute(
             "DELETE FROM rejections WHERE id <= (SELECT MAX(id) FROM rejections) - ?", [keep]
         )

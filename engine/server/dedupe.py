@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from engine.server.statuses import EventStatus
-from engine.server.store import Store
+from engine.server.store import Db, Store
 
 _SEPARATOR = "\n"  # a part is a digest (engine.server.capture.dedupe_part): never holds one
 
@@ -34,6 +34,34 @@ class DedupeKey:
     @classmethod
     def from_column(cls, text: str) -> DedupeKey:
         return cls(tuple(text.split(_SEPARATOR)))
+
+
+class RepeatOf(Exception):
+    """The store holds a delivery sharing a part of this one's key (recorded by another
+    receiver, or forgotten by this one's memory): the event being written repeats it."""
+
+    def __init__(self, event_id: str) -> None:
+        super().__init__(f"a repeat of event {event_id}")
+        self.event_id = event_id
+
+
+# a part is taken by the first event written with it, or again once its window is over
+_CLAIM_PART = """
+INSERT INTO dedupe_parts (part, event_id, received_at) VALUES (?, ?, ?)
+ON CONFLICT (part) DO UPDATE SET event_id = excluded.event_id,
+    received_at = excluded.received_at
+WHERE dedupe_parts.received_at < ?
+"""
+
+
+def claim_parts(db: Db, key: DedupeKey, event_id: str, at: float, window: float) -> None:
+    """In the event's write: its key's parts, each unique in the store (the constraint two
+    receivers getting the same Omi retry at once meet: the second waits for the first's
+    commit, then raises RepeatOf, and its transaction's savepoint undoes its rows)."""
+    for part in key.parts:
+        if db.execute(_CLAIM_PART, [part, event_id, at, at - window]).rowcount == 0:
+            rows = list(db.query("SELECT event_id FROM dedupe_parts WHERE part = ?", [part]))
+            raise RepeatOf(rows[0]["event_id"] if rows else "")
 
 
 def key_column(key: DedupeKey | None) -> str | None:
@@ -79,6 +107,11 @@ class Deduper:
         self._seen.move_to_end(part)
         while len(self._seen) > self.max_keys:  # a flood of new keys: forget the oldest
             self._seen.popitem(last=False)
+
+    def repeats(self, key: DedupeKey | None, event_id: str, now: float) -> None:
+        """`key` is now known to repeat `event_id` (the store said so: RepeatOf)."""
+        self.release(key)
+        self.claim(key, event_id, now)
 
     def release(self, key: DedupeKey | None) -> None:
         if key is not None:

@@ -38,7 +38,14 @@ from engine.rules.trust import HostTrust
 from engine.secrets import Secrets
 from engine.server.breaker import Breakers
 from engine.server.metrics import Metrics
-from engine.server.outbox import DueAction, backoff, claim_due, mark_delivered, mark_failed
+from engine.server.outbox import (
+    DueAction,
+    backoff,
+    claim_due,
+    mark_delivered,
+    mark_failed,
+    renew_leases,
+)
 from engine.server.sealed import Sealer
 from engine.server.store import Store
 
@@ -84,6 +91,7 @@ class Deliverer:
         self.metrics = metrics or Metrics()
         self.breakers = Breakers(settings.breaker_failures, settings.breaker_cooloff)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._sending: set[int] = set()  # ids of the actions this receiver holds leased
 
     async def claim(self, free: int) -> list[DueAction]:
         """Due actions for targets with room, none for an open circuit, one probe each."""
@@ -96,6 +104,7 @@ class Deliverer:
             blocked=self.breakers.blocked(now),
             single=self.breakers.half_open(now),
             ordered=ordered_connectors(self.registry),
+            lease=self.settings.outbox_lease,
         )
         for action in due:
             self.breakers.claimed(action.target, now)
@@ -105,6 +114,7 @@ class Deliverer:
         self.client = make_client(self.guard)
         self.user_client = make_client(self.user_guard)
         capacity = self.settings.workers_per_connector * max(1, len(self.registry))
+        renewing = asyncio.create_task(self._renew_leases())
         try:
             while True:
                 free = capacity - len(self._tasks)
@@ -115,7 +125,8 @@ class Deliverer:
                     await asyncio.sleep(self.settings.poll_interval)
                     continue
                 for action in due:
-                    task = asyncio.create_task(self._deliver(action))
+                    self._sending.add(action.id)
+                    task = asyncio.create_task(self._deliver_leased(action))
                     self._tasks.add(task)
                     task.add_done_callback(self._finished)
                 if len(due) == free and free > 0:
@@ -127,15 +138,33 @@ class Deliverer:
                     async with asyncio.timeout(self.settings.poll_interval):
                         await self.wake.wait()
         finally:
+            renewing.cancel()
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
             await self.client.aclose()
             await self.user_client.aclose()
 
+    async def _renew_leases(self) -> None:
+        """Every third of the lease: the actions being sent stay leased to this receiver
+        (a send may take longer than one lease; only a dead receiver's run out)."""
+        lease = self.settings.outbox_lease
+        while True:
+            await asyncio.sleep(lease / 3)
+            try:
+                await renew_leases(self.store, sorted(self._sending), time.time() + lease)
+            except Exception:  # the next round tries again; a lost lease means a resend
+                log.exception("could not renew the leases of actions being sent")
+
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         self.wake.set()
+
+    async def _deliver_leased(self, action: DueAction) -> None:
+        try:
+            await self._deliver(action)
+        finally:
+            self._sending.discard(action.id)
 
     async def _deliver(self, action: DueAction) -> None:
         connector = self.registry.get(action.connector)

@@ -57,9 +57,11 @@ def list_events(
     where: list[str] = ["1=1"]
     params: list[Any] = []
     if fired:
+        sql = store.dialect
+        decisions = sql.decision_rows.format(decisions="events.decisions")
         where.append(
-            "EXISTS (SELECT 1 FROM json_each(events.decisions) d WHERE "
-            "json_extract(d.value, '$.rule') = ? AND json_extract(d.value, '$.matched') = 1)"
+            f"EXISTS (SELECT 1 FROM {decisions} WHERE {sql.decision_rule} = ? "
+            f"AND {sql.decision_matched})"
         )
         params.append(fired)
     if status:
@@ -262,10 +264,13 @@ def session_events(store: Store, event_id: str, *, limit: int = 500) -> list[Eve
 def rule_stats(store: Store, since: float) -> dict[str, dict[str, Any]]:
     """Per rule since `since`: times fired, the last time, actions that failed or gave up."""
     stats: dict[str, dict[str, Any]] = {}
+    sql = store.dialect
+    decisions = sql.decision_rows.format(decisions="e.decisions")
     for row in store.query(
-        "SELECT json_extract(d.value, '$.rule') AS rule, COUNT(*) AS fired, "
-        "MAX(e.received_at) AS last_fired FROM events e, json_each(e.decisions) d "
-        "WHERE e.received_at >= ? AND json_extract(d.value, '$.matched') = 1 GROUP BY rule",
+        # S608: the dialect's own fragments; the time is a parameter
+        f"SELECT {sql.decision_rule} AS rule, COUNT(*) AS fired, "
+        f"MAX(e.received_at) AS last_fired FROM events e, {decisions} "
+        f"WHERE e.received_at >= ? AND {sql.decision_matched} GROUP BY 1",
         (since,),
     ):
         stats[row["rule"]] = {"fired": row["fired"], "last_fired": row["last_fired"], "failed": 0}

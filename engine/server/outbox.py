@@ -19,11 +19,9 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 
-import sqlite_utils
-
 from engine.config import RetryPolicy
 from engine.server.statuses import ActionStatus
-from engine.server.store import Store
+from engine.server.store import Db, Store
 
 PENDING, IN_FLIGHT, DELIVERED, DEAD = (
     ActionStatus.PENDING,
@@ -52,9 +50,13 @@ class DueAction:
 
 def recover_in_flight(store: Store) -> int:
     """After a crash: whatever was being sent goes back to pending (sent again, with the
-    same idempotency key)."""
+    same idempotency key). Only for a store this process alone uses: in a shared one
+    (PostgreSQL) the other receivers' actions are in flight too, and a dead receiver's are
+    taken over when their lease runs out (claim_due)."""
+    if store.dialect.shared:
+        return 0
 
-    def write(db: sqlite_utils.Database) -> int:
+    def write(db: Db) -> int:
         cursor = db.execute("UPDATE actions SET status = ? WHERE status = ?", [PENDING, IN_FLIGHT])
         return int(cursor.rowcount)
 
@@ -79,6 +81,17 @@ def counts_by_status(store: Store, statuses: Sequence[str] | None = None) -> dic
 
 # an old row (before the target column) counts as its connector's target
 _TARGET = "COALESCE(target, connector)"
+# what may be claimed at `now` (the first ? of its two): a pending action whose time has
+# come, or one whose receiver's lease ran out (it died mid-send: sent again, same key)
+_CLAIMABLE = (
+    "((status = ? AND next_attempt_at <= ?) OR (status = ? AND lease_until IS NOT NULL "
+    "AND lease_until < ?))"
+)
+
+
+def _in(column: str, values: Sequence[str]) -> str:
+    """`column IN (?, ...)`, or false for no values (SQL has no empty IN list)."""
+    return f"{column} IN ({','.join('?' * len(values))})" if values else "1 = 0"
 
 
 async def claim_due(
@@ -90,27 +103,34 @@ async def claim_due(
     blocked: Sequence[str] = (),
     single: Sequence[str] = (),
     ordered: Sequence[str] = (),
+    lease: float = 60.0,
 ) -> list[DueAction]:
-    """Pending actions whose time has come, marked in_flight in the same transaction.
+    """Due actions, marked in_flight in the same transaction and leased until `now +
+    lease` (Deliverer renews the lease while it sends; another receiver takes the action
+    over once it runs out).
 
     With `per_target`, no target gets more than that many actions in flight (those already
     in flight count), so one slow destination cannot take every worker. Nothing is claimed
     for a `blocked` target (its circuit is open), at most one in all for a `single` one
     (the half-open probe) and for a target of an `ordered` connector (its actions go one
-    at a time, oldest first: engine.connector.order_key_of)."""
+    at a time, oldest first: engine.connector.order_key_of). In a shared store (PostgreSQL)
+    rows another receiver is claiming are skipped (FOR UPDATE SKIP LOCKED); the caps are
+    then each receiver's view at its claim."""
+    claimable = [PENDING, now, IN_FLIGHT, now]
 
-    def write(db: sqlite_utils.Database) -> list[DueAction]:
-        blocked_marks = ",".join("?" * len(blocked))
-        single_marks = ",".join("?" * len(single))
-        ordered_marks = ",".join("?" * len(ordered))
+    def write(db: Db) -> list[DueAction]:
         cap = per_target if per_target is not None else limit
+        not_blocked = f"NOT {_in(_TARGET, blocked)}"
+        one_only = f"{_in('due.target', single)} OR {_in('due.connector', ordered)}"
         rows = list(
             db.query(
-                # S608: only "?" marks are joined in; every value is a parameter
+                # S608: only "?" marks and our own fragments are joined in; every value is
+                # a parameter
                 f"""
                 WITH busy AS (
                     SELECT {_TARGET} AS t, COUNT(*) AS n FROM actions
-                    WHERE status = ? GROUP BY t
+                    WHERE status = ? AND (lease_until IS NULL OR lease_until >= ?)
+                    GROUP BY {_TARGET}
                 ), due AS (
                     SELECT id, idem_key, event_id, rule_id, connector, {_TARGET} AS target,
                         request, attempts, user_chosen, next_attempt_at,
@@ -118,31 +138,61 @@ async def claim_due(
                             PARTITION BY {_TARGET} ORDER BY next_attempt_at, id
                         ) AS place
                     FROM actions
-                    WHERE status = ? AND next_attempt_at <= ?
-                        AND {_TARGET} NOT IN ({blocked_marks})
+                    WHERE {_CLAIMABLE} AND {not_blocked}
                 )
                 SELECT id, idem_key, event_id, rule_id, connector, due.target, request, attempts,
                     user_chosen
                 FROM due LEFT JOIN busy ON busy.t = due.target
                 WHERE place + COALESCE(busy.n, 0)
-                    <= CASE WHEN due.target IN ({single_marks})
-                        OR due.connector IN ({ordered_marks}) THEN 1 ELSE ? END
+                    <= CASE WHEN {one_only} THEN 1 ELSE ? END
                 ORDER BY next_attempt_at, id LIMIT ?
                 """,
-                [IN_FLIGHT, PENDING, now, *blocked, *single, *ordered, cap, limit],
+                [IN_FLIGHT, now, *claimable, *blocked, *single, *ordered, cap, limit],
             )
         )
+        if not rows:
+            return []
+        ids = [row["id"] for row in rows]
+        marks = ",".join("?" * len(ids))
+        # another receiver may be claiming some of them right now: those are skipped (and
+        # one it claimed since this transaction began no longer passes _CLAIMABLE)
+        mine = {
+            row["id"]
+            for row in db.query(
+                f"SELECT id FROM actions WHERE id IN ({marks}) AND {_CLAIMABLE}"
+                f"{store.dialect.skip_locked}",
+                [*ids, *claimable],
+            )
+        }
+        rows = [row for row in rows if row["id"] in mine]
         if rows:
-            ids = [row["id"] for row in rows]
-            marks = ",".join("?" * len(ids))
+            marks = ",".join("?" * len(rows))
             db.execute(
-                f"UPDATE actions SET status = ?, updated_at = ? WHERE id IN ({marks})",
-                [IN_FLIGHT, now, *ids],
+                "UPDATE actions SET status = ?, lease_until = ?, updated_at = ? "
+                f"WHERE id IN ({marks})",
+                [IN_FLIGHT, now + lease, now, *(row["id"] for row in rows)],
             )
         return [DueAction(**row) for row in rows]
 
     due: list[DueAction] = await store.write(write)
     return due
+
+
+async def renew_leases(store: Store, action_ids: Sequence[int], until: float) -> int:
+    """Keep the actions this receiver is sending leased until `until`; how many were."""
+    if not action_ids:
+        return 0
+
+    def write(db: Db) -> int:
+        marks = ",".join("?" * len(action_ids))
+        cursor = db.execute(
+            f"UPDATE actions SET lease_until = ? WHERE status = ? AND id IN ({marks})",
+            [until, IN_FLIGHT, *action_ids],
+        )
+        return int(cursor.rowcount)
+
+    renewed: int = await store.write(write)
+    return renewed
 
 
 MAX_RETRY_AFTER = 24 * 3600.0  # a longer (or infinite) Retry-After is taken as a day
@@ -162,7 +212,7 @@ def backoff(policy: RetryPolicy, attempts: int, retry_after: float | None) -> fl
 async def mark_delivered(
     store: Store, action: DueAction, *, now: float, status: int | None, response: str
 ) -> None:
-    def write(db: sqlite_utils.Database) -> None:
+    def write(db: Db) -> None:
         db.execute(
             "UPDATE actions SET status = ?, attempts = attempts + 1, last_status = ?, "
             "response = ?, last_error = NULL, updated_at = ? WHERE id = ?",
@@ -183,7 +233,7 @@ async def mark_failed(
 ) -> None:
     """A failed attempt: back to pending at `retry_at`, or dead when it is None."""
 
-    def write(db: sqlite_utils.Database) -> None:
+    def write(db: Db) -> None:
         db.execute(
             "UPDATE actions SET status = ?, attempts = attempts + 1, last_status = ?, "
             "last_error = ?, next_attempt_at = ?, updated_at = ? WHERE id = ?",
@@ -204,13 +254,13 @@ def retry_action(store: Store, action_id: int, now: float) -> Future[bool]:
     """Send a dead action again, with a fresh count of attempts (so it gets the full
     backoff again); resolves False when there is no such action to retry."""
 
-    def write(db: sqlite_utils.Database) -> bool:
+    def write(db: Db) -> bool:
         cursor = db.execute(
             "UPDATE actions SET status = ?, attempts = 0, next_attempt_at = ?, updated_at = ? "
             "WHERE id = ? AND status IN (?, ?) AND request IS NOT NULL",
             [PENDING, now, now, action_id, DEAD, PENDING],
         )
-        return cursor.rowcount == 1
+        return bool(cursor.rowcount == 1)
 
     return store.submit(write)
 
@@ -219,7 +269,7 @@ def purge_dead(store: Store, action_ids: list[int] | None = None) -> Future[int]
     """Forget dead letters: these ids, or every one when None. Resolves to how many went;
     an action that is not dead (delivered, pending) is never touched."""
 
-    def write(db: sqlite_utils.Database) -> int:
+    def write(db: Db) -> int:
         if action_ids is None:
             cursor = db.execute("DELETE FROM actions WHERE status = ?", [DEAD])
         else:

@@ -15,7 +15,6 @@ from concurrent.futures import Future
 from typing import Any, TypeVar
 
 import msgspec
-import sqlite_utils
 
 from engine.config import Settings
 from engine.errors import PayloadError, SecretError
@@ -42,7 +41,7 @@ from engine.server.capture import (
     record_rejection,
     write_event,
 )
-from engine.server.dedupe import DedupeKey, Deduper
+from engine.server.dedupe import DedupeKey, Deduper, RepeatOf
 from engine.server.delivery import USER_SEAL, Deliverer
 from engine.server.metrics import OUTBOX_STATES, Metrics
 from engine.server.outbox import counts_by_status, recover_in_flight
@@ -65,7 +64,7 @@ from engine.server.sealed import Sealer
 from engine.server.serial_thread import SerialThread
 from engine.server.setting_keys import SettingsCipher
 from engine.server.statuses import EventStatus
-from engine.server.store import Store
+from engine.server.store import Db, Store
 from engine.server.user_settings import UserSettings
 from engine.server.webhook_auth import authenticate
 from engine.triggers import default_triggers
@@ -560,6 +559,7 @@ class Receiver:
                 secrets=secrets,
                 sealer=self.sealer,
                 also=chain_steps(rows.apply if rows else None, after),
+                dedupe_window=self.settings.dedupe_window,
             )
         except BaseException:
             # nothing was queued: let go of the claim, so Omi's retry is recorded, not
@@ -661,6 +661,8 @@ class Receiver:
         write = prepared.store_write
         if write is None or write.cancelled() or write.exception() is not None:
             error = write.exception() if write is not None and not write.cancelled() else None
+            if isinstance(error, RepeatOf):  # another receiver recorded it first
+                return await self._repeat_found(incoming, prepared, error.event_id)
             answer = self._unrecorded(prepared, error)
             await self._await_raised(prepared.raised)  # not written either: put back
             return answer
@@ -704,6 +706,19 @@ class Receiver:
             pending.timer = loop.call_later(left, self._past_deadline, pending, loop)
         elif prepared is not None and prepared.store_write and prepared.store_write.cancel():
             pending.settled.set_exception(StoreBusy(f"the store was busy for {deadline:g}s"))
+
+    async def _repeat_found(self, incoming: Incoming, prepared: Prepared, repeat_of: str) -> Answer:
+        """The store found `prepared` a repeat at its write (the first delivery came to
+        another receiver sharing the store): what deciding it changed is put back, like
+        an unrecorded event's, and it is answered as the repeat it is."""
+        event = prepared.event
+        self._rules_thread.submit(self.deduper.repeats, prepared.key, repeat_of, time.time())
+        self._rules_thread.submit(self._write_failed, prepared)
+        self._rules_thread.submit(self._undo_audio, prepared)
+        await self._await_raised(prepared.raised)
+        return await self.acknowledge_repeat(
+            incoming, event, prepared.key, prepared.params, repeat_of
+        )
 
     def _unrecorded(self, prepared: Prepared | None, exc: BaseException | None) -> Answer:
         """A write that did not commit: the claim on its dedupe key is let go (Omi's retry
@@ -817,7 +832,7 @@ class Receiver:
                 gate = self.pipeline.gate
                 gate.restore((key, None) for key in gate.keys() if key[1] == uid)
 
-            def write(db: sqlite_utils.Database) -> tuple[int, int]:
+            def write(db: Db) -> tuple[int, int]:
                 if forget_events:
                     sessions_write(db)
                 return settings_write(db)

@@ -14,10 +14,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import sqlite_utils
-
 from engine.server.statuses import UNFINISHED
-from engine.server.store import Store
+from engine.server.store import Db, Store
 
 log = logging.getLogger("omi_rules.retention")
 
@@ -35,8 +33,8 @@ class Pruned:
         return f"{self.events} event(s), {self.actions} action(s), {self.rejections} rejection(s)"
 
 
-def _prune_batch(cutoff: float, batch: int) -> Callable[[sqlite_utils.Database], Pruned]:
-    def write(db: sqlite_utils.Database) -> Pruned:
+def _prune_batch(cutoff: float, batch: int) -> Callable[[Db], Pruned]:
+    def write(db: Db) -> Pruned:
         ids = [
             row[0]
             for row in db.execute(
@@ -68,11 +66,13 @@ def _prune_batch(cutoff: float, batch: int) -> Callable[[sqlite_utils.Database],
     return write
 
 
-def _prune_versions(cutoff: float) -> Callable[[sqlite_utils.Database], None]:
+def _prune_versions(cutoff: float) -> Callable[[Db], None]:
     """Forget the rule versions no kept event was decided with (never the one serving
-    now): once per sweep, after the events went."""
+    now), and dedupe key parts as old as the events that went: once per sweep."""
 
-    def write(db: sqlite_utils.Database) -> None:
+    def write(db: Db) -> None:
+        # the dedupe key parts of events this old (engine.server.dedupe.claim_parts)
+        db.execute("DELETE FROM dedupe_parts WHERE received_at < ?", [cutoff])
         db.execute(
             "DELETE FROM rule_versions WHERE created_at < ? AND NOT EXISTS ("
             "  SELECT 1 FROM events WHERE events.rules_version = rule_versions.version"
@@ -92,14 +92,14 @@ async def prune_async(
 def prune(store: Store, *, older_than_days: float, now: float, batch: int = BATCH) -> Pruned:
     """Delete what is older than `older_than_days` (blocking; for the command line)."""
 
-    async def run_blocking(write: Callable[[sqlite_utils.Database], Any]) -> Any:
+    async def run_blocking(write: Callable[[Db], Any]) -> Any:
         return store.write_now(write)
 
     return asyncio.run(_prune(run_blocking, older_than_days, now, batch))
 
 
 async def _prune(
-    run: Callable[[Callable[[sqlite_utils.Database], Any]], Awaitable[Pruned]],
+    run: Callable[[Callable[[Db], Any]], Awaitable[Pruned]],
     older_than_days: float,
     now: float,
     batch: int,

@@ -18,14 +18,13 @@ from concurrent.futures import Future
 from typing import Any
 
 import msgspec
-import sqlite_utils
 
 from engine.connector import Registry, default_registry
 from engine.rules.compiled import CompiledRule, RuleSet
 from engine.rules.loader import load_text
 from engine.rules.templates import Templates
 from engine.secrets import Secrets
-from engine.server.store import Store
+from engine.server.store import Db, Store
 
 KEPT_COMPILED = 4  # versions kept compiled in memory (10,000 rules take a while to compile)
 
@@ -65,7 +64,7 @@ def remember(store: Store, rules: RuleSet, secrets: Secrets) -> Future[None]:
     unset = {name for rule in rules.rules for name in secrets.missing(rule.secrets)}
     VERSIONS.keep(version, Version(rules, Secrets(dict.fromkeys(named - unset, "set"))))
 
-    def write(db: sqlite_utils.Database) -> None:
+    def write(db: Db) -> None:
         db.execute(
             "INSERT INTO rule_versions (version, created_at, rules) VALUES (?, ?, ?) "
             "ON CONFLICT(version) DO UPDATE SET created_at = excluded.created_at",

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import msgspec
-import sqlite_utils
 
 from engine.runtime.sessions import (
     Change,
@@ -31,7 +30,7 @@ from engine.runtime.sessions import (
     SessionStore,
     segment_size,
 )
-from engine.server.store import Store, Write
+from engine.server.store import Db, Store, Write
 
 _UPSERT_SESSION = """
 INSERT INTO live_sessions (number, uid, session_id, first_seen, last_seen, heard, last_end,
@@ -43,9 +42,10 @@ ON CONFLICT (number) DO UPDATE SET last_seen = excluded.last_seen, heard = exclu
     waiting_until = excluded.waiting_until, closed_at = excluded.closed_at,
     ended_by = excluded.ended_by
 """
-_INSERT_SEGMENT = (
-    "INSERT OR REPLACE INTO live_segments (number, seq, digest, segment) VALUES (?, ?, ?, ?)"
-)
+_INSERT_SEGMENT = """
+INSERT INTO live_segments (number, seq, digest, segment) VALUES (?, ?, ?, ?)
+ON CONFLICT (number, seq) DO UPDATE SET digest = excluded.digest, segment = excluded.segment
+"""
 _UPSERT_FIRING = """
 INSERT INTO firings (rule_id, uid, session, fired_at) VALUES (?, ?, ?, ?)
 ON CONFLICT (rule_id, uid, session) DO UPDATE SET fired_at = excluded.fired_at
@@ -63,12 +63,11 @@ class Rows:
     def __bool__(self) -> bool:
         return bool(self.statements or self.many)
 
-    def apply(self, db: sqlite_utils.Database) -> None:
-        conn = db.conn
+    def apply(self, db: Db) -> None:
         for sql, params in self.statements:
-            conn.execute(sql, params)
+            db.execute(sql, params)
         for sql, rows in self.many:
-            conn.executemany(sql, rows)
+            db.executemany(sql, rows)
 
 
 def _session_row(session: Session, ended_by: EndedBy | None) -> dict[str, Any]:
@@ -185,7 +184,7 @@ def forget_uid(uid: str) -> Write:
     """A write removing every live session row of `uid`, segments and rule firings
     included (a user who disconnects and asks for their events to go)."""
 
-    def write(db: sqlite_utils.Database) -> None:
+    def write(db: Db) -> None:
         db.execute(
             "DELETE FROM live_segments WHERE number IN "
             "(SELECT number FROM live_sessions WHERE uid = ?)",

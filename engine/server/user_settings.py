@@ -19,13 +19,11 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 
-import sqlite_utils
-
 from engine.errors import SecretError, SettingsTaken, TooManyUsers
 from engine.runtime.user_values import UserValues, secret_name
 from engine.secrets import Secrets
 from engine.server.setting_keys import SettingsCipher
-from engine.server.store import Store
+from engine.server.store import Db, Store
 
 log = logging.getLogger("omi_rules.user_settings")
 CACHE_USERS = 10_000
@@ -145,7 +143,7 @@ class UserSettings:
             for name, (value, secret) in values.items()
         ]
 
-        def write(db: sqlite_utils.Database) -> None:
+        def write(db: Db) -> None:
             if first:
                 held = db.execute(
                     "SELECT value, secret FROM user_settings WHERE uid = ?", [uid]
@@ -159,9 +157,11 @@ class UserSettings:
                 (users,) = db.execute("SELECT COUNT(DISTINCT uid) FROM user_settings").fetchone()
                 if users >= self.max_users:
                     raise TooManyUsers(self.max_users)
-            db.conn.executemany(
-                "INSERT OR REPLACE INTO user_settings (uid, name, value, secret, updated_at) "
-                "VALUES (:uid, :name, :value, :secret, :updated_at)",
+            db.executemany(
+                "INSERT INTO user_settings (uid, name, value, secret, updated_at) "
+                "VALUES (:uid, :name, :value, :secret, :updated_at) ON CONFLICT (uid, name) "
+                "DO UPDATE SET value = excluded.value, secret = excluded.secret, "
+                "updated_at = excluded.updated_at",
                 rows,
             )
 
@@ -171,14 +171,12 @@ class UserSettings:
         finally:
             self.forget(uid)
 
-    def disconnect_write(
-        self, uid: str, *, forget_events: bool
-    ) -> Callable[[sqlite_utils.Database], tuple[int, int]]:
+    def disconnect_write(self, uid: str, *, forget_events: bool) -> Callable[[Db], tuple[int, int]]:
         """The write removing `uid`'s settings and, with `forget_events`, its stored events,
         their actions and its rejections; it returns (settings removed, events removed).
         Receiver.disconnect submits it with the live-session rows, from the rules thread."""
 
-        def write(db: sqlite_utils.Database) -> tuple[int, int]:
+        def write(db: Db) -> tuple[int, int]:
             removed = db.execute("DELETE FROM user_settings WHERE uid = ?", [uid]).rowcount
             events = 0
             if forget_events:
@@ -232,8 +230,8 @@ class UserSettings:
             for r in rows
         ]
 
-        def write(db: sqlite_utils.Database) -> None:
-            db.conn.executemany(
+        def write(db: Db) -> None:
+            db.executemany(
                 "UPDATE user_settings SET value = :value, secret = 1 "
                 "WHERE uid = :uid AND name = :name AND secret = 0 AND value = :old",
                 changed,
@@ -270,7 +268,7 @@ class UserSettings:
         """Write `rotated_rows()`, each only where the row still holds the text it was made
         from (a value saved since is newer: kept, and logged). Returns rows rewritten."""
 
-        def write(db: sqlite_utils.Database) -> int:
+        def write(db: Db) -> int:
             done = 0
             for row in changed:
                 done += db.execute(

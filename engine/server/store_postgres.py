@@ -1,0 +1,156 @@
+"""The store in PostgreSQL (psycopg 3 and its pool): several receiver processes share one
+database, so any of them may take any call, retry or outbox row.
+
+The rest of the store speaks SQLite's SQL with `?` and `:name` marks; `translate` turns a
+statement into psycopg's `%s` / `%(name)s` form (cached), and engine.server.store_dialect
+holds the few fragments that differ otherwise. Reads take a connection from the pool; the
+writer keeps its own (autocommit off by hand: BEGIN ... COMMIT around each group commit).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from functools import lru_cache
+from typing import Any
+
+import psycopg
+from psycopg.pq import TransactionStatus
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from engine.server.store_dialect import Dialect
+from engine.server.store_schema import added_columns_for, schema_for
+
+DIALECT = Dialect(
+    name="postgresql",
+    shared=True,
+    decision_rows="jsonb_array_elements(CAST({decisions} AS jsonb)) AS d(value)",
+    decision_rule="(d.value ->> 'rule')",
+    decision_matched="(d.value ->> 'matched') = 'true'",
+    skip_locked=" FOR UPDATE SKIP LOCKED",
+)
+SCHEMA_LOCK = 0x6F6D6972  # an advisory lock: two receivers starting at once make it once
+READ_CONNECTIONS = 8  # the pool's most: reader threads, session locks, the deliverer
+CONNECT_TIMEOUT = 10  # seconds
+
+# a quoted literal (kept, its % doubled), a ? mark, a :name mark (not a ::cast), or a %
+_MARKS = re.compile(r"'[^']*'|\?|(?<![:\w]):([A-Za-z_]\w*)|%")
+
+
+@lru_cache(maxsize=2048)
+def translate(sql: str) -> str:
+    """`sql` with SQLite's parameter marks in psycopg's form."""
+
+    def mark(match: re.Match[str]) -> str:
+        text = match.group(0)
+        if text.startswith("'"):
+            return text.replace("%", "%%")
+        if text == "?":
+            return "%s"
+        if text == "%":
+            return "%%"
+        return f"%({match.group(1)})s"
+
+    return _MARKS.sub(mark, sql)
+
+
+def is_url(target: str) -> bool:
+    return target.startswith(("postgresql://", "postgres://"))
+
+
+def shown_url(url: str) -> str:
+    """`url` without its password, for logs and errors."""
+    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
+
+
+class PgDb:
+    """One connection, with the calls the store's writes use (engine.server.store.Db)."""
+
+    Error = psycopg.Error
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+
+    def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
+        return self.conn.execute(translate(sql), params)
+
+    def query(
+        self, sql: str, params: Sequence[Any] | dict[str, Any] = ()
+    ) -> Iterator[dict[str, Any]]:
+        with self.conn.cursor(row_factory=dict_row) as cursor:
+            cursor.execute(translate(sql), params)
+            rows = cursor.fetchall() if cursor.description else []
+        return iter(rows)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any] | dict[str, Any]]) -> Any:
+        with self.conn.cursor() as cursor:
+            cursor.executemany(translate(sql), list(rows))
+            return cursor
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.conn.info.transaction_status != TransactionStatus.IDLE
+
+    def begin(self) -> None:
+        self.conn.execute("BEGIN")
+
+    def commit(self) -> None:
+        self.conn.execute("COMMIT")
+
+    def rollback(self) -> None:
+        self.conn.execute("ROLLBACK")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def connect(url: str) -> PgDb:
+    return PgDb(psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT))
+
+
+class PostgresBackend:
+    dialect = DIALECT
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.path = shown_url(url)
+        self.pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=READ_CONNECTIONS,
+            kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT},
+            open=True,
+            name="omi-rules",
+        )
+
+    def connect(self) -> PgDb:
+        return connect(self.url)
+
+    def create_schema(self, db: PgDb) -> None:
+        """The tables and any column an older database lacks, under an advisory lock
+        (CREATE TABLE IF NOT EXISTS races with itself in PostgreSQL)."""
+        db.begin()
+        try:
+            db.execute("SELECT pg_advisory_xact_lock(?)", [SCHEMA_LOCK])
+            for table, column, definition in added_columns_for("postgresql"):
+                db.conn.execute(
+                    f"ALTER TABLE IF EXISTS {table} ADD COLUMN IF NOT EXISTS {column} {definition}"
+                )
+            for statement in schema_for("postgresql").split(";"):
+                if statement.strip():
+                    db.conn.execute(statement)
+            db.commit()
+        except BaseException:
+            db.rollback()
+            raise
+
+    def query(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> list[dict[str, Any]]:
+        with self.pool.connection() as conn:
+            return list(PgDb(conn).query(sql, params))
+
+    def rows(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> Iterator[dict[str, Any]]:
+        return iter(self.query(sql, params))
+
+    def close(self) -> None:
+        self.pool.close()
