@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import random
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -185,8 +186,11 @@ class SessionStore:
         on_end: OnEnd | None = None,
         *,
         journal: bool = False,
+        spread_numbers: bool = False,
     ) -> None:
         self.idle_seconds = idle_seconds
+        # receivers sharing a store number their sessions apart (engine.server.shared_sessions)
+        self.spread_numbers = spread_numbers
         self.limits = limits or SessionLimits()
         self.on_end = on_end
         self._journal: list[Change] | None = [] if journal else None
@@ -255,6 +259,15 @@ class SessionStore:
         while len(self._retired) > RETIRED_KEPT:
             self._retired.popitem(last=False)
 
+    def _next_number(self, now: float) -> int:
+        """The next session's number: one more than the last; with `spread_numbers`, at
+        least the time in ms above 20 random bits, so receivers sharing one store never
+        give two sessions one number (63 bits: good until the year 2248)."""
+        number = self._started + 1
+        if self.spread_numbers:
+            number = max(number, int(now * 1000) << 20 | random.getrandbits(20))
+        return number
+
     def drop(self, uid: str, session_id: str) -> None:
         """Forget a session held in memory (its store rows are read again with restore)."""
         if (uid, session_id) in self._sessions:
@@ -272,7 +285,7 @@ class SessionStore:
                 self._ended(session, ended_by, now)
                 self._forget(key)
             # numbered across the store's life, so a key is never reused after expiry
-            self._started += 1
+            self._started = self._next_number(now)
             session = Session(uid, session_id, number=self._started, first_seen=now)
             self._sessions[key] = session
             self._per_uid.setdefault(uid, set()).add(key)
@@ -406,6 +419,7 @@ class FiringGate:
 
     def __init__(self, *, journal: bool = False) -> None:
         self._fired: dict[FiringKey, float] = {}
+        self._scopes: dict[tuple[str, str], set[str]] = {}  # (uid, session) -> rule ids
         self._journal: list[tuple[FiringKey, float] | float] | None = [] if journal else None
 
     def refusal(
@@ -429,7 +443,7 @@ class FiringGate:
 
     def fired(self, rule_id: str, uid: str, session: str, now: float) -> None:
         key = (rule_id, uid, session)
-        self._fired[key] = now
+        self._set(key, now)
         if self._journal is not None:
             self._journal.append((key, now))
 
@@ -437,7 +451,7 @@ class FiringGate:
         """Drop firings older than `cutoff` (their sessions and cooldowns are long over)."""
         stale = [key for key, when in self._fired.items() if when < cutoff]
         for key in stale:
-            del self._fired[key]
+            self._pop(key)
         if stale and self._journal is not None:
             self._journal.append(cutoff)
         return len(stale)
@@ -453,9 +467,31 @@ class FiringGate:
         """Firings read back from the store; None: the store has none (forget it)."""
         for key, when in firings:
             if when is None:
-                self._fired.pop(key, None)
+                self._pop(key)
             else:
-                self._fired[key] = when
+                self._set(key, when)
+
+    def replace_scope(
+        self, uid: str, session: str, firings: Iterable[tuple[FiringKey, float]]
+    ) -> None:
+        """Every firing of `uid` in `session` is now `firings` (read back from a store
+        other receivers write too: engine.server.shared_sessions)."""
+        for rule_id in list(self._scopes.get((uid, session), ())):
+            self._pop((rule_id, uid, session))
+        self.restore(firings)
+
+    def _set(self, key: FiringKey, when: float) -> None:
+        self._fired[key] = when
+        self._scopes.setdefault(key[1:], set()).add(key[0])
+
+    def _pop(self, key: FiringKey) -> None:
+        if self._fired.pop(key, None) is None:
+            return
+        scope = self._scopes.get(key[1:])
+        if scope is not None:
+            scope.discard(key[0])
+            if not scope:
+                del self._scopes[key[1:]]
 
     def when(self, key: FiringKey) -> float | None:
         return self._fired.get(key)

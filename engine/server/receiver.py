@@ -63,6 +63,7 @@ from engine.server.retention import sweep_daily
 from engine.server.sealed import Sealer
 from engine.server.serial_thread import SerialThread
 from engine.server.setting_keys import SettingsCipher
+from engine.server.shared_sessions import SharedSessions
 from engine.server.statuses import EventStatus
 from engine.server.store import Db, Store
 from engine.server.user_settings import UserSettings
@@ -104,13 +105,26 @@ class Receiver:
             self.secrets,
             data_dir=settings.data_dir,
             sessions=SessionStore(
-                settings.session_idle, limits.sessions, self._session_ended, journal=True
+                settings.session_idle,
+                limits.sessions,
+                self._session_ended,
+                journal=True,
+                spread_numbers=self.store.dialect.shared,
             ),
             gate=FiringGate(journal=True),
             allow_hosts=settings.outbound_allow_hosts,
             limits=limits,
             user_settings=self.user_settings.values,
         )
+        # receivers sharing the store: sessions and firings decided under a lock, read back
+        self.shared = (
+            SharedSessions(
+                self.store, self.pipeline.sessions, self.pipeline.gate, wait=SESSION_WRITE_WAIT
+            )
+            if self.store.dialect.shared
+            else None
+        )
+        self._cooldown_triggers: frozenset[str] = frozenset()  # with a rule that has one
         self.deduper = Deduper(settings.dedupe_window)
         self.counters = Counters()
         self.metrics = Metrics()
@@ -143,6 +157,9 @@ class Receiver:
     def _rules_changed(self, rules: RuleSet) -> None:
         rule_versions.remember(self.store, rules, self.secrets)  # names rules.version
         self.pipeline.rules = rules
+        self._cooldown_triggers = frozenset(
+            rule.trigger for rule in rules.rules if rule.enabled and rule.cooldown is not None
+        )
         self.user_settings.rules_changed()
         # utterance WAVs only while a rule may send or read them
         self.audio_streams.write_files = any(
@@ -295,6 +312,16 @@ class Receiver:
         sessions, then decide and queue the write of each ended session's event (its body
         the session document, decoded as any stored body is, so history and dry-run replay
         it)."""
+        holds = (
+            self.shared.hold_due(now, self.settings.session_idle) if self.shared is not None else []
+        )
+        try:
+            return self._end_sessions_held(now)
+        finally:
+            if self.shared is not None:
+                self.shared.done_all(holds)
+
+    def _end_sessions_held(self, now: float) -> list[Prepared]:
         raised, self._closed_early = self._closed_early, []
         for session in self.pipeline.sessions:
             if session.waiting_until is not None and session.waiting_until <= now:
@@ -517,11 +544,15 @@ class Receiver:
         live = default_triggers()[event.trigger].live_sessions
         session_key = (event.uid, event.session_id)
         taken = False  # the journals were taken: memory is ahead of the store
+        hold = None  # the shared store's lock on what this event reads of sessions/firings
+        held = (event.uid, event.session_id if live else "")
         try:
-            if live:
+            if self.shared is not None and (live or event.trigger in self._cooldown_triggers):
+                hold = self.shared.hold(held, live=live)
+            elif live:
                 self._settle_session(session_key)
-                if not event.closing:
-                    self._close_overdue(session_key, now)
+            if live and not event.closing:
+                self._close_overdue(session_key, now)
             started = time.perf_counter()
             try:
                 outcome = self.pipeline.process(event, now, ended=ended)
@@ -569,11 +600,15 @@ class Receiver:
                 if live:
                     self._reload(session_key)
                 session_rows.undo_firings(self.store, self.pipeline.gate, prepared.firings)
+            if self.shared is not None:
+                self.shared.done(held, hold, None)
             raise
         # a repeat (prepared after this, in this thread) waits for this write and shares
         # its fate
         self._recording[event.id] = prepared.store_write
-        if live:
+        if self.shared is not None:  # the next call reads the session back, under the lock
+            self.shared.done(held, hold, prepared.store_write)
+        elif live:
             self._session_writes[session_key] = prepared.store_write
 
     def _close_overdue(self, key: tuple[str, str], now: float) -> None:

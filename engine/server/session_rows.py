@@ -287,6 +287,33 @@ def reload_session(
         gate.restore((key, stored.get(key)) for key in keys)
 
 
+def refresh_session(
+    store: Store, sessions: SessionStore, gate: FiringGate, uid: str, session_id: str
+) -> None:
+    """Receivers sharing the store (engine.server.shared_sessions): memory's (uid, session
+    id) and its firings made what the store holds now (another receiver may have taken
+    the session's last calls, or ended it)."""
+    held = sessions.get(uid, session_id)
+    sessions.drop(uid, session_id)
+    found, ended = read_sessions(
+        store, "WHERE uid = ? AND session_id = ? AND ended_by IS NULL", (uid, session_id)
+    )
+    sessions.restore(found, ended)
+    keys = {session.key for session in found}
+    if held is not None:
+        keys.add(held.key)
+    for key in keys:
+        refresh_firings(store, gate, uid, key)
+
+
+def refresh_firings(store: Store, gate: FiringGate, uid: str, session: str) -> None:
+    """Memory's firings of `uid` in `session` ("" outside sessions: cooldowns) made what
+    the store holds."""
+    gate.replace_scope(
+        uid, session, read_firings(store, "WHERE uid = ? AND session = ?", (uid, session))
+    )
+
+
 def undo_firings(
     store: Store, gate: FiringGate, firings: Iterable[tuple[FiringKey, float] | float]
 ) -> None:

@@ -10,7 +10,8 @@ writer keeps its own (autocommit off by hand: BEGIN ... COMMIT around each group
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -31,7 +32,9 @@ DIALECT = Dialect(
     skip_locked=" FOR UPDATE SKIP LOCKED",
 )
 SCHEMA_LOCK = 0x6F6D6972  # an advisory lock: two receivers starting at once make it once
-READ_CONNECTIONS = 8  # the pool's most: reader threads, session locks, the deliverer
+# the pool's most: reader threads, and a connection per session lock held (each live
+# call holds its session's lock until its write commits: engine.server.shared_sessions)
+POOL_SIZE = 32
 CONNECT_TIMEOUT = 10  # seconds
 
 # a quoted literal (kept, its % doubled), a ? mark, a :name mark (not a ::cast), or a %
@@ -53,6 +56,17 @@ def translate(sql: str) -> str:
         return f"%({match.group(1)})s"
 
     return _MARKS.sub(mark, sql)
+
+
+# advisory locks take a 64-bit key: the name's hash (a collision only makes two sessions
+# wait for each other)
+_LOCK = "SELECT pg_advisory_lock(hashtextextended(%s, 0))"
+_TRY_LOCK = "SELECT pg_try_advisory_lock(hashtextextended(%s, 0))"
+_UNLOCK = "SELECT pg_advisory_unlock(hashtextextended(%s, 0))"
+
+
+class LockBusy(TimeoutError):
+    """Another receiver held a lock longer than this one would wait."""
 
 
 def is_url(target: str) -> bool:
@@ -118,7 +132,7 @@ class PostgresBackend:
         self.pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             url,
             min_size=1,
-            max_size=READ_CONNECTIONS,
+            max_size=POOL_SIZE,
             kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT},
             open=True,
             name="omi-rules",
@@ -151,6 +165,42 @@ class PostgresBackend:
 
     def rows(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> Iterator[dict[str, Any]]:
         return iter(self.query(sql, params))
+
+    def lock(self, name: str, wait: float) -> Callable[[], None] | None:
+        """Hold the advisory lock `name` across every receiver of the database, on a pool
+        connection, until the returned release is called (from any thread, once). With
+        `wait` 0: None when another holds it; else waits up to `wait` seconds, then raises
+        LockBusy."""
+        conn = self.pool.getconn(timeout=max(wait, 5.0))
+        try:
+            if wait <= 0:
+                got = conn.execute(_TRY_LOCK, [name]).fetchone()
+                if not got or not got[0]:
+                    self.pool.putconn(conn)
+                    return None
+            else:
+                conn.execute(f"SET lock_timeout = {int(wait * 1000)}")
+                conn.execute(_LOCK, [name])
+        except psycopg.errors.LockNotAvailable:
+            self.pool.putconn(conn)
+            raise LockBusy(f"{name!r} was held for {wait:g}s") from None
+        except BaseException:
+            conn.close()  # a connection's locks go with it
+            self.pool.putconn(conn)
+            raise
+        released = threading.Lock()
+
+        def release() -> None:
+            if not released.acquire(blocking=False):
+                return  # released already
+            try:
+                conn.execute(_UNLOCK, [name])
+            except Exception:
+                conn.close()  # its locks go with it
+            finally:
+                self.pool.putconn(conn)
+
+        return release
 
     def close(self) -> None:
         self.pool.close()

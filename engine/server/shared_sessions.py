@@ -1,0 +1,127 @@
+"""Live sessions and rule firings when several receivers share the store (PostgreSQL).
+
+Any receiver may get any call of a transcript session, so memory is only a cache there:
+a receiver decides a call under the session's lock (an advisory lock every receiver of
+the database sees), on what the store holds (read back each time), and lets go of the
+lock once the call's write is done. The same for an event of a trigger with a cooldown
+rule (the lock of the user's firings outside sessions), and for the session-end sweep,
+which ends only sessions it holds, after reading them back.
+
+With one receiver on SQLite none of this runs: memory is the truth, written through
+(engine.server.session_rows).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
+from typing import Any
+
+from engine.runtime.sessions import FiringGate, SessionStore
+from engine.server import session_rows
+from engine.server.store import Store
+
+log = logging.getLogger("omi_rules.shared_sessions")
+
+Release = Callable[[], None]
+Key = tuple[str, str]  # (uid, session id); "" for the user's firings outside sessions
+DUE_FROM_STORE = 200  # idle sessions read per sweep that this receiver does not hold
+
+
+def lock_name(key: Key) -> str:
+    uid, session_id = key
+    return f"omi-rules session\x1f{uid}\x1f{session_id}"
+
+
+class SharedSessions:
+    def __init__(
+        self, store: Store, sessions: SessionStore, gate: FiringGate, *, wait: float
+    ) -> None:
+        self.store = store
+        self.sessions = sessions
+        self.gate = gate
+        self.wait = wait  # seconds to wait for another receiver's hold, then LockBusy
+        self.held: set[Key] = set()  # held by the rules thread's current work
+
+    def hold(self, key: Key, *, live: bool) -> Release | None:
+        """Take `key`'s lock and read its state back (rules thread); None when this
+        thread holds it already (a closing evaluation inside a call)."""
+        if key in self.held:
+            return None
+        release = self.store.backend.lock(lock_name(key), self.wait)
+        assert release is not None  # a waiting lock is taken or raises
+        return self._refreshed(key, release, live=live)
+
+    def _refreshed(self, key: Key, release: Release, *, live: bool) -> Release:
+        try:
+            if live:
+                session_rows.refresh_session(self.store, self.sessions, self.gate, *key)
+            else:
+                session_rows.refresh_firings(self.store, self.gate, key[0], key[1])
+        except BaseException:
+            release()
+            raise
+        self.held.add(key)
+
+        def let_go() -> None:
+            release()
+
+        return let_go
+
+    def done(self, key: Key, release: Release | None, write: Future[Any] | None) -> None:
+        """`key`'s work in the rules thread is over: its lock goes once `write` is done
+        (at once without one)."""
+        if release is None:
+            return
+        self.held.discard(key)
+        if write is None:
+            release()
+        else:
+            write.add_done_callback(lambda _done: release())
+
+    def hold_due(self, now: float, idle: float) -> list[tuple[Key, Release]]:
+        """Before a session-end sweep (rules thread): every session the sweep may end or
+        close (idle, or waiting past its slot wait) in memory or in the store is held and
+        read back; one another receiver holds is left out of memory (it is not this
+        sweep's). Returns the holds, for `done_all` once the sweep's writes are queued."""
+        keys = {
+            (s.uid, s.session_id)
+            for s in self.sessions
+            if now - s.last_seen > idle or (s.waiting_until is not None and s.waiting_until <= now)
+        }
+        for row in self.store.query(
+            "SELECT uid, session_id FROM live_sessions WHERE ended_by IS NULL AND "
+            "(last_seen < ? OR waiting_until <= ?) ORDER BY last_seen LIMIT ?",
+            (now - idle, now, DUE_FROM_STORE),
+        ):
+            keys.add((row["uid"], row["session_id"]))
+        holds = []
+        for key in sorted(keys):
+            if key in self.held:
+                continue
+            release = self.store.backend.lock(lock_name(key), 0)
+            if release is None:  # another receiver is deciding one of its calls
+                self.sessions.drop(*key)
+                continue
+            try:
+                holds.append((key, self._refreshed(key, release, live=True)))
+            except Exception:
+                log.exception("could not read back session %s of uid %s", key[1], key[0])
+                self.sessions.drop(*key)
+        return holds
+
+    def done_all(self, holds: Iterable[tuple[Key, Release]]) -> None:
+        """The sweep's writes are queued: its holds go once they are all done (a write
+        queued after them is done only after them: the writer commits in order)."""
+        holds = list(holds)
+        if not holds:
+            return
+        for key, _release in holds:
+            self.held.discard(key)
+        barrier = self.store.submit(_nothing)
+        barrier.add_done_callback(lambda _done: [release() for _key, release in holds])
+
+
+def _nothing(_db: Any) -> None:
+    return None
