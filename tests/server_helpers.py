@@ -68,11 +68,19 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """`omi-rules serve` in its own process, for crash tests."""
+    """`omi-rules serve` in its own process, for crash and scale-out tests: rules from
+    `tmp_path/rules`, events in `db` (a postgresql:// URL or a file; default tmp_path/omi.db)."""
 
-    def __init__(self, tmp_path: Path, port: int, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        port: int,
+        env: dict[str, str] | None = None,
+        db: str | None = None,
+    ) -> None:
         self.port = port
         self.tmp_path = tmp_path
+        self.db = db or str(tmp_path / "omi.db")
         self.env = {
             **os.environ,
             "OMI_RULES_POLL_INTERVAL": "0.05",
@@ -99,7 +107,7 @@ class ServerProcess:
             "--rules",
             str(self.tmp_path / "rules"),
             "--db",
-            str(self.tmp_path / "omi.db"),
+            self.db,
             "--port",
             str(self.port),
         ]
