@@ -6,6 +6,7 @@ every later start, so a restart keeps the same token and can still open sealed r
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 from collections.abc import Callable
@@ -38,3 +39,9 @@ def read_or_create(path: Path, make: Callable[[], str] | None = None) -> tuple[s
     finally:
         os.close(fd)
     return value, True
+
+
+def key_fingerprint(key: bytes) -> str:
+    """What receivers sharing a store compare of a key (engine.server.shared_keys): a
+    digest that tells keys apart and gives nothing of them away."""
+    return hashlib.sha256(b"omi-rules key fingerprint\x00" + key).hexdigest()[:32]

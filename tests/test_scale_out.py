@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import shutil
 import threading
 from collections import defaultdict
 from collections.abc import Iterator
@@ -32,10 +33,15 @@ OUTBOX_BUSY = {"pending", "in_flight"}
 @contextmanager
 def receivers(tmp_path: Path, db: str, count: int = 2) -> Iterator[list[ServerProcess]]:
     """`count` serve processes on one database and one rules folder (tmp_path/rules), each
-    with its own data folder (they are separate machines as far as files go)."""
+    with its own data folder (they are separate machines as far as files go), the first
+    one's keys copied into the others' as README "Scaling out" says."""
     servers = []
     try:
         for n in range(count):
+            if n:
+                (tmp_path / f"data-{n}").mkdir()
+                for key in ("seal.key", "settings.key"):
+                    shutil.copy(tmp_path / "data-0" / key, tmp_path / f"data-{n}" / key)
             env = {
                 "OMI_RULES_OUTBOX_LEASE": str(LEASE),
                 "OMI_RULES_DATA_DIR": str(tmp_path / f"data-{n}"),

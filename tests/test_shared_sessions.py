@@ -4,6 +4,7 @@ them. Each receiver is a whole app on its own loopback port; they share the data
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
+from engine.config import ConfigError
+from engine.server.receiver import Receiver
 from engine.server.store import Store
 from tests.server_helpers import LiveServer, server_settings, write_rules
 from tests.wait import wait_until
@@ -161,3 +164,25 @@ def test_a_session_heard_by_both_receivers_ends_once(pair: Any, tmp_path: Path) 
     finally:
         with_rows.close()
     assert recorded[0]["n"] == 1
+
+
+def test_a_receiver_with_other_keys_refuses_to_start(tmp_path: Path, postgres_url: str) -> None:
+    """A second receiver with its own data folder made its own sealing key: it could not
+    open what the first sealed, so it says so at start instead."""
+    write_rules(tmp_path / "rules", RULES)
+    first = LiveServer(server_settings(tmp_path, db=postgres_url)).start()
+    try:
+        other = server_settings(tmp_path, db=postgres_url, data_dir=str(tmp_path / "elsewhere"))
+        receiver = Receiver(other)
+        try:
+            with pytest.raises(ConfigError, match="sealing key is not the one"):
+                asyncio.run(receiver.start())
+        finally:
+            receiver.store.close()
+        # with the first one's keys copied over, it starts
+        for name in ("seal.key", "settings.key"):
+            (tmp_path / "elsewhere" / name).write_bytes((tmp_path / "data" / name).read_bytes())
+        second = LiveServer(other).start()
+        second.stop()
+    finally:
+        first.stop()

@@ -63,6 +63,7 @@ from engine.server.retention import sweep_daily
 from engine.server.sealed import Sealer
 from engine.server.serial_thread import SerialThread
 from engine.server.setting_keys import SettingsCipher
+from engine.server.shared_keys import check_keys
 from engine.server.shared_sessions import SharedSessions
 from engine.server.statuses import EventStatus
 from engine.server.store import Db, Store
@@ -186,6 +187,13 @@ class Receiver:
         return self.user_settings.values(rows[0]["uid"]).secrets
 
     async def start(self) -> None:
+        if self.store.dialect.shared:  # another receiver may send what this one seals
+            await asyncio.to_thread(
+                check_keys,
+                self.store,
+                sealing=self.sealer.fingerprint(),
+                settings=self.user_settings.cipher.fingerprints,
+            )
         self.live_rules.reload()
         rotated = self.user_settings.rotate_all()
         if rotated:

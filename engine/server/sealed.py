@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import SecretError
-from engine.keyfiles import read_or_create
+from engine.keyfiles import key_fingerprint, read_or_create
 from engine.runtime.user_values import USER_SECRET_PREFIX
 from engine.secrets import Secrets, placeholder, walk_strings
 
@@ -48,6 +48,9 @@ class Sealer:
         """The sealing key kept under `data_dir` (made at first start)."""
         text, _created = read_or_create(Path(data_dir) / KEY_FILE, lambda: random.token_hex(32))
         return cls(bytes.fromhex(text))
+
+    def fingerprint(self) -> str:
+        return key_fingerprint(self._key)
 
     def _mac(self, context: str, name: str, secrets: Secrets) -> str:
         message = f"{context}\x00{name}"

@@ -17,7 +17,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from engine.config import ConfigError, Settings
 from engine.errors import SecretError
-from engine.keyfiles import read_or_create
+from engine.keyfiles import key_fingerprint, read_or_create
 
 KEY_FILE = "settings.key"
 
@@ -27,6 +27,7 @@ class SettingsCipher:
         if not keys:
             raise ConfigError("settings_keys: at least one key is needed")
         self.rotating = len(keys) > 1  # an older key is still listed: rotate at start
+        self.fingerprints = [key_fingerprint(key.strip().encode()) for key in keys]
         try:
             self._fernet = MultiFernet([Fernet(key.strip().encode()) for key in keys])
         except (ValueError, TypeError):

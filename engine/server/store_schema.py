@@ -100,6 +100,10 @@ CREATE TABLE IF NOT EXISTS user_settings (
     updated_at {real} NOT NULL,
     PRIMARY KEY (uid, name)
 ) {norowid};
+CREATE TABLE IF NOT EXISTS key_fingerprints (
+    name TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS rejections (
     id {id},
     received_at {real} NOT NULL,
