@@ -29,7 +29,7 @@ from engine.rules.schema import rule_file_schema
 from engine.rules.user_setup import setup_instructions
 from engine.secrets import ENV_PREFIX, SecretRedactor, Secrets
 from engine.server import history as history_queries
-from engine.server import retention
+from engine.server import retention, store_postgres
 from engine.server.access import TOKEN_FILE, admin_token
 from engine.server.retention import DAY
 from engine.server.statuses import ActionStatus
@@ -56,6 +56,9 @@ secrets_option = click.option(
     type=click.Path(dir_okay=False, exists=True),
     help=f"Secrets file (YAML or NAME=value lines); {ENV_PREFIX}<NAME> variables also count.",
 )
+
+
+DB_HELP = "SQLite file or postgresql:// URL (default from config: data/omi-rules.db)."
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -126,7 +129,7 @@ def validate(rules_dir: str, secrets_file: str | None) -> None:
 @click.option("--captured", is_flag=True, help="Replay events stored by the server instead.")
 @click.option("--since", default=None, help="With --captured: from a time (ISO) or ago (2h).")
 @click.option("--limit", default=None, type=int, help="With --captured: at most this many.")
-@click.option("--db", default=None, help="With --captured: the SQLite file.")
+@click.option("--db", default=None, help="With --captured: the SQLite file or postgresql:// URL.")
 def dry_run(
     trigger: str | None,
     payloads: tuple[str, ...],
@@ -190,7 +193,11 @@ def init(folder: str, force: bool) -> None:
     "OMI_RULES_<NAME> variables override it.",
 )
 @click.option("--rules", "rules_dir", default=None, help="Folder of rule files.")
-@click.option("--db", default=None, help="SQLite file for events and the outbox.")
+@click.option(
+    "--db",
+    default=None,
+    help="SQLite file for events and the outbox, or a postgresql:// URL (Scaling out).",
+)
 @click.option("--host", default=None)
 @click.option("--port", default=None, type=int)
 @secrets_option
@@ -220,7 +227,7 @@ def serve(
     for handler in logging.getLogger().handlers:
         handler.addFilter(redactor)
     click.echo(
-        f"omi-rules: rules from {settings.rules}/, events in {settings.db}; "
+        f"omi-rules: rules from {settings.rules}/, events in {receiver.store.path}; "
         f"listening on http://{settings.host}:{settings.port}",
         err=True,
     )
@@ -241,7 +248,11 @@ def serve(
 
 
 @main.command()
-@click.option("--db", default=None, help="SQLite file (default from config: data/omi-rules.db).")
+@click.option(
+    "--db",
+    default=None,
+    help="SQLite file or postgresql:// URL (default from config: data/omi-rules.db).",
+)
 @click.option("--limit", default=20, show_default=True)
 @click.option("--trigger", type=click.Choice(default_triggers().names()), default=None)
 @click.option("--json", "as_json", is_flag=True, help="Events as JSON lines, with their actions.")
@@ -274,7 +285,11 @@ def history(db: str | None, limit: int, trigger: str | None, as_json: bool, dead
 
 
 @main.command()
-@click.option("--db", default=None, help="SQLite file (default from config: data/omi-rules.db).")
+@click.option(
+    "--db",
+    default=None,
+    help="SQLite file or postgresql:// URL (default from config: data/omi-rules.db).",
+)
 @click.option(
     "--older-than",
     default=None,
@@ -372,7 +387,11 @@ def setup_instructions_command(rules_dir: str, base_url: str) -> None:
 
 @main.command("test")
 @rules_option
-@click.option("--db", default=None, help="SQLite file, for cases that name a captured event.")
+@click.option(
+    "--db",
+    default=None,
+    help="SQLite file or postgresql:// URL, for cases that name a captured event.",
+)
 def test_rules(rules_dir: str, db: str | None) -> None:
     """Run the rule tests (rules/*.test.yaml): one line per case, exit 1 on a failure,
     2 on a broken test file."""
@@ -413,7 +432,11 @@ def test_rules(rules_dir: str, db: str | None) -> None:
 )
 @click.option("--since", default=None, help="Only events from a time (ISO) or ago (7d).")
 @click.option("--limit", default=500, show_default=True, help="The last this many events.")
-@click.option("--db", default=None, help="SQLite file (default from config: data/omi-rules.db).")
+@click.option(
+    "--db",
+    default=None,
+    help="SQLite file or postgresql:// URL (default from config: data/omi-rules.db).",
+)
 @secrets_option
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def backtest_rules(
@@ -470,7 +493,8 @@ def show_progress(label: str, every: int = 100) -> Callable[[int, int], None]:
 
 def open_store(db: str | None) -> Store:
     settings = load_settings(db=db)
-    if settings.db != ":memory:" and not Path(settings.db).exists():
+    shared = store_postgres.is_url(settings.db)
+    if not shared and settings.db != ":memory:" and not Path(settings.db).exists():
         raise click.ClickException(f"no database at {settings.db} (has the server run?)")
     return Store(settings.db)
 

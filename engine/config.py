@@ -196,5 +196,10 @@ def _from_folder(data: dict[str, Any], folder: Path) -> None:
     defaults = Settings()
     for name in PATH_FIELDS:
         value = data.get(name, getattr(defaults, name))
-        if isinstance(value, str) and value and not Path(value).is_absolute():
-            data[name] = str(folder / value)
+        if (
+            isinstance(value, str)
+            and value
+            and "://" not in value
+            and not Path(value).is_absolute()
+        ):
+            data[name] = str(folder / value)  # a db URL (postgresql://) is not a path

@@ -109,3 +109,11 @@ def test_audio_settings_out_of_range_are_refused_at_load(
         load_settings(environ={f"OMI_RULES_AUDIO_{name}": value})
     assert str(caught.value) == f"configuration: {reason}"
     assert load_settings(environ={"OMI_RULES_AUDIO_KEEP_DAYS": "0"}).audio.keep_days == 0
+
+
+def test_a_database_url_in_a_config_file_is_not_taken_for_a_path(tmp_path: Path) -> None:
+    config = tmp_path / "omi-rules.yaml"
+    config.write_text("db: postgresql://omi@db.internal:5432/omirules\nrules: rules\n")
+    settings = load_settings(config, environ={})
+    assert settings.db == "postgresql://omi@db.internal:5432/omirules"
+    assert settings.rules == str(tmp_path / "rules")  # a path still is
