@@ -114,11 +114,14 @@ async def claim_due(
     for a `blocked` target (its circuit is open), at most one in all for a `single` one
     (the half-open probe) and for a target of an `ordered` connector (its actions go one
     at a time, oldest first: engine.connector.order_key_of). In a shared store (PostgreSQL)
-    rows another receiver is claiming are skipped (FOR UPDATE SKIP LOCKED); the caps are
-    then each receiver's view at its claim."""
+    the receivers' claims take turns (an advisory lock to the claim's commit; a receiver
+    that finds it taken claims nothing this round), so the caps hold across them, and rows
+    another receiver is updating are skipped (FOR UPDATE SKIP LOCKED)."""
     claimable = [PENDING, now, IN_FLIGHT, now]
 
     def write(db: Db) -> list[DueAction]:
+        if store.dialect.claim_lock and not next(db.query(store.dialect.claim_lock))["got"]:
+            return []  # another receiver is claiming: this one's turn comes at its next round
         cap = per_target if per_target is not None else limit
         not_blocked = f"NOT {_in(_TARGET, blocked)}"
         one_only = f"{_in('due.target', single)} OR {_in('due.connector', ordered)}"

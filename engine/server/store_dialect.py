@@ -18,3 +18,8 @@ class Dialect(msgspec.Struct, frozen=True):
     decision_matched: str  # a condition: that row's rule matched
     # after a SELECT of rows to claim: skip rows another process is claiming
     skip_locked: str
+    # asked first in an outbox claim's transaction (a query answering `got`): claims of
+    # all receivers take turns, so per-target caps and ordered targets hold across them;
+    # not got, another receiver is claiming and this one claims at its next round ("": the
+    # store's write lock makes them take turns already)
+    claim_lock: str
