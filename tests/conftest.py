@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from engine.samples import SAMPLES_DIR, sample_path
+from engine.server.store import Store
 from tests.canary import CANARY, CANARY_NAME, CanaryWatch
 from tests.postgres import PostgresServer, PostgresUnavailable, must_fail_without_postgres
 from tests.servers import TargetServer
@@ -64,6 +65,24 @@ def postgres_url(postgres_server: PostgresServer) -> str:
     """A fresh, empty database on the session's PostgreSQL server: its URL."""
     name = f"t_{next(_database_numbers)}_{secrets.token_hex(4)}"
     return postgres_server.new_database(name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """What `Store(...)` opens, once per backend: an SQLite file, then a fresh PostgreSQL
+    database (the server is started only when a postgresql case runs)."""
+    if request.param == "postgresql":
+        url: str = request.getfixturevalue("postgres_url")
+        return url
+    return str(tmp_path / "t.db")
+
+
+@pytest.fixture
+def store(store_target: str) -> Iterator[Store]:
+    """A Store on each backend (store_target), closed after the test."""
+    opened = Store(store_target)
+    yield opened
+    opened.close()
 
 
 @pytest.fixture(autouse=True)
