@@ -29,7 +29,7 @@ from engine.rules.schema import rule_file_schema
 from engine.rules.user_setup import setup_instructions
 from engine.secrets import ENV_PREFIX, SecretRedactor, Secrets
 from engine.server import history as history_queries
-from engine.server import retention
+from engine.server import retention, store_postgres
 from engine.server.access import TOKEN_FILE, admin_token
 from engine.server.retention import DAY
 from engine.server.statuses import ActionStatus
@@ -470,7 +470,9 @@ def show_progress(label: str, every: int = 100) -> Callable[[int, int], None]:
 
 def open_store(db: str | None) -> Store:
     settings = load_settings(db=db)
-    if settings.db != ":memory:" and not Path(settings.db).exists():
+    # a PostgreSQL URL names no file: the store connects (and says so when it cannot)
+    shared = store_postgres.is_url(settings.db)
+    if settings.db != ":memory:" and not shared and not Path(settings.db).exists():
         raise click.ClickException(f"no database at {settings.db} (has the server run?)")
     return Store(settings.db)
 
