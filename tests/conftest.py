@@ -7,6 +7,7 @@ import secrets
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -75,6 +76,21 @@ def store_target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         url: str = request.getfixturevalue("postgres_url")
         return url
     return str(tmp_path / "t.db")
+
+
+@pytest.fixture
+def new_store_target(request: pytest.FixtureRequest, store_target: str, tmp_path: Path) -> Any:
+    """Each call: another empty target on store_target's backend (a test that needs
+    several stores of its own, one after the other)."""
+    numbers = itertools.count(1)
+
+    def new() -> str:
+        if store_target.startswith("postgresql://"):
+            server: PostgresServer = request.getfixturevalue("postgres_server")
+            return server.new_database(f"t_{next(_database_numbers)}_{secrets.token_hex(4)}")
+        return str(tmp_path / f"t{next(numbers)}.db")
+
+    return new
 
 
 @pytest.fixture
