@@ -18,3 +18,6 @@ class Dialect(msgspec.Struct, frozen=True):
     decision_matched: str  # a condition: that row's rule matched
     # after a SELECT of rows to claim: skip rows another process is claiming
     skip_locked: str
+    # a statement taking a lock on a number (its one parameter) until the transaction ends:
+    # "" where the writer's transaction already excludes every other writer (SQLite)
+    lock_until_commit: str

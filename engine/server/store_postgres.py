@@ -29,6 +29,7 @@ DIALECT = Dialect(
     decision_rule="(d.value ->> 'rule')",
     decision_matched="(d.value ->> 'matched') = 'true'",
     skip_locked=" FOR UPDATE SKIP LOCKED",
+    lock_until_commit="SELECT pg_advisory_xact_lock(?)",
 )
 SCHEMA_LOCK = 0x6F6D6972  # an advisory lock: two receivers starting at once make it once
 READ_CONNECTIONS = 8  # the pool's most: reader threads, session locks, the deliverer

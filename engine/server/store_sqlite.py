@@ -27,6 +27,7 @@ DIALECT = Dialect(
     decision_rule="json_extract(d.value, '$.rule')",
     decision_matched="json_extract(d.value, '$.matched') = 1",
     skip_locked="",
+    lock_until_commit="",  # BEGIN IMMEDIATE holds the only write lock already
 )
 
 
