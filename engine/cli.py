@@ -493,8 +493,9 @@ def show_progress(label: str, every: int = 100) -> Callable[[int, int], None]:
 
 def open_store(db: str | None) -> Store:
     settings = load_settings(db=db)
+    # a PostgreSQL URL names no file: the store connects (and says so when it cannot)
     shared = store_postgres.is_url(settings.db)
-    if not shared and settings.db != ":memory:" and not Path(settings.db).exists():
+    if settings.db != ":memory:" and not shared and not Path(settings.db).exists():
         raise click.ClickException(f"no database at {settings.db} (has the server run?)")
     return Store(settings.db)
 

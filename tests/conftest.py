@@ -7,10 +7,12 @@ import secrets
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from engine.samples import SAMPLES_DIR, sample_path
+from engine.server.store import Store
 from tests.canary import CANARY, CANARY_NAME, CanaryWatch
 from tests.postgres import PostgresServer, PostgresUnavailable, must_fail_without_postgres
 from tests.servers import TargetServer
@@ -64,6 +66,39 @@ def postgres_url(postgres_server: PostgresServer) -> str:
     """A fresh, empty database on the session's PostgreSQL server: its URL."""
     name = f"t_{next(_database_numbers)}_{secrets.token_hex(4)}"
     return postgres_server.new_database(name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """What `Store(...)` opens, once per backend: an SQLite file, then a fresh PostgreSQL
+    database (the server is started only when a postgresql case runs)."""
+    if request.param == "postgresql":
+        url: str = request.getfixturevalue("postgres_url")
+        return url
+    return str(tmp_path / "t.db")
+
+
+@pytest.fixture
+def new_store_target(request: pytest.FixtureRequest, store_target: str, tmp_path: Path) -> Any:
+    """Each call: another empty target on store_target's backend (a test that needs
+    several stores of its own, one after the other)."""
+    numbers = itertools.count(1)
+
+    def new() -> str:
+        if store_target.startswith("postgresql://"):
+            server: PostgresServer = request.getfixturevalue("postgres_server")
+            return server.new_database(f"t_{next(_database_numbers)}_{secrets.token_hex(4)}")
+        return str(tmp_path / f"t{next(numbers)}.db")
+
+    return new
+
+
+@pytest.fixture
+def store(store_target: str) -> Iterator[Store]:
+    """A Store on each backend (store_target), closed after the test."""
+    opened = Store(store_target)
+    yield opened
+    opened.close()
 
 
 @pytest.fixture(autouse=True)

@@ -7,6 +7,7 @@ import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from secrets import token_hex
 
 import pytest
 from click.testing import CliRunner
@@ -19,15 +20,23 @@ from engine.secrets import Secrets
 from engine.server import history
 from engine.server.store import Store
 from tests.conftest import RULES_DIR
+from tests.postgres import PostgresServer
 from tests.test_history import capture_fixtures
 
 
-@pytest.fixture(scope="module")
-def captured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Store, str]]:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def captured(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Store, str]]:
     """Two memories and three transcript calls received by the server with the shipped
-    rules and no secrets; yields the store and the server's data folder."""
+    rules and no secrets, stored in SQLite or in PostgreSQL (once per module each);
+    yields the store and the server's data folder."""
     tmp_path = tmp_path_factory.mktemp("captured")
-    store = Store(capture_fixtures(tmp_path))
+    db = None
+    if request.param == "postgresql":
+        server: PostgresServer = request.getfixturevalue("postgres_server")
+        db = server.new_database(f"backtest_{token_hex(4)}")
+    store = Store(capture_fixtures(tmp_path, db))
     try:
         yield store, str(tmp_path / "data")
     finally:

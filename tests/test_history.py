@@ -10,14 +10,17 @@ from click.testing import CliRunner
 from engine.cli import main
 from engine.server import history
 from engine.server.app import create_app
+from engine.server.capture import insert_rows
 from engine.server.store import Store
 from tests.conftest import RULES_DIR, fixture_path
 from tests.server_helpers import admin_client, server_settings
 from tests.wait import wait_until
 
 
-def capture_fixtures(tmp_path: Path) -> str:
-    settings = server_settings(tmp_path, rules=str(RULES_DIR))
+def capture_fixtures(tmp_path: Path, db: str | None = None) -> str:
+    """The sample memories and transcript calls received by a server with the shipped
+    rules, stored in `db` (a PostgreSQL URL, or a file; by default omi.db in `tmp_path`)."""
+    settings = server_settings(tmp_path, rules=str(RULES_DIR), **({"db": db} if db else {}))
     with admin_client(create_app(settings)) as client:
         for name in ("memory-work.json", "memory-personal-discarded.json"):
             client.post(
@@ -39,8 +42,8 @@ def capture_fixtures(tmp_path: Path) -> str:
     return settings.db
 
 
-def test_history_shows_decisions_and_action_fates(tmp_path: Path) -> None:
-    db = capture_fixtures(tmp_path)
+def test_history_shows_decisions_and_action_fates(tmp_path: Path, store_target: str) -> None:
+    db = capture_fixtures(tmp_path, store_target)
     result = CliRunner().invoke(main, ["history", "--db", db, "--limit", "10"])
     assert result.exit_code == 0, result.output
     assert "memory uid user123 [processed]" in result.output
@@ -52,8 +55,8 @@ def test_history_shows_decisions_and_action_fates(tmp_path: Path) -> None:
     assert [e["payload"]["id"] for e in events] == ["memory_7c41e9", "memory_e05b72"]
 
 
-def test_dry_run_captured_replays_stored_events(tmp_path: Path) -> None:
-    db = capture_fixtures(tmp_path)
+def test_dry_run_captured_replays_stored_events(tmp_path: Path, store_target: str) -> None:
+    db = capture_fixtures(tmp_path, store_target)
     result = CliRunner().invoke(
         main, ["dry-run", "--captured", "--db", db, "--rules", str(RULES_DIR), "--json"]
     )
@@ -102,31 +105,27 @@ def test_a_stored_audio_chunk_replays_with_what_its_stream_said() -> None:
     assert older is not None and "speaking" not in older.doc
 
 
-def test_rule_and_status_filters_find_an_event_older_than_a_page(tmp_path: Path) -> None:
+def test_rule_and_status_filters_find_an_event_older_than_a_page(store: Store) -> None:
     """The filters run in the query: 400 newer events that do not match do not hide it."""
-    store = Store(str(tmp_path / "omi.db"))
-    try:
 
-        def event(number: int, decisions: list[dict[str, object]], status: str) -> dict:
-            return {
-                "id": f"e{number:04d}",
-                "trigger": "memory",
-                "uid": "u",
-                "received_at": float(number),
-                "body": b"{}",
-                "status": status,
-                "decisions": json.dumps(decisions),
-            }
+    def event(number: int, decisions: list[dict[str, object]], status: str) -> dict:
+        return {
+            "id": f"e{number:04d}",
+            "trigger": "memory",
+            "uid": "u",
+            "received_at": float(number),
+            "body": b"{}",
+            "status": status,
+            "decisions": json.dumps(decisions),
+        }
 
-        rows = [event(0, [{"rule": "rare", "matched": True, "reason": ""}], "error")]
-        rows += [
-            event(n, [{"rule": "common", "matched": True, "reason": ""}], "processed")
-            for n in range(1, 401)
-        ]
-        store.write_now(lambda db: db["events"].insert_all(rows))
-        assert [e["id"] for e in history.list_events(store, limit=100, fired="rare")] == ["e0000"]
-        assert [e["id"] for e in history.list_events(store, limit=100, status="error")] == ["e0000"]
-        assert history.list_events(store, limit=100, fired="nobody") == []
-        assert len(history.list_events(store, limit=100, fired="common")) == 100
-    finally:
-        store.close()
+    rows = [event(0, [{"rule": "rare", "matched": True, "reason": ""}], "error")]
+    rows += [
+        event(n, [{"rule": "common", "matched": True, "reason": ""}], "processed")
+        for n in range(1, 401)
+    ]
+    store.write_now(lambda db: insert_rows(db, "events", rows))
+    assert [e["id"] for e in history.list_events(store, limit=100, fired="rare")] == ["e0000"]
+    assert [e["id"] for e in history.list_events(store, limit=100, status="error")] == ["e0000"]
+    assert history.list_events(store, limit=100, fired="nobody") == []
+    assert len(history.list_events(store, limit=100, fired="common")) == 100

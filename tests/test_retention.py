@@ -3,30 +3,45 @@ actions and rejections; an event whose actions may still be sent stays."""
 
 from __future__ import annotations
 
-import sqlite3
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 from click.testing import CliRunner
 
 from engine.cli import main
+from engine.server.store import Db, Store
 from tests.server_helpers import ADMIN, LiveServer, server_settings, write_rules
 from tests.wait import wait_until
 
 DAY = 86400
 
 
-def age(db: str, days: float, where: str = "1=1") -> None:
+def with_store(db: str, write: Callable[[Db], Any]) -> Any:
+    """`write` in a Store of its own on `db` (no server has it open now)."""
+    store = Store(db)
+    try:
+        return store.write_now(write)
+    finally:
+        store.close()
+
+
+def age(db: str, days: float) -> None:
     """Move stored rows `days` into the past, as if they had waited that long."""
-    with sqlite3.connect(db) as conn:
-        conn.execute(f"UPDATE events SET received_at = received_at - ? WHERE {where}", [days * DAY])
+
+    def write(conn: Db) -> None:
+        conn.execute("UPDATE events SET received_at = received_at - ?", [days * DAY])
         conn.execute("UPDATE rejections SET received_at = received_at - ?", [days * DAY])
+
+    with_store(db, write)
 
 
 def test_prune_deletes_old_events_actions_and_rejections_but_not_unsent_work(
-    tmp_path: Path,
+    tmp_path: Path, store_target: str
 ) -> None:
-    settings = server_settings(tmp_path, retention_days=0)  # no sweep: prune by hand
+    # no sweep: prune by hand
+    settings = server_settings(tmp_path, retention_days=0, db=store_target)
     write_rules(
         Path(settings.rules),
         """
@@ -55,31 +70,38 @@ def test_prune_deletes_old_events_actions_and_rejections_but_not_unsent_work(
     age(settings.db, 31)
     with LiveServer(settings) as server:  # a fresh event after the old ones
         httpx.post(f"{server.url}/webhook/memory?uid=u", json={"id": "new"})
-    with sqlite3.connect(settings.db) as conn:  # an old action still waiting for its target
+
+    def waiting(conn: Db) -> None:  # an old action still waiting for its target
         conn.execute(
             "INSERT INTO events (id, trigger, uid, received_at, body, status) "
-            "VALUES ('waiting', 'day_summary', 'u', 0, x'', 'processed')"
+            "VALUES ('waiting', 'day_summary', 'u', 0, ?, 'processed')",
+            [b""],
         )
         conn.execute(
             "INSERT INTO actions (idem_key, event_id, rule_id, action_index, connector, "
             "request, status, created_at, updated_at) "
             "VALUES ('k', 'waiting', 'never-sent', 0, 'http', '{}', 'pending', 0, 0)"
         )
+
+    with_store(settings.db, waiting)
     result = CliRunner().invoke(
         main, ["prune", "--db", settings.db, "--older-than", "30d"], catch_exceptions=False
     )
     assert result.exit_code == 0, result.output
     assert "deleted 3 event(s), 3 action(s), 1 rejection(s)" in result.output
-    with sqlite3.connect(settings.db) as conn:
-        events = sorted(row[0] for row in conn.execute("SELECT id FROM events"))
-        actions = conn.execute("SELECT COUNT(*) FROM actions").fetchone()[0]
-        rejections = conn.execute("SELECT COUNT(*) FROM rejections").fetchone()[0]
+    store = Store(settings.db)
+    try:
+        events = sorted(row["id"] for row in store.query("SELECT id FROM events"))
+        actions = store.query("SELECT COUNT(*) AS n FROM actions")[0]["n"]
+        rejections = store.query("SELECT COUNT(*) AS n FROM rejections")[0]["n"]
+    finally:
+        store.close()
     assert len(events) == 2 and "waiting" in events  # the new one, and the unsent one
     assert actions == 2 and rejections == 0
 
 
-def test_the_server_sweeps_at_start(tmp_path: Path) -> None:
-    settings = server_settings(tmp_path, retention_days=7)
+def test_the_server_sweeps_at_start(tmp_path: Path, store_target: str) -> None:
+    settings = server_settings(tmp_path, retention_days=7, db=store_target)
     with LiveServer(settings) as server:
         httpx.post(f"{server.url}/webhook/memory?uid=u", json={"id": "m"})
     age(settings.db, 8)

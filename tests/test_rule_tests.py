@@ -216,8 +216,8 @@ def test_a_case_of_a_broken_rule_fails(tmp_path: Path) -> None:
     assert result.message.startswith("rule bad does not load: ")
 
 
-def test_a_case_may_name_a_captured_event(tmp_path: Path) -> None:
-    db = capture_fixtures(tmp_path)
+def test_a_case_may_name_a_captured_event(tmp_path: Path, store_target: str) -> None:
+    db = capture_fixtures(tmp_path, store_target)
     store = Store(db)
     try:
         (event_id,) = [

@@ -6,14 +6,17 @@ sending it whole once does."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 import tempfile
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -38,66 +41,58 @@ def saved(store: Store, sessions: SessionStore, gate: FiringGate | None = None) 
 # -- rows --------------------------------------------------------------------------------------
 
 
-def test_sessions_and_firings_read_back_as_they_were(tmp_path: Path) -> None:
-    store = Store(str(tmp_path / "omi.db"))
-    try:
-        sessions = SessionStore(journal=True, limits=SessionLimits(segments=3))
-        gate = FiringGate(journal=True)
-        sessions.observe("u", "s", [seg(f"word {i}", i) for i in range(5)], now=10.0)
-        saved(store, sessions)
-        sessions.observe("u", "s", [seg("word 5", 5)], now=11.0)
-        sessions.observe("v", "t", [seg("other", 0)], now=12.0)
-        gate.fired("rule", "u", "s#1", 11.0)
-        gate.fired("rule", "u", "", 9.0)
-        saved(store, sessions, gate)
+def test_sessions_and_firings_read_back_as_they_were(store: Store) -> None:
+    sessions = SessionStore(journal=True, limits=SessionLimits(segments=3))
+    gate = FiringGate(journal=True)
+    sessions.observe("u", "s", [seg(f"word {i}", i) for i in range(5)], now=10.0)
+    saved(store, sessions)
+    sessions.observe("u", "s", [seg("word 5", 5)], now=11.0)
+    sessions.observe("v", "t", [seg("other", 0)], now=12.0)
+    gate.fired("rule", "u", "s#1", 11.0)
+    gate.fired("rule", "u", "", 9.0)
+    saved(store, sessions, gate)
 
-        back, back_gate = SessionStore(journal=True), FiringGate()
-        assert session_rows.restore(store, back, back_gate) == 2
-        held = sessions.get("u", "s")
-        again = back.get("u", "s")
-        assert held is not None and again is not None
-        assert [s["text"] for s in again.segments] == ["word 3", "word 4", "word 5"]
-        assert (again.keys, again.seqs, list(again.dropped)) == (
-            held.keys,
-            held.seqs,
-            list(held.dropped),
-        )
-        assert (again.calls, again.last_seen, again.heard, again.next_seq) == (2, 11.0, 11.0, 6)
-        # a segment dropped off the front is still known when sent again
-        assert not back.observe("u", "s", [seg("word 0", 0)], now=13.0).has_new
-        assert back.observe("u", "s", [seg("word 6", 6)], now=13.0).first_new == 3
-        assert back_gate.when(("rule", "u", "s#1")) == 11.0
-        assert back_gate.when(("rule", "u", "")) == 9.0
-        assert back.get("v", "t") is not None
-    finally:
-        store.close()
+    back, back_gate = SessionStore(journal=True), FiringGate()
+    assert session_rows.restore(store, back, back_gate) == 2
+    held = sessions.get("u", "s")
+    again = back.get("u", "s")
+    assert held is not None and again is not None
+    assert [s["text"] for s in again.segments] == ["word 3", "word 4", "word 5"]
+    assert (again.keys, again.seqs, list(again.dropped)) == (
+        held.keys,
+        held.seqs,
+        list(held.dropped),
+    )
+    assert (again.calls, again.last_seen, again.heard, again.next_seq) == (2, 11.0, 11.0, 6)
+    # a segment dropped off the front is still known when sent again
+    assert not back.observe("u", "s", [seg("word 0", 0)], now=13.0).has_new
+    assert back.observe("u", "s", [seg("word 6", 6)], now=13.0).first_new == 3
+    assert back_gate.when(("rule", "u", "s#1")) == 11.0
+    assert back_gate.when(("rule", "u", "")) == 9.0
+    assert back.get("v", "t") is not None
 
 
-def test_a_session_that_ended_and_one_that_is_gone(tmp_path: Path) -> None:
-    store = Store(str(tmp_path / "omi.db"))
-    try:
-        ended = []
-        sessions = SessionStore(idle_seconds=5, journal=True, on_end=lambda *a: ended.append(a))
-        gate = FiringGate(journal=True)
-        sessions.observe("u", "s", [seg("hello", 0)], now=0.0)
-        gate.fired("rule", "u", "s#1", 0.0)
-        saved(store, sessions, gate)
-        assert sessions.expire(now=10.0) == 1
-        saved(store, sessions)  # ended, its end event not raised yet
+def test_a_session_that_ended_and_one_that_is_gone(store: Store) -> None:
+    ended = []
+    sessions = SessionStore(idle_seconds=5, journal=True, on_end=lambda *a: ended.append(a))
+    gate = FiringGate(journal=True)
+    sessions.observe("u", "s", [seg("hello", 0)], now=0.0)
+    gate.fired("rule", "u", "s#1", 0.0)
+    saved(store, sessions, gate)
+    assert sessions.expire(now=10.0) == 1
+    saved(store, sessions)  # ended, its end event not raised yet
 
-        later: list[Any] = []
-        back = SessionStore(journal=True, on_end=lambda *a: later.append(a))
-        session_rows.restore(store, back, FiringGate())
-        assert len(back) == 0  # not live any more
-        [(session, why, _when)] = later
-        assert (session.segments[0]["text"], why) == ("hello", "idle")
+    later: list[Any] = []
+    back = SessionStore(journal=True, on_end=lambda *a: later.append(a))
+    session_rows.restore(store, back, FiringGate())
+    assert len(back) == 0  # not live any more
+    [(session, why, _when)] = later
+    assert (session.segments[0]["text"], why) == ("hello", "idle")
 
-        store.write_now(session_rows.gone_rows(session).apply)  # its end event was written
-        assert store.query("SELECT count(*) AS n FROM live_sessions")[0]["n"] == 0
-        assert store.query("SELECT count(*) AS n FROM live_segments")[0]["n"] == 0
-        assert store.query("SELECT count(*) AS n FROM firings")[0]["n"] == 0
-    finally:
-        store.close()
+    store.write_now(session_rows.gone_rows(session).apply)  # its end event was written
+    assert store.query("SELECT count(*) AS n FROM live_sessions")[0]["n"] == 0
+    assert store.query("SELECT count(*) AS n FROM live_segments")[0]["n"] == 0
+    assert store.query("SELECT count(*) AS n FROM firings")[0]["n"] == 0
 
 
 # -- through real HTTP -------------------------------------------------------------------------
@@ -138,9 +133,11 @@ def fired(server: LiveServer) -> list[str]:
     return sorted(found)
 
 
-def test_a_phrase_split_by_a_restart_fires_once_and_a_cooldown_holds(tmp_path: Path) -> None:
+def test_a_phrase_split_by_a_restart_fires_once_and_a_cooldown_holds(
+    tmp_path: Path, store_target: str
+) -> None:
     write_rules(tmp_path / "rules", RULES)
-    settings = server_settings(tmp_path)
+    settings = server_settings(tmp_path, db=store_target)
     with LiveServer(settings) as live:
         assert post(live, "s", seg("basically hey omi turn on", 0)).status_code == 200
         assert fired(live) == ["coach"]
@@ -151,21 +148,44 @@ def test_a_phrase_split_by_a_restart_fires_once_and_a_cooldown_holds(tmp_path: P
         assert fired(live) == ["coach", "lights"]  # the cooldown outlived the restart
 
 
-def test_a_call_whose_write_failed_is_new_when_omi_sends_it_again(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def event_inserts_refused(target: str) -> Iterator[None]:
+    """The database refuses every insert into events (as a full disk or an I/O error
+    would), through a trigger made on a connection of its own, dropped on leaving."""
+    if target.startswith("postgresql://"):
+        with psycopg.connect(target, autocommit=True) as pg:
+            pg.execute(
+                "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'disk I/O error'; END $$"
+            )
+            pg.execute(
+                "CREATE TRIGGER events_broken BEFORE INSERT ON events "
+                "FOR EACH ROW EXECUTE FUNCTION refuse()"
+            )
+            yield
+            pg.execute("DROP TRIGGER events_broken ON events")
+        return
+    other = sqlite3.connect(target, isolation_level=None)
+    try:
+        other.execute(
+            "CREATE TRIGGER events_broken BEFORE INSERT ON events "
+            "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END"
+        )
+        yield
+        other.execute("DROP TRIGGER events_broken")
+    finally:
+        other.close()
+
+
+def test_a_call_whose_write_failed_is_new_when_omi_sends_it_again(
+    tmp_path: Path, store_target: str
+) -> None:
     write_rules(tmp_path / "rules", RULES)
-    settings = server_settings(tmp_path)
+    settings = server_settings(tmp_path, db=store_target)
     with LiveServer(settings) as live:
         assert post(live, "s", seg("hey omi turn on", 0)).status_code == 200
-        other = sqlite3.connect(settings.db, isolation_level=None)
-        try:  # SQLite refusing the insert, as a full disk or an I/O error would
-            other.execute(
-                "CREATE TRIGGER events_broken BEFORE INSERT ON events "
-                "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END"
-            )
+        with event_inserts_refused(store_target):
             assert post(live, "s", seg("the lights", 1)).status_code == 503
-            other.execute("DROP TRIGGER events_broken")
-        finally:
-            other.close()
         assert post(live, "s", seg("the lights", 1)).status_code == 200
         assert fired(live) == ["lights"]
         rows = live.receiver.store.query("SELECT count(*) AS n FROM live_segments")
@@ -210,11 +230,13 @@ AT_MOST_ONCE = {"once", "cooled"}
 
 
 async def _fired_by(
-    folder: Path, calls: list[list[dict[str, Any]]], restarts: set[int]
+    folder: Path, calls: list[list[dict[str, Any]]], restarts: set[int], db: str | None
 ) -> Counter[str]:
     """Send `calls` to a Receiver over one store, restarting it before each call in
     `restarts`; the rules that planned actions, counted (the slot rule with its words)."""
-    config = server_settings(folder, rules=str(folder / "rules"))
+    config = server_settings(
+        folder, rules=str(folder / "rules"), **({"db": db} if db is not None else {})
+    )
     receiver = Receiver(config)
     await receiver.start()
     try:
@@ -246,11 +268,14 @@ async def _fired_by(
         await receiver.stop()
 
 
-def fired_by(calls: list[list[dict[str, Any]]], restarts: set[int]) -> Counter[str]:
+def fired_by(
+    calls: list[list[dict[str, Any]]], restarts: set[int], db: str | None = None
+) -> Counter[str]:
+    """_fired_by in a fresh folder; the store is `db` (empty), else a file in the folder."""
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         write_rules(folder / "rules", PROPERTY_RULES)
-        return asyncio.run(_fired_by(folder, calls, restarts))
+        return asyncio.run(_fired_by(folder, calls, restarts, db))
 
 
 @st.composite
@@ -296,8 +321,8 @@ def test_split_resent_and_restarted_fires_what_whole_does(
     assert {key for key in whole if key.startswith("slot: ")} <= set(split)
 
 
-def test_the_property_holds_for_a_phrase_split_by_a_restart() -> None:
+def test_the_property_holds_for_a_phrase_split_by_a_restart(new_store_target: Any) -> None:
     segments = [seg("so turn on", 0.0), seg("the lights", 1.0), seg("remind me", 2.0)]
-    assert fired_by([segments], set()) == Counter({"phrase": 1, "once": 1})
-    split = fired_by([segments[:1], segments[:2], segments[2:]], {1, 2})
+    assert fired_by([segments], set(), new_store_target()) == Counter({"phrase": 1, "once": 1})
+    split = fired_by([segments[:1], segments[:2], segments[2:]], {1, 2}, new_store_target())
     assert split == Counter({"phrase": 1, "once": 1})

@@ -1,32 +1,40 @@
-"""The store's writer: group commit, savepoint isolation of a failing write, cancelled callers."""
+"""The store's writer: group commit, savepoint isolation of a failing write, cancelled callers.
+
+The `store` fixture (tests/conftest.py) runs each test on SQLite and on PostgreSQL; the
+tests named `..._in_sqlite` are about SQLite's file, pragmas and locks alone."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-import sqlite_utils
 
-from engine.server.store import Store
+from engine.server.store import Db, Store
 
-
-@pytest.fixture
-def store(tmp_path: Path):
-    store = Store(str(tmp_path / "t.db"))
-    yield store
-    store.close()
+INSERT = (
+    "INSERT INTO rejections (received_at, endpoint, uid, status, reason) "
+    "VALUES (?, '/x', 'u', 400, ?)"
+)
 
 
-def insert(n: int):
-    def write(db: sqlite_utils.Database) -> int:
-        db["rejections"].insert(
-            {"received_at": n, "endpoint": "/x", "uid": "u", "status": 400, "reason": str(n)}
-        )
+def insert(n: int, reason: str | None = None) -> Any:
+    def write(db: Db) -> int:
+        db.execute(INSERT, [n, str(n) if reason is None else reason])
         return n
 
     return write
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[Store]:
+    """For the tests about SQLite's file itself (pragmas, locks, per-thread readers)."""
+    store = Store(str(tmp_path / "t.db"))
+    yield store
+    store.close()
 
 
 def test_concurrent_writes_share_commits(store: Store) -> None:
@@ -41,8 +49,8 @@ def test_concurrent_writes_share_commits(store: Store) -> None:
 
 
 def test_a_failing_write_does_not_spoil_its_batch(store: Store) -> None:
-    def broken(db: sqlite_utils.Database) -> None:
-        db["rejections"].insert({"received_at": 1, "endpoint": "/x", "status": 400, "reason": "a"})
+    def broken(db: Db) -> None:
+        db.execute(INSERT, [1, "a"])
         raise ValueError("broken write")
 
     futures = [store.submit(insert(1)), store.submit(broken), store.submit(insert(2))]
@@ -54,27 +62,50 @@ def test_a_failing_write_does_not_spoil_its_batch(store: Store) -> None:
     assert reasons == ["1", "2"]  # the broken write's own insert was rolled back
 
 
-def test_data_survives_reopening(tmp_path: Path) -> None:
-    first = Store(str(tmp_path / "t.db"))
+def test_data_survives_reopening(store_target: str) -> None:
+    first = Store(store_target)
     first.write_now(insert(7))
     first.close()
-    second = Store(str(tmp_path / "t.db"))
+    second = Store(store_target)  # the schema is made again over the data, which stays
     try:
         assert second.query("SELECT reason FROM rejections")[0]["reason"] == "7"
-        assert second.query("PRAGMA journal_mode")[0]["journal_mode"] == "wal"
     finally:
         second.close()
 
 
-def test_a_full_disk_fails_the_write_and_the_writer_keeps_going(store: Store) -> None:
+def test_the_file_is_in_wal_mode_in_sqlite(sqlite_store: Store) -> None:
+    assert sqlite_store.query("PRAGMA journal_mode")[0]["journal_mode"] == "wal"
+
+
+def test_a_failed_statement_in_a_write_spoils_only_that_write(store: Store) -> None:
+    """A statement the database refuses (here a NOT NULL column left out) fails its own
+    write; PostgreSQL marks the whole transaction aborted on an error, so only the savepoint
+    rolled back to lets the writes around it commit."""
+
+    def refused(db: Db) -> None:
+        db.execute("INSERT INTO rejections (received_at, endpoint, status) VALUES (1, '/x', 400)")
+
+    futures = [store.submit(insert(1)), store.submit(refused), store.submit(insert(2))]
+    assert futures[0].result(timeout=10) == 1
+    with pytest.raises(Exception, match="(?i)not.null"):
+        futures[1].result(timeout=10)
+    assert futures[2].result(timeout=10) == 2
+    assert [r["reason"] for r in store.query("SELECT reason FROM rejections ORDER BY id")] == [
+        "1",
+        "2",
+    ]
+
+
+def test_a_full_disk_fails_the_write_and_the_writer_keeps_going_in_sqlite(
+    sqlite_store: Store,
+) -> None:
     # SQLite rolls the whole transaction back on SQLITE_FULL, so the job's savepoint is gone
+    store = sqlite_store
     pages = store.write_now(lambda db: db.execute("PRAGMA page_count").fetchone()[0])
     store.write_now(lambda db: db.execute(f"PRAGMA max_page_count = {pages}"))
 
-    def big(db: sqlite_utils.Database) -> None:
-        db["rejections"].insert(
-            {"received_at": 1, "endpoint": "/x", "status": 400, "reason": "x" * 200_000}
-        )
+    def big(db: Db) -> None:
+        insert(1, "x" * 200_000)(db)
 
     with pytest.raises(sqlite3.OperationalError, match="full"):
         store.submit(big).result(timeout=5)
@@ -83,7 +114,9 @@ def test_a_full_disk_fails_the_write_and_the_writer_keeps_going(store: Store) ->
     assert [r["reason"] for r in store.query("SELECT reason FROM rejections")] == ["3"]
 
 
-def test_a_batch_whose_transaction_cannot_begin_fails_its_callers(tmp_path: Path) -> None:
+def test_a_batch_whose_transaction_cannot_begin_fails_its_callers_in_sqlite(
+    tmp_path: Path,
+) -> None:
     store = Store(str(tmp_path / "t.db"))
     store._writer_db.conn.execute("PRAGMA busy_timeout = 100")
     other = sqlite3.connect(str(tmp_path / "t.db"), isolation_level=None)
@@ -133,12 +166,46 @@ def test_a_slow_read_leaves_the_loop_and_other_reads_free(store: Store) -> None:
     assert rows == [{"reason": "1"}]
 
 
-def test_each_thread_reads_through_its_own_connection(store: Store) -> None:
+def test_each_thread_reads_through_its_own_connection_in_sqlite(sqlite_store: Store) -> None:
     import threading
 
+    store = sqlite_store
     seen: list[object] = []
     thread = threading.Thread(target=lambda: seen.append(store.read_db))
     thread.start()
     thread.join()
     assert seen[0] is not store.read_db
     assert store.read_db is store.read_db
+
+
+def test_reads_in_postgresql_go_through_query_not_a_thread_connection(
+    postgres_url: str,
+) -> None:
+    store = Store(postgres_url)
+    try:
+        with pytest.raises(TypeError, match="postgresql reads go through Store.query"):
+            _ = store.read_db
+    finally:
+        store.close()
+
+
+def test_a_lost_postgresql_connection_fails_its_batch_and_the_next_write_reconnects(
+    postgres_url: str,
+) -> None:
+    """The server ending the writer's session (a restart, a failover): that batch fails,
+    and the writer opens a new connection for the next one instead of failing forever."""
+    store = Store(postgres_url)
+    try:
+        store.write_now(insert(1))
+        (pid,) = store._writer_db.conn.execute("SELECT pg_backend_pid()").fetchone()
+        (ended,) = store.query("SELECT pg_terminate_backend(?) AS ended", [pid])[0].values()
+        assert ended is True
+        with pytest.raises(Exception, match="(?i)terminat|connection|closed"):
+            store.submit(insert(2)).result(timeout=10)
+        assert store.submit(insert(3)).result(timeout=10) == 3
+        assert [r["reason"] for r in store.query("SELECT reason FROM rejections ORDER BY id")] == [
+            "1",
+            "3",
+        ]
+    finally:
+        store.close()

@@ -5,6 +5,7 @@ secrets a user's values add (`user.NAME`, sealed and masked like the server's)."
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 
 import pytest
@@ -15,22 +16,22 @@ from engine.errors import SecretError, SettingsTaken, TooManyUsers
 from engine.secrets import Secrets
 from engine.server.sealed import Sealer
 from engine.server.setting_keys import KEY_FILE, SettingsCipher
-from engine.server.store import Store
+from engine.server.store import Db, Store
 from engine.server.user_settings import UserSettings
 
 OLD, NEW = Fernet.generate_key().decode(), Fernet.generate_key().decode()
 
 
-def kept(tmp_path: Path, keys: list[str]) -> tuple[Store, UserSettings]:
-    store = Store(str(tmp_path / "omi.db"))
+def kept(target: str, keys: list[str]) -> tuple[Store, UserSettings]:
+    store = Store(target)
     return store, UserSettings(store, SettingsCipher(keys), lambda: SERVER)
 
 
 SERVER = Secrets({"HOOK": "https://hooks.example.com/server"})
 
 
-def test_a_secret_is_stored_encrypted_and_read_back(tmp_path: Path) -> None:
-    store, users = kept(tmp_path, [OLD])
+def test_a_secret_is_stored_encrypted_and_read_back(store_target: str) -> None:
+    store, users = kept(store_target, [OLD])
     try:
         asyncio.run(
             users.save("u1", {"token": ("tok-3e9a1c77", True), "database": ("db-plain-41", False)})
@@ -47,8 +48,8 @@ def test_a_secret_is_stored_encrypted_and_read_back(tmp_path: Path) -> None:
         store.close()
 
 
-def test_the_users_secrets_are_sealed_masked_and_opened_as_user_names(tmp_path: Path) -> None:
-    store, users = kept(tmp_path, [OLD])
+def test_the_users_secrets_are_sealed_masked_and_opened_as_user_names(store_target: str) -> None:
+    store, users = kept(store_target, [OLD])
     try:
         asyncio.run(users.save("u1", {"token": ("tok-3e9a1c77", True)}))
         secrets = users.values("u1").secrets
@@ -65,8 +66,8 @@ def test_the_users_secrets_are_sealed_masked_and_opened_as_user_names(tmp_path: 
         store.close()
 
 
-def test_a_write_forgets_the_cached_values(tmp_path: Path) -> None:
-    store, users = kept(tmp_path, [OLD])
+def test_a_write_forgets_the_cached_values(store_target: str) -> None:
+    store, users = kept(store_target, [OLD])
     try:
         assert dict(users.values("u1").values) == {}  # cached as empty
         asyncio.run(users.save("u1", {"url": ("https://a.example/x", False)}))
@@ -79,22 +80,22 @@ def test_a_write_forgets_the_cached_values(tmp_path: Path) -> None:
         store.close()
 
 
-def test_keys_rotate_the_first_encrypts_all_decrypt(tmp_path: Path) -> None:
-    store, users = kept(tmp_path, [OLD])
+def test_keys_rotate_the_first_encrypts_all_decrypt(store_target: str) -> None:
+    store, users = kept(store_target, [OLD])
     asyncio.run(users.save("u1", {"token": ("tok-3e9a1c77", True)}))
     store.close()
-    store, users = kept(tmp_path, [NEW, OLD])
+    store, users = kept(store_target, [NEW, OLD])
     try:
         assert users.values("u1").values["token"] == "tok-3e9a1c77"  # the old key decrypts
         assert users.rotate_all() == 1
     finally:
         store.close()
-    store, users = kept(tmp_path, [NEW])  # the old key is gone
+    store, users = kept(store_target, [NEW])  # the old key is gone
     try:
         assert users.values("u1").values["token"] == "tok-3e9a1c77"
     finally:
         store.close()
-    store, users = kept(tmp_path, [Fernet.generate_key().decode()])
+    store, users = kept(store_target, [Fernet.generate_key().decode()])
     try:  # no key opens it: as if unset (the user is asked again)
         assert dict(users.values("u1").values) == {}
         with pytest.raises(SecretError, match="cannot be decrypted"):
@@ -116,10 +117,10 @@ def test_without_configured_keys_one_is_made_and_kept(tmp_path: Path) -> None:
         SettingsCipher(["not-a-key"])
 
 
-def test_of_two_racing_first_saves_only_one_lands(tmp_path: Path) -> None:
+def test_of_two_racing_first_saves_only_one_lands(store_target: str) -> None:
     """A first save (no admin token) checks for stored settings inside its own write, so
     two saves that both saw none cannot both land; the second is SettingsTaken."""
-    store, users = kept(tmp_path, [OLD])
+    store, users = kept(store_target, [OLD])
 
     async def both() -> list[BaseException | None]:
         results = await asyncio.gather(
@@ -139,35 +140,29 @@ def test_of_two_racing_first_saves_only_one_lands(tmp_path: Path) -> None:
         store.close()
 
 
-def test_made_up_uids_cannot_grow_the_store_or_the_memory_without_bound(tmp_path: Path) -> None:
-    store = Store(str(tmp_path / "omi.db"))
+def test_made_up_uids_cannot_grow_the_store_or_the_memory_without_bound(store: Store) -> None:
     users = UserSettings(store, SettingsCipher([OLD]), lambda: SERVER, max_users=3, cache_users=4)
-    try:
-        for n in range(3):
-            asyncio.run(
-                users.save(f"u{n}", {"url": ("https://a.example.com/x", False)}, first=True)
-            )
-        with pytest.raises(TooManyUsers, match="settings for 3 users"):
-            asyncio.run(users.save("u3", {"url": ("https://a.example.com/x", False)}, first=True))
-        assert users.stored("u3") == {}
-        # the owner (not a first save) is not capped
-        asyncio.run(users.save("u3", {"url": ("https://a.example.com/y", False)}))
-        for n in range(4, 20):
-            asyncio.run(users.disconnect(f"u{n}", forget_events=False))
-            assert len(users._generation) <= 4
-            assert len(users._cache) <= 4
-            users.values(f"u{n}")
-        assert users.values("u3").values == {"url": "https://a.example.com/y"}
-    finally:
-        store.close()
+    for n in range(3):
+        asyncio.run(users.save(f"u{n}", {"url": ("https://a.example.com/x", False)}, first=True))
+    with pytest.raises(TooManyUsers, match="settings for 3 users"):
+        asyncio.run(users.save("u3", {"url": ("https://a.example.com/x", False)}, first=True))
+    assert users.stored("u3") == {}
+    # the owner (not a first save) is not capped
+    asyncio.run(users.save("u3", {"url": ("https://a.example.com/y", False)}))
+    for n in range(4, 20):
+        asyncio.run(users.disconnect(f"u{n}", forget_events=False))
+        assert len(users._generation) <= 4
+        assert len(users._cache) <= 4
+        users.values(f"u{n}")
+    assert users.values("u3").values == {"url": "https://a.example.com/y"}
 
 
-def test_key_rotation_never_overwrites_a_value_saved_meanwhile(tmp_path: Path) -> None:
-    store, users = kept(tmp_path, [OLD])
+def test_key_rotation_never_overwrites_a_value_saved_meanwhile(store_target: str) -> None:
+    store, users = kept(store_target, [OLD])
     asyncio.run(users.save("u1", {"token": ("tok-old-value", True)}))
     asyncio.run(users.save("u2", {"token": ("tok-u2-value", True)}))
     store.close()
-    store, users = kept(tmp_path, [NEW, OLD])
+    store, users = kept(store_target, [NEW, OLD])
     try:
         rotated = users.rotated_rows()  # read, encrypted again...
         asyncio.run(users.save("u1", {"token": ("tok-newer-value", True)}))  # ...a save lands
@@ -176,3 +171,61 @@ def test_key_rotation_never_overwrites_a_value_saved_meanwhile(tmp_path: Path) -
         assert users.values("u2").values["token"] == "tok-u2-value"
     finally:
         store.close()
+
+
+def waiting_on_a_lock(store: Store) -> bool:
+    rows = store.query(
+        "SELECT COUNT(*) AS n FROM pg_stat_activity "
+        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    return bool(rows[0]["n"])
+
+
+def test_of_two_receivers_racing_first_saves_only_one_lands(postgres_url: str) -> None:
+    """Two stores on one PostgreSQL database (two receivers): the first's first save is
+    held uncommitted while the second's runs. The second must wait for it and then be
+    SettingsTaken; it must neither land beside it nor overwrite it."""
+    first, second = Store(postgres_url), Store(postgres_url)
+    try:
+        users_a = UserSettings(first, SettingsCipher([OLD]), lambda: SERVER)
+        users_b = UserSettings(second, SettingsCipher([OLD]), lambda: SERVER)
+        gate, holding, let_go = threading.Event(), threading.Event(), threading.Event()
+
+        def hold(_db: Db) -> None:
+            holding.set()
+            if not let_go.wait(timeout=30):
+                raise AssertionError("never let go")
+
+        async def race() -> BaseException | None:
+            first.submit(lambda _db: gate.wait(timeout=30))  # the save and hold share a batch
+            saving = asyncio.create_task(
+                users_a.save("u1", {"url": ("https://a.example.com/x", False)}, first=True)
+            )
+            await asyncio.sleep(0)  # the task runs up to its store.write: the save is queued
+            held = first.submit(hold)
+            gate.set()
+            assert await asyncio.to_thread(holding.wait, 30)
+            other = asyncio.create_task(
+                users_b.save("u1", {"url": ("https://evil.example.com/", False)}, first=True)
+            )
+            # the second lands (the race lost) or waits for the first's lock
+            for _poll in range(400):
+                if other.done() or await second.read(waiting_on_a_lock):
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("the second save neither landed nor waited")
+            let_go.set()
+            await saving
+            await asyncio.to_thread(held.result, 10)
+            try:
+                await other
+            except SettingsTaken as taken:
+                return taken
+            return None
+
+        assert isinstance(asyncio.run(race()), SettingsTaken)
+        assert users_a.values("u1").values == {"url": "https://a.example.com/x"}
+    finally:
+        first.close()
+        second.close()

@@ -168,6 +168,11 @@ def count_captured(store: Store, *, since: float | None = None) -> int:
     return int(rows[0]["n"])
 
 
+# OFFSET needs a LIMIT before it in SQLite; SQLite's "none" (-1) is an error in PostgreSQL,
+# whose LIMIT ALL SQLite lacks: the largest 64-bit count is no limit in both
+NO_LIMIT = 2**63 - 1
+
+
 def captured_events(
     store: Store, *, since: float | None = None, limit: int | None = None, offset: int = 0
 ) -> Iterator[Event]:
@@ -180,7 +185,7 @@ def captured_events(
     params: tuple[Any, ...] = (EventStatus.DUPLICATE, since or 0)
     if limit is not None or offset:
         sql += " LIMIT ? OFFSET ?"
-        params += (-1 if limit is None else limit, offset)
+        params += (NO_LIMIT if limit is None else limit, offset)
     for row in store.rows(sql, params):
         event = stored_event(row)
         if event is not None:

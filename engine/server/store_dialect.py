@@ -23,3 +23,6 @@ class Dialect(msgspec.Struct, frozen=True):
     # not got, another receiver is claiming and this one claims at its next round ("": the
     # store's write lock makes them take turns already)
     claim_lock: str
+    # a statement taking a lock on a number (its one parameter) until the transaction ends:
+    # "" where the writer's transaction already excludes every other writer (SQLite)
+    lock_until_commit: str

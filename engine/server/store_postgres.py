@@ -33,6 +33,7 @@ DIALECT = Dialect(
     # never waits: a claim waiting in a batch could close a cycle with another receiver's
     # batch (held to commit, like every transaction-level lock)
     claim_lock="SELECT pg_try_advisory_xact_lock(1869441394, 1) AS got",  # 'omir', outbox
+    lock_until_commit="SELECT pg_advisory_xact_lock(?)",
 )
 SCHEMA_LOCK = 0x6F6D6972  # an advisory lock: two receivers starting at once make it once
 # the pool's most: reader threads, and a connection per session lock held (each live

@@ -28,6 +28,7 @@ DIALECT = Dialect(
     decision_matched="json_extract(d.value, '$.matched') = 1",
     skip_locked="",
     claim_lock="",
+    lock_until_commit="",  # BEGIN IMMEDIATE holds the only write lock already
 )
 
 

@@ -28,6 +28,9 @@ from engine.server.store import Db, Store
 log = logging.getLogger("omi_rules.user_settings")
 CACHE_USERS = 10_000
 MAX_USERS = 100_000  # uids with stored settings: a made-up uid per save cannot fill the disk
+# first saves take this lock in a shared store: one at a time, so "no settings yet" and the
+# user cap are checked against every other receiver's committed saves (store_postgres)
+FIRST_SAVE_LOCK = 0x6F6D6975
 
 
 class UserSettings:
@@ -145,6 +148,10 @@ class UserSettings:
 
         def write(db: Db) -> None:
             if first:
+                # another receiver's first save (PostgreSQL) is waited for, so this one
+                # sees its rows: else both land, or the later overwrites the earlier
+                if lock := self.store.dialect.lock_until_commit:
+                    db.execute(lock, [FIRST_SAVE_LOCK])
                 held = db.execute(
                     "SELECT value, secret FROM user_settings WHERE uid = ?", [uid]
                 ).fetchall()
