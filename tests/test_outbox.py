@@ -177,13 +177,13 @@ def test_two_receivers_claiming_at_once_never_take_one_action_twice(
     assert counts_by_status(first) == {IN_FLIGHT: 300}
 
 
-def test_a_receiver_skips_the_actions_another_is_claiming_without_waiting_for_it(
+def test_a_receiver_claims_nothing_while_another_is_claiming_and_does_not_wait(
     two_stores: tuple[Store, Store],
 ) -> None:
     """The first store's claim is held uncommitted (a write queued after it in the same
-    transaction waits): the second claims everything else at once, and none of those.
-    Without FOR UPDATE SKIP LOCKED it would wait for the first's row locks, then mark the
-    same rows in_flight again."""
+    transaction waits): the second's claim answers at once with nothing (the receivers'
+    claims take turns, so per-target caps hold across them), and once the first's
+    commits, the second claims everything else and none of the first's."""
     first, second = two_stores
     add_spread(first, 20)
     gate, holding, let_go = threading.Event(), threading.Event(), threading.Event()
@@ -201,11 +201,13 @@ def test_a_receiver_skips_the_actions_another_is_claiming_without_waiting_for_it
         gate.set()
         assert await asyncio.to_thread(holding.wait, 30)
         try:
-            by_second = await asyncio.wait_for(claim_due(second, 1e9, 100), timeout=20)
+            during = await asyncio.wait_for(claim_due(second, 1e9, 100), timeout=20)
         finally:
             let_go.set()
+        assert during == []
         by_first = await claiming
         held.result(timeout=10)
+        by_second = await claim_due(second, 1e9, 100)
         return [a.id for a in by_first], [a.id for a in by_second]
 
     by_first, by_second = asyncio.run(main())
@@ -234,8 +236,22 @@ def test_a_renewed_lease_keeps_the_action_with_its_receiver(
     first, second = two_stores
     add(first, "log", 1)
     (mine,) = asyncio.run(claim_due(first, 100.0, 10, lease=0.2))
-    assert asyncio.run(renew_leases(first, [mine.id], until=101.0)) == 1
+    assert asyncio.run(renew_leases(first, [mine.id], until=101.0, owner="")) == 1
     assert asyncio.run(claim_due(second, 100.3, 10)) == []  # past the first lease: renewed
     assert asyncio.run(claim_due(second, 101.0, 10)) == []
     (taken,) = asyncio.run(claim_due(second, 101.1, 10))  # the renewal ran out too
     assert taken.id == mine.id
+
+
+def test_a_receiver_cannot_renew_a_lease_another_one_took_over(
+    two_stores: tuple[Store, Store],
+) -> None:
+    """A stalled receiver whose lease lapsed wakes up: its renewal must not take the action
+    back from the receiver now sending it (only that one's renewals count)."""
+    first, second = two_stores
+    add(first, "log", 1)
+    (mine,) = asyncio.run(claim_due(first, 100.0, 10, lease=0.2, owner="first"))
+    (taken,) = asyncio.run(claim_due(second, 100.3, 10, lease=0.2, owner="second"))
+    assert taken.id == mine.id
+    assert asyncio.run(renew_leases(first, [mine.id], until=200.0, owner="first")) == 0
+    assert asyncio.run(renew_leases(second, [mine.id], until=200.0, owner="second")) == 1

@@ -16,6 +16,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from secrets import token_hex as random_token
 from typing import Any
 
 import httpx
@@ -92,6 +93,7 @@ class Deliverer:
         self.breakers = Breakers(settings.breaker_failures, settings.breaker_cooloff)
         self._tasks: set[asyncio.Task[None]] = set()
         self._sending: set[int] = set()  # ids of the actions this receiver holds leased
+        self.owner = random_token(8)  # names this deliverer's leases
 
     async def claim(self, free: int) -> list[DueAction]:
         """Due actions for targets with room, none for an open circuit, one probe each."""
@@ -105,6 +107,7 @@ class Deliverer:
             single=self.breakers.half_open(now),
             ordered=ordered_connectors(self.registry),
             lease=self.settings.outbox_lease,
+            owner=self.owner,
         )
         for action in due:
             self.breakers.claimed(action.target, now)
@@ -152,7 +155,9 @@ class Deliverer:
         while True:
             await asyncio.sleep(lease / 3)
             try:
-                await renew_leases(self.store, sorted(self._sending), time.time() + lease)
+                await renew_leases(
+                    self.store, sorted(self._sending), time.time() + lease, self.owner
+                )
             except Exception:  # the next round tries again; a lost lease means a resend
                 log.exception("could not renew the leases of actions being sent")
 

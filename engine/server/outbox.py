@@ -104,6 +104,7 @@ async def claim_due(
     single: Sequence[str] = (),
     ordered: Sequence[str] = (),
     lease: float = 60.0,
+    owner: str = "",
 ) -> list[DueAction]:
     """Due actions, marked in_flight in the same transaction and leased until `now +
     lease` (Deliverer renews the lease while it sends; another receiver takes the action
@@ -171,9 +172,9 @@ async def claim_due(
         if rows:
             marks = ",".join("?" * len(rows))
             db.execute(
-                "UPDATE actions SET status = ?, lease_until = ?, updated_at = ? "
+                "UPDATE actions SET status = ?, lease_until = ?, lease_owner = ?, updated_at = ? "
                 f"WHERE id IN ({marks})",
-                [IN_FLIGHT, now + lease, now, *(row["id"] for row in rows)],
+                [IN_FLIGHT, now + lease, owner, now, *(row["id"] for row in rows)],
             )
         return [DueAction(**row) for row in rows]
 
@@ -181,16 +182,20 @@ async def claim_due(
     return due
 
 
-async def renew_leases(store: Store, action_ids: Sequence[int], until: float) -> int:
-    """Keep the actions this receiver is sending leased until `until`; how many were."""
+async def renew_leases(
+    store: Store, action_ids: Sequence[int], until: float, owner: str = ""
+) -> int:
+    """Keep the actions `owner` (a Deliverer) is sending leased until `until`; how many
+    were (one another receiver took over after a lapse stays that one's)."""
     if not action_ids:
         return 0
 
     def write(db: Db) -> int:
         marks = ",".join("?" * len(action_ids))
         cursor = db.execute(
-            f"UPDATE actions SET lease_until = ? WHERE status = ? AND id IN ({marks})",
-            [until, IN_FLIGHT, *action_ids],
+            "UPDATE actions SET lease_until = ? WHERE status = ? AND lease_owner = ? "
+            f"AND id IN ({marks})",
+            [until, IN_FLIGHT, owner, *action_ids],
         )
         return int(cursor.rowcount)
 

@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS actions (
     attempts {int} NOT NULL DEFAULT 0,
     next_attempt_at {real} NOT NULL DEFAULT 0,
     lease_until {real},
+    lease_owner TEXT,
     last_status {int},
     last_error TEXT,
     response TEXT,
@@ -122,6 +123,7 @@ ADDED_COLUMNS = (
     ("events", "rules_version", "TEXT"),
     ("actions", "user_chosen", "{int} NOT NULL DEFAULT 0"),
     ("actions", "lease_until", "{real}"),
+    ("actions", "lease_owner", "TEXT"),
 )
 
 TYPES = {
