@@ -40,10 +40,11 @@ SECOND_FILE = """
 
 
 @contextmanager
-def editor_client(tmp_path: Path) -> Iterator[Any]:
+def editor_client(tmp_path: Path, db: str | None = None) -> Iterator[Any]:
     write_rules(tmp_path / "rules", COMMENTED, "work-log.yaml")
     write_rules(tmp_path / "rules", SECOND_FILE, "pair.yaml")
-    with admin_client(create_app(server_settings(tmp_path))) as client:
+    settings = server_settings(tmp_path, **({"db": db} if db else {}))
+    with admin_client(create_app(settings)) as client:
         yield client
 
 

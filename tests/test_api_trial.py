@@ -13,8 +13,9 @@ from tests.editor_api import editor_client, post_memory
 
 
 @pytest.fixture
-def client(tmp_path: Path) -> Iterator[Any]:
-    with editor_client(tmp_path) as client:
+def client(tmp_path: Path, store_target: str) -> Iterator[Any]:
+    """The editor's trial API on each backend (backtests read the captured events)."""
+    with editor_client(tmp_path, store_target) as client:
         yield client
 
 

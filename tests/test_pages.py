@@ -36,10 +36,11 @@ XSS = "<script>alert(1)</script>"
 
 
 @pytest.fixture
-def client(tmp_path: Path) -> Iterator[Any]:
+def client(tmp_path: Path, store_target: str) -> Iterator[Any]:
+    """The pages on each backend (history, stats and dead letters read the store)."""
     write_rules(tmp_path / "rules", RULE, "echo.yaml")
     write_rules(tmp_path / "rules", BROKEN, "broken.yaml")
-    with admin_client(create_app(server_settings(tmp_path))) as client:
+    with admin_client(create_app(server_settings(tmp_path, db=store_target))) as client:
         yield client
 
 
