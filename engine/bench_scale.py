@@ -3,7 +3,8 @@ wrk, against `omi-rules serve` on SQLite (one process), on PostgreSQL (one recei
 PostgreSQL with two receivers sharing one database.
 
 Each receiver has a folder of its own (its rules, written the same way, and its data/), as on
-two machines. Two receivers are loaded by two wrk processes at once, one per port, each with
+two machines; the second gets the first's sealing and settings keys, as an operator copies
+them. Two receivers are loaded by two wrk processes at once, one per port, each with
 half the connections and one thread (the same 32 connections and 2 threads in all as one
 receiver gets) and ids of its own; their requests/s are summed, and p50/p99 are the worse of
 the two runs (latency distributions cannot be merged from wrk's summary). Every PostgreSQL row
@@ -28,6 +29,7 @@ import psycopg
 from engine.bench_corpus import write_rules
 from engine.bench_load import LoadResult, lua_script, parse_wrk, wrk_command
 from engine.pg_server import PostgresServer, PostgresUnavailable, create_database, drop_database
+from engine.server import sealed, setting_keys
 from engine.server.store_postgres import shown_url
 from engine.soak import start_serve, stop_server, wait_for_health
 
@@ -133,6 +135,8 @@ def load_receivers(
             folder = root / f"receiver-{n}"
             write_rules(folder / "rules", rules)
             (folder / "wrk.lua").write_text(lua_script(prefix=f"r{n}w"))
+            if n:  # the first receiver's keys, as README "Scaling out" has the operator copy
+                _copy_keys(root / "receiver-0" / "data", folder / "data")
             server, url, log = start_serve(folder, db)
             started.append((server, log))
             wait_for_health(url, server)  # one after another: the first makes the schema
@@ -164,6 +168,12 @@ def load_receivers(
             stop_server(server)
             log.close()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _copy_keys(source: Path, destination: Path) -> None:
+    destination.mkdir(parents=True, exist_ok=True)
+    for name in (sealed.KEY_FILE, setting_keys.KEY_FILE):
+        shutil.copy2(source / name, destination / name)
 
 
 @contextmanager
