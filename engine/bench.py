@@ -8,6 +8,10 @@
                 (the request path alone), and against a bare Litestar endpoint
                 (engine.bench_bare): req/s, p50, p99 (skipped, and said so, when wrk is not
                 installed)
+    scale-out   the receiver's wrk load against `omi-rules serve` on SQLite, on PostgreSQL,
+                and two receivers on one PostgreSQL database (engine.bench_scale): req/s,
+                p99, and the ratio of two receivers to one (PostgreSQL from --postgres URL
+                or a throwaway server; without it, said so)
     decisions   bytes of decisions stored per event (the events table's `decisions` column)
     memory      peak RSS of this process and of its children (the servers, wrk)
 
@@ -25,7 +29,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +38,7 @@ from jsonpath_ng.ext.parser import parse as parse_extended
 
 from engine.bench_corpus import memory_body, memory_payload, rule_paths, write_rules
 from engine.bench_load import LoadResult, load_bare, load_receiver, wrk_missing
+from engine.bench_scale import ScaleOut, run_scale_out
 from engine.rules.loader import load_rules
 from engine.runtime.payloads import decode_event
 from engine.runtime.pipeline import Outcome, Pipeline
@@ -65,6 +70,7 @@ class BenchReport:
     receiver_empty: LoadResult | None = None  # no rules: what the request path itself costs
     bare: LoadResult | None = None
     load_skipped: str | None = None
+    scale_out: ScaleOut | None = None  # None when wrk is missing (load_skipped says)
     peak_rss_mb: float = 0.0
     children_peak_rss_mb: float = 0.0
     seconds: float = 0.0
@@ -144,6 +150,12 @@ class BenchReport:
         else:
             out.append(f"  SKIPPED: {self.load_skipped}")
         out.append("")
+        if self.scale_out:
+            out.extend(self.scale_out.lines(self.cores))
+        else:
+            out.append("scale-out under wrk:")
+            out.append(f"  SKIPPED: {self.load_skipped}")
+        out.append("")
         out.append("decision bytes stored per event:")
         for n in self.sizes:
             out.append(
@@ -164,6 +176,14 @@ class BenchReport:
 
     def text(self) -> str:
         return "\n".join(self.lines())
+
+    def json_dict(self) -> dict[str, Any]:
+        """Every figure, for `omi-rules bench --json`."""
+        found = asdict(self)
+        found["rule_mix"] = {n: dict(mix) for n, mix in self.rule_mix.items()}  # not Counter()
+        found["scale_out"] = self.scale_out.json_dict() if self.scale_out else None
+        found["targets"] = [{"target": t, "met": met} for t, met in self.targets()]
+        return found
 
 
 def decision_bytes(outcome: Outcome) -> int:
@@ -238,9 +258,13 @@ def time_naive(count: int, budget_s: float, least: int) -> Timing:
 
 
 def run_bench(
-    quick: bool = False, *, progress: Callable[[str], None] = lambda line: None
+    quick: bool = False,
+    *,
+    postgres: str | None = None,
+    progress: Callable[[str], None] = lambda line: None,
 ) -> BenchReport:
-    """The whole bench; `quick` is the test suite's short form (small sizes, 1 s loads)."""
+    """The whole bench; `quick` is the test suite's short form (small sizes, 1 s loads);
+    `postgres` a server URL for the scale-out section (else a throwaway server)."""
     began = time.monotonic()
     report = BenchReport(QUICK_SIZES if quick else FULL_SIZES)
     budget, least = (0.2, 10) if quick else (3.0, 20)
@@ -264,6 +288,9 @@ def run_bench(
         report.receiver_empty = load_receiver(0, seconds, CONNECTIONS)
         progress(f"wrk against the bare endpoint for {seconds:g} s ...")
         report.bare = load_bare(seconds, CONNECTIONS)
+        report.scale_out = run_scale_out(
+            report.middle, seconds, CONNECTIONS, postgres, progress=progress
+        )
     report.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     report.children_peak_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     report.seconds = time.monotonic() - began

@@ -18,7 +18,8 @@ import httpx
 from engine.bench_corpus import TOPICS, memory_body, write_rules
 from engine.soak import free_port, start_serve, stop_server, wait_for_health
 
-# Each wrk thread has its own Lua state: `tid` (set in setup) keeps the ids apart.
+# Each wrk thread has its own Lua state: `tid` (set in setup) keeps the ids apart; the
+# prefix keeps apart the ids of wrk processes run at once (engine.bench_scale).
 _SCRIPT = """
 local threads = 0
 function setup(thread)
@@ -29,7 +30,7 @@ local n = 0
 local template = [==[%s]==]
 function request()
   n = n + 1
-  local body = string.gsub(template, "BENCH_ID", "w" .. tid .. "-" .. n)
+  local body = string.gsub(template, "BENCH_ID", "%s" .. tid .. "-" .. n)
   body = string.gsub(body, "BENCH_TOPIC", tostring(n %% %d))
   return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, body)
 end
@@ -52,10 +53,11 @@ def wrk_missing() -> str | None:
     return None
 
 
-def lua_script() -> str:
+def lua_script(prefix: str = "w") -> str:
+    """wrk's request script: memory_body's memory, each request with a new id `prefix`..."""
     body = memory_body(0).decode()
     body = body.replace('"bench-m0"', '"BENCH_ID"').replace('topic-0"', 'topic-BENCH_TOPIC"')
-    return _SCRIPT % (body, TOPICS)
+    return _SCRIPT % (body, prefix, TOPICS)
 
 
 def _latency_ms(text: str, percentile: str) -> float:
@@ -77,10 +79,24 @@ def parse_wrk(text: str) -> LoadResult:
     return LoadResult(float(rate[1]), _latency_ms(text, "50"), _latency_ms(text, "99"), errors)
 
 
+def wrk_command(
+    url: str, seconds: float, connections: int, script: Path, threads: int = 2
+) -> list[str]:
+    command = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{seconds:g}s",
+        "--latency",
+        "--timeout",
+        "10s",
+    ]
+    return [*command, "-s", str(script), url]
+
+
 def run_wrk(url: str, seconds: float, connections: int, script: Path) -> LoadResult:
-    command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds:g}s", "--latency", "--timeout", "10s"]
     done = subprocess.run(
-        [*command, "-s", str(script), url], capture_output=True, text=True, check=True
+        wrk_command(url, seconds, connections, script), capture_output=True, text=True, check=True
     )
     return parse_wrk(done.stdout)
 

@@ -320,12 +320,33 @@ def prune(db: str | None, older_than: str | None) -> None:
     help="Server memory growth allowed over the soak's last half.",
 )
 @click.option("--quick", is_flag=True, help="Small rule counts and 1 s loads (the tests' form).")
-def bench(soak: bool, seconds: float, max_growth_mb: float, quick: bool) -> None:
-    """Matching time, naive ratio, receiver vs bare Litestar, decision bytes, peak memory
-    (targets printed PASS/FAIL, exit 0); with --soak, the soak (exit 1 on a problem)."""
+@click.option(
+    "--postgres",
+    default=None,
+    metavar="URL",
+    help="PostgreSQL server for the scale-out section (a URL that may create databases; "
+    "bench creates and drops its own). Default: a throwaway server, when installed.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as one JSON object.")
+def bench(
+    soak: bool,
+    seconds: float,
+    max_growth_mb: float,
+    quick: bool,
+    postgres: str | None,
+    as_json: bool,
+) -> None:
+    """Matching time, naive ratio, receiver vs bare Litestar, scale-out (SQLite, PostgreSQL,
+    two receivers), decision bytes, peak memory (targets printed PASS/FAIL, exit 0); with
+    --soak, the soak (exit 1 on a problem)."""
     if not soak:
-        bench_report = run_bench(quick, progress=lambda line: click.echo(line, err=True))
-        click.echo(bench_report.text())
+        bench_report = run_bench(
+            quick, postgres=postgres, progress=lambda line: click.echo(line, err=True)
+        )
+        if as_json:
+            click.echo(json.dumps(bench_report.json_dict(), indent=2))
+        else:
+            click.echo(bench_report.text())
         return
     report = run_soak(seconds, progress=lambda line: click.echo(line, err=True))
     for line in report.lines():

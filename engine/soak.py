@@ -274,9 +274,12 @@ def run_soak(
     return report
 
 
-def start_serve(folder: Path) -> tuple[subprocess.Popen[bytes], str, IO[bytes]]:
-    """`omi-rules serve` on a free loopback port over `folder`/rules, its database and log
-    (serve.log) in `folder`: (process, url, open log to close after stopping)."""
+def start_serve(
+    folder: Path, db: str = "omi.db", log_name: str = "serve.log"
+) -> tuple[subprocess.Popen[bytes], str, IO[bytes]]:
+    """`omi-rules serve` on a free loopback port over `folder`/rules, its database (`db`: a
+    file in `folder` or a postgresql:// URL) and log (`log_name`) in `folder`: (process, url,
+    open log to close after stopping)."""
     port = free_port()
     env = {
         **os.environ,
@@ -284,8 +287,8 @@ def start_serve(folder: Path) -> tuple[subprocess.Popen[bytes], str, IO[bytes]]:
         "OMI_RULES_WATCH_RULES": "false",
         "OMI_RULES_POLL_INTERVAL": "0.05",
     }
-    command = [sys.executable, "-m", "engine.cli", "serve", "--rules", "rules", "--db", "omi.db"]
-    log = (folder / "serve.log").open("wb")
+    command = [sys.executable, "-m", "engine.cli", "serve", "--rules", "rules", "--db", db]
+    log = (folder / log_name).open("wb")
     server = subprocess.Popen(
         [*command, "--port", str(port)], cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT
     )

@@ -1,163 +1,28 @@
-"""A throwaway PostgreSQL server for the test session, from Debian's `postgresql` package.
-
-`PostgresServer.start()` runs `initdb` in a fresh temporary folder (outside pytest's
-basetemp: the canary scan reads every file there) and `pg_ctl start` on a free loopback
-port, with durability off (fsync, full_page_writes, synchronous_commit): the data is thrown
-away. `new_database(name)` gives each test an empty database; `stop()` stops the server
-(`-m immediate`) and removes the folder. initdb refuses to run as root: as root the folder
-belongs to the `postgres` system user and the commands run through `runuser -u postgres`.
-"""
+"""The test session's PostgreSQL: engine.pg_server's throwaway server (initdb + pg_ctl from
+Debian's `postgresql`, loopback, durability off; its folder is outside pytest's basetemp, which
+the canary scan reads), and when a test without it fails rather than skips."""
 
 from __future__ import annotations
 
-import os
-import pwd
-import re
-import shutil
-import socket
-import subprocess
-import tempfile
 from collections.abc import Mapping
-from pathlib import Path
 
-import psycopg
-from psycopg import sql
-
-INSTALL_HINT = (
-    "PostgreSQL not installed: apt-get install postgresql (tests of the PostgreSQL store need it)"
+from engine.pg_server import (
+    INSTALL_HINT,
+    PostgresServer,
+    PostgresUnavailable,
+    find_pg_bin,
 )
-LIB_ROOT = Path("/usr/lib/postgresql")
-SYSTEM_USER = "postgres"  # Debian's package makes it
-START_ATTEMPTS = 4  # a free port may be taken between the probe and the server's bind
-_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
-
-class PostgresUnavailable(RuntimeError):
-    """No `initdb` on PATH nor under /usr/lib/postgresql/*/bin."""
-
-
-def _version_key(folder: Path) -> tuple[int, ...]:
-    """'/usr/lib/postgresql/15/bin' -> (15,): numbers, so 16 is newer than 9.6."""
-    return tuple(int(part) for part in re.findall(r"\d+", folder.parent.name))
-
-
-def find_pg_bin(path: str | None = None, lib_root: Path | None = None) -> Path:
-    """The folder holding `initdb` and `pg_ctl`: PATH first (`path` as in $PATH), then the
-    newest `lib_root/*/bin`. Raises PostgresUnavailable when there is none."""
-    initdb = shutil.which("initdb", path=path)
-    if initdb is not None:
-        for folder in (Path(initdb).parent, Path(initdb).resolve().parent):
-            if os.access(folder / "pg_ctl", os.X_OK):
-                return folder
-    found = [
-        folder
-        for folder in (lib_root or LIB_ROOT).glob("*/bin")
-        if os.access(folder / "initdb", os.X_OK) and os.access(folder / "pg_ctl", os.X_OK)
-    ]
-    if not found:
-        raise PostgresUnavailable(INSTALL_HINT)
-    return max(found, key=_version_key)
+__all__ = [
+    "INSTALL_HINT",
+    "PostgresServer",
+    "PostgresUnavailable",
+    "find_pg_bin",
+    "must_fail_without_postgres",
+]
 
 
 def must_fail_without_postgres(environ: Mapping[str, str], euid: int) -> bool:
     """Without PostgreSQL, a test that needs it fails (rather than skips) in CI and as root:
     CI runs as root and installs the package, so its absence there is a broken build."""
     return bool(environ.get("CI")) or euid == 0
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-class PostgresServer:
-    def __init__(self, bin_dir: Path, folder: Path, port: int) -> None:
-        self.bin_dir = bin_dir
-        self.folder = folder
-        self.port = port
-        self.url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
-
-    @classmethod
-    def start(cls, bin_dir: Path | None = None) -> PostgresServer:
-        bin_dir = bin_dir or find_pg_bin()
-        folder = Path(tempfile.mkdtemp(prefix="omi-rules-pg-"))
-        try:
-            if os.geteuid() == 0:
-                account = pwd.getpwnam(SYSTEM_USER)
-                os.chown(folder, account.pw_uid, account.pw_gid)
-            _run(
-                bin_dir / "initdb",
-                ["-D", str(folder / "data"), "-A", "trust", "-U", "postgres"]
-                + ["--no-sync", "-E", "UTF8"],
-                folder,
-            )
-            errors = []
-            for _ in range(START_ATTEMPTS):
-                port = _free_port()
-                options = (
-                    f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
-                    " -c full_page_writes=off -c synchronous_commit=off -c max_connections=200"
-                )
-                try:
-                    _run(
-                        bin_dir / "pg_ctl",
-                        ["-D", str(folder / "data"), "-o", options]
-                        + ["-l", str(folder / "log"), "-w", "start"],
-                        folder,
-                    )
-                except RuntimeError as error:
-                    errors.append(str(error))
-                    continue
-                return cls(bin_dir, folder, port)
-            log = folder / "log"
-            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-            raise RuntimeError("PostgreSQL did not start:\n" + "\n".join(errors) + "\n" + tail)
-        except BaseException:
-            shutil.rmtree(folder, ignore_errors=True)
-            raise
-
-    def database_url(self, name: str) -> str:
-        return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
-
-    def new_database(self, name: str) -> str:
-        """CREATE DATABASE `name` (empty: a copy of template1) and return its URL."""
-        if not _NAME.fullmatch(name):
-            raise ValueError(f"database name {name!r}: lower-case letters, digits and _ only")
-        with psycopg.connect(self.url, autocommit=True) as conn:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        return self.database_url(name)
-
-    def stop(self) -> None:
-        try:
-            _run(
-                self.bin_dir / "pg_ctl",
-                ["-D", str(self.folder / "data"), "-m", "immediate", "stop"],
-                self.folder,
-            )
-        finally:
-            shutil.rmtree(self.folder, ignore_errors=True)
-
-
-def _run(program: Path, args: list[str], folder: Path) -> None:
-    """Run a PostgreSQL program (as `postgres` when we are root) in `folder`, without the
-    test's OMI_RULES_* variables (the canary secret among them)."""
-    command = [str(program), *args]
-    if os.geteuid() == 0:
-        command = ["runuser", "-u", SYSTEM_USER, "--", *command]
-    env = {key: value for key, value in os.environ.items() if not key.startswith("OMI_RULES_")}
-    env["LC_ALL"] = "C"  # initdb's locale: one every system has
-    done = subprocess.run(
-        command,
-        cwd=folder,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(
-            f"{' '.join(command)} exited {done.returncode}:\n{done.stdout}{done.stderr}"
-        )

@@ -3,23 +3,30 @@ generated rule mix and the decision bytes checked exactly. No timing assertions.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections import Counter
 from pathlib import Path
 
+import psycopg
 import pytest
 from click.testing import CliRunner
 
 from engine.bench import QUICK_SIZES, decision_bytes, run_bench, unfired_bytes
 from engine.bench_corpus import RULE_KINDS, memory_body, write_rules
-from engine.bench_load import lua_script, parse_wrk, run_wrk, wrk_missing
+from engine.bench_load import LoadResult, lua_script, parse_wrk, run_wrk, wrk_missing
+from engine.bench_scale import combined, load_receivers, run_scale_out
 from engine.cli import main
+from engine.pg_server import PostgresUnavailable, find_pg_bin
 from engine.rules.loader import load_rules
 from engine.runtime.payloads import decode_event
 from engine.runtime.pipeline import Pipeline
 from engine.secrets import Secrets
 from engine.soak import start_serve, stop_server, wait_for_health
 from tests.helpers import NOW
+from tests.postgres import PostgresServer
+
+UNREACHABLE = "postgresql://postgres@127.0.0.1:1/postgres"  # port 1: nothing listens
 
 WRK_OUTPUT = """Running 1s test @ http://127.0.0.1:8000/webhook/memory?uid=bench
   2 threads and 32 connections
@@ -89,6 +96,7 @@ def test_quick_bench_prints_every_figure() -> None:
         "matching per event",
         "naive per event",
         "receiver under wrk",
+        "scale-out under wrk",
         "decision bytes stored per event",
         "peak memory",
         "targets:",
@@ -106,12 +114,89 @@ def test_quick_bench_prints_every_figure() -> None:
         assert report.receiver.errors == 0 and report.bare.errors == 0
         assert report.receiver_empty is not None and report.receiver_empty.errors == 0
         assert "with no rules (the request path alone)" in report.text()
+        scale = report.scale_out
+        assert scale is not None and scale.rules == QUICK_SIZES[1]
+        try:
+            find_pg_bin()
+        except PostgresUnavailable as error:  # the section says so; the bench goes on
+            assert scale.skipped == str(error)
+            assert f"PostgreSQL SKIPPED: {error}" in text
+        else:  # a throwaway server, started and stopped by the bench
+            assert scale.skipped is None, scale.skipped
+            assert [row.name for row in scale.rows] == [
+                "SQLite, 1 receiver",
+                "PostgreSQL, 1 receiver",
+                "PostgreSQL, 2 receivers",
+            ]
+            assert scale.ratio is not None and scale.ratio > 0
+            assert "2 receivers / 1 receiver (PostgreSQL)" in text
+        for row in scale.rows:
+            assert row.result.requests_per_s > 0 and row.result.p99_ms > 0
+            assert f"{row.name:<24} {row.result.requests_per_s:9.0f} req/s" in text
+    figures = json.loads(json.dumps(report.json_dict()))
+    assert figures["sizes"] == list(QUICK_SIZES)
+    assert figures["rule_mix"][str(QUICK_SIZES[2])] == dict(report.rule_mix[QUICK_SIZES[2]])
+    assert len(figures["targets"]) == 4
+    if report.scale_out:
+        assert figures["scale_out"] == report.scale_out.json_dict()
 
 
-def test_the_cli_runs_the_quick_bench() -> None:
-    result = CliRunner().invoke(main, ["bench", "--quick"])
+def test_the_cli_runs_the_quick_bench_as_json() -> None:
+    # a --postgres server that does not answer: the scale-out section says so, no crash
+    result = CliRunner().invoke(main, ["bench", "--quick", "--json", "--postgres", UNREACHABLE])
     assert result.exit_code == 0, result.output
-    assert "matching per event" in result.output
+    figures = json.loads(result.stdout)
+    assert figures["matching"][str(QUICK_SIZES[0])]["median_us"] > 0
+    if wrk_missing():
+        assert figures["scale_out"] is None and figures["load_skipped"] == wrk_missing()
+        return
+    scale = figures["scale_out"]
+    assert "127.0.0.1" in scale["skipped"] and "port 1" in scale["skipped"]
+    assert [row["name"] for row in scale["rows"]] == ["SQLite, 1 receiver"]
+    assert scale["rows"][0]["requests_per_s"] > 0 and scale["ratio_2_to_1"] is None
+
+
+def test_combined_wrk_runs_sum_rates_and_keep_the_worse_latencies() -> None:
+    runs = [LoadResult(100.5, 2.0, 30.0, 1), LoadResult(200.0, 3.0, 20.0, 2)]
+    assert combined(runs) == LoadResult(300.5, 3.0, 30.0, 3)
+
+
+def test_two_receivers_share_one_postgresql_database(postgres_url: str) -> None:
+    if wrk_missing():
+        pytest.skip(wrk_missing() or "")
+    result = load_receivers(10, 1, 8, postgres_url, 2)
+    with psycopg.connect(postgres_url) as conn:
+        rows = conn.execute("SELECT dedupe_key, status, body FROM events").fetchall()
+    keys = [key for key, _, _ in rows]
+    assert result.requests_per_s > 0 and result.p99_ms > 0
+    assert len(rows) > 10
+    assert len(set(keys)) == len(keys)  # each wrk's ids its own: no request was a repeat
+    for receiver in ("r0w", "r1w"):  # both receivers wrote into the one database
+        assert any(f'"id": "{receiver}'.encode() in bytes(body) for _, _, body in rows)
+    assert {status for _, status, _ in rows} == {"processed"}
+
+
+def test_scale_out_rows_on_a_given_server(postgres_server: PostgresServer) -> None:
+    if wrk_missing():
+        pytest.skip(wrk_missing() or "")
+    before = _databases(postgres_server.url)
+    scale = run_scale_out(QUICK_SIZES[1], 1, 16, postgres_server.url)
+    assert scale.skipped is None, scale.skipped
+    assert scale.postgres.startswith(f"{postgres_server.url}, PostgreSQL ")
+    assert [(row.database, row.receivers) for row in scale.rows] == [
+        ("sqlite", 1),
+        ("postgresql", 1),
+        ("postgresql", 2),
+    ]
+    for row in scale.rows:
+        assert row.result.requests_per_s > 0 and row.result.p99_ms > 0
+    assert scale.ratio is not None and scale.ratio > 0
+    assert _databases(postgres_server.url) == before  # its databases dropped
+
+
+def _databases(url: str) -> set[str]:
+    with psycopg.connect(url) as conn:
+        return {row[0] for row in conn.execute("SELECT datname FROM pg_database").fetchall()}
 
 
 def test_every_wrk_request_is_a_new_memory(tmp_path: Path) -> None:
