@@ -355,3 +355,24 @@ def test_a_time_sent_as_an_int_then_a_float_is_the_same_segment() -> None:
     as_int = {"text": "turn on the lights", "start": 0, "end": 2}
     as_float = {"text": "turn on the lights", "start": 0.0, "end": 2.0}
     assert segment_digest(as_int) == segment_digest(as_float)
+
+
+def test_only_rules_the_gate_asks_about_leave_a_firing(tmp_path: Path) -> None:
+    """A firing is remembered (and stored: one row write per event) only for a rule with a
+    cooldown or once_per_session; a plain rule firing on every memory of a busy user would
+    rewrite one row per event, which receivers sharing a store then queue up on."""
+    ruleset = load_ok(
+        tmp_path,
+        """
+        - id: plain
+          trigger: memory
+          do: [{log: {}}]
+        - id: cooled
+          trigger: memory
+          cooldown: 60s
+          do: [{log: {}}]
+        """,
+    )
+    runner = pipeline(ruleset)
+    assert fired(runner.process(event("memory", {"id": "a"}), now=0.0)) == {"plain", "cooled"}
+    assert runner.gate.keys() == [("cooled", "user123", "")]

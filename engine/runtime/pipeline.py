@@ -261,7 +261,11 @@ class Pipeline:
             session.waiting_until = outcome.wait_until
         secret = self.secrets.lookup(placeholders=self.dry_run)
         for decision in outcome.matched:
-            self.gate.fired(decision.rule.id, event.uid, session_key, now)
+            rule = decision.rule
+            if rule.cooldown is not None or (rule.spec.once_per_session and live):
+                # only what the gate asks about is remembered (and stored: every firing
+                # would be one more row write per event, the same row for a busy user)
+                self.gate.fired(rule.id, event.uid, session_key, now)
             trusted = decision.rule.trusted_hosts
             if user is not None and decision.rule.settings:
                 trusted = trusted | user_hosts(decision.rule, user)
