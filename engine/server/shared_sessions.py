@@ -20,6 +20,7 @@ from typing import Any
 
 from engine.runtime.sessions import FiringGate, SessionStore
 from engine.server import session_rows
+from engine.server.receipt import StoreBusy
 from engine.server.store import Store
 
 log = logging.getLogger("omi_rules.shared_sessions")
@@ -49,7 +50,10 @@ class SharedSessions:
         thread holds it already (a closing evaluation inside a call)."""
         if key in self.held:
             return None
-        release = self.store.backend.lock(lock_name(key), self.wait)
+        try:
+            release = self.store.backend.lock(lock_name(key), self.wait)
+        except TimeoutError as exc:  # LockBusy: answered 503, Omi sends it again
+            raise StoreBusy(f"session {key[1]!r} was busy: {exc}") from None
         assert release is not None  # a waiting lock is taken or raises
         return self._refreshed(key, release, live=live)
 
@@ -63,11 +67,7 @@ class SharedSessions:
             release()
             raise
         self.held.add(key)
-
-        def let_go() -> None:
-            release()
-
-        return let_go
+        return release
 
     def done(self, key: Key, release: Release | None, write: Future[Any] | None) -> None:
         """`key`'s work in the rules thread is over: its lock goes once `write` is done
@@ -100,7 +100,10 @@ class SharedSessions:
         for key in sorted(keys):
             if key in self.held:
                 continue
-            release = self.store.backend.lock(lock_name(key), 0)
+            try:
+                release = self.store.backend.lock(lock_name(key), 0)
+            except TimeoutError:  # no connection free: the next sweep tries again
+                release = None
             if release is None:  # another receiver is deciding one of its calls
                 self.sessions.drop(*key)
                 continue

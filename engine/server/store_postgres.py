@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from engine.server.store_dialect import Dialect
 from engine.server.store_schema import added_columns_for, schema_for
@@ -175,7 +175,10 @@ class PostgresBackend:
         connection, until the returned release is called (from any thread, once). With
         `wait` 0: None when another holds it; else waits up to `wait` seconds, then raises
         LockBusy."""
-        conn = self.pool.getconn(timeout=max(wait, 5.0))
+        try:
+            conn = self.pool.getconn(timeout=max(wait, 5.0))
+        except PoolTimeout:  # every connection holds a lock or a read: the store is busy
+            raise LockBusy(f"no connection free for {name!r}") from None
         try:
             if wait <= 0:
                 got = conn.execute(_TRY_LOCK, [name]).fetchone()
