@@ -186,3 +186,15 @@ def test_a_receiver_with_other_keys_refuses_to_start(tmp_path: Path, postgres_ur
         second.stop()
     finally:
         first.stop()
+
+
+def test_a_users_settings_changed_on_one_receiver_are_read_by_the_other(pair: Any) -> None:
+    """A user changes their destination (or disconnects) through one receiver: the other
+    must not keep sending with what it read before."""
+    a, b = pair
+    assert a.receiver.user_settings.values("u5").values == {}
+    saving = b.receiver.user_settings.save("u5", {"webhook_url": ("https://new.example/h", False)})
+    asyncio.run(saving)
+    assert a.receiver.user_settings.values("u5").values == {"webhook_url": "https://new.example/h"}
+    asyncio.run(b.receiver.user_settings.disconnect("u5", forget_events=False))
+    assert a.receiver.user_settings.values("u5").values == {}

@@ -67,7 +67,7 @@ from engine.server.shared_keys import check_keys
 from engine.server.shared_sessions import SharedSessions
 from engine.server.statuses import EventStatus
 from engine.server.store import Db, Store
-from engine.server.user_settings import UserSettings
+from engine.server.user_settings import CACHE_USERS, UserSettings
 from engine.server.webhook_auth import authenticate
 from engine.triggers import default_triggers
 
@@ -98,6 +98,8 @@ class Receiver:
             SettingsCipher.for_settings(settings),
             lambda: self.secrets,
             lambda: self.pipeline.rules.secret_settings,
+            # another receiver may change or disconnect a user: read each time, not cached
+            cache_users=0 if self.store.dialect.shared else CACHE_USERS,
         )
         self.live_rules = LiveRules(settings.rules, on_change=self._rules_changed)
         limits = Limits.from_settings(settings)
