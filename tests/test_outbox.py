@@ -13,7 +13,15 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from engine.server.outbox import IN_FLIGHT, PENDING, claim_due, counts_by_status, renew_leases
+from engine.server.outbox import (
+    IN_FLIGHT,
+    PENDING,
+    claim_due,
+    counts_by_status,
+    mark_delivered,
+    mark_failed,
+    renew_leases,
+)
 from engine.server.store import Db, Store
 
 
@@ -255,3 +263,19 @@ def test_a_receiver_cannot_renew_a_lease_another_one_took_over(
     assert taken.id == mine.id
     assert asyncio.run(renew_leases(first, [mine.id], until=200.0, owner="first")) == 0
     assert asyncio.run(renew_leases(second, [mine.id], until=200.0, owner="second")) == 1
+
+
+def test_a_late_outcome_from_a_receiver_whose_lease_lapsed_is_not_written(
+    two_stores: tuple[Store, Store],
+) -> None:
+    """The first receiver stalled past its lease; the second took the action over and
+    delivered it. The first's late failure must not make the delivered action dead (or
+    pending again: a third send)."""
+    first, second = two_stores
+    add(first, "log", 1)
+    (mine,) = asyncio.run(claim_due(first, 100.0, 10, lease=0.2, owner="first"))
+    (taken,) = asyncio.run(claim_due(second, 100.3, 10, lease=0.2, owner="second"))
+    asyncio.run(mark_delivered(second, taken, now=100.4, status=200, response="ok"))
+    asyncio.run(mark_failed(first, mine, now=100.5, error="late", status=None, retry_at=None))
+    (row,) = first.query("SELECT status, attempts, last_error FROM actions")
+    assert (row["status"], row["attempts"], row["last_error"]) == ("delivered", 1, None)

@@ -46,6 +46,7 @@ class DueAction:
     request: str
     attempts: int
     user_chosen: int = 0  # read a per-user setting: sent through Deliverer.user_guard
+    lease_owner: str = ""  # the Deliverer that claimed it (only its outcome is written)
 
 
 def recover_in_flight(store: Store) -> int:
@@ -176,7 +177,7 @@ async def claim_due(
                 f"WHERE id IN ({marks})",
                 [IN_FLIGHT, now + lease, owner, now, *(row["id"] for row in rows)],
             )
-        return [DueAction(**row) for row in rows]
+        return [DueAction(**row, lease_owner=owner) for row in rows]
 
     due: list[DueAction] = await store.write(write)
     return due
@@ -217,14 +218,19 @@ def backoff(policy: RetryPolicy, attempts: int, retry_after: float | None) -> fl
     return max(0.0, float(delay))
 
 
+# an attempt's outcome is written only while its sender still holds the action: one whose
+# lease lapsed (it stalled) and that another receiver took over leaves it to that one
+_HELD = "id = ? AND status = ? AND lease_owner = ?"
+
+
 async def mark_delivered(
     store: Store, action: DueAction, *, now: float, status: int | None, response: str
 ) -> None:
     def write(db: Db) -> None:
         db.execute(
             "UPDATE actions SET status = ?, attempts = attempts + 1, last_status = ?, "
-            "response = ?, last_error = NULL, updated_at = ? WHERE id = ?",
-            [DELIVERED, status, response, now, action.id],
+            f"response = ?, last_error = NULL, updated_at = ? WHERE {_HELD}",
+            [DELIVERED, status, response, now, action.id, IN_FLIGHT, action.lease_owner],
         )
 
     await store.write(write)
@@ -244,7 +250,7 @@ async def mark_failed(
     def write(db: Db) -> None:
         db.execute(
             "UPDATE actions SET status = ?, attempts = attempts + 1, last_status = ?, "
-            "last_error = ?, next_attempt_at = ?, updated_at = ? WHERE id = ?",
+            f"last_error = ?, next_attempt_at = ?, updated_at = ? WHERE {_HELD}",
             [
                 PENDING if retry_at is not None else DEAD,
                 status,
@@ -252,6 +258,8 @@ async def mark_failed(
                 retry_at if retry_at is not None else now,
                 now,
                 action.id,
+                IN_FLIGHT,
+                action.lease_owner,
             ],
         )
 
