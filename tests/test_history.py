@@ -129,3 +129,50 @@ def test_rule_and_status_filters_find_an_event_older_than_a_page(store: Store) -
     assert [e["id"] for e in history.list_events(store, limit=100, status="error")] == ["e0000"]
     assert history.list_events(store, limit=100, fired="nobody") == []
     assert len(history.list_events(store, limit=100, fired="common")) == 100
+
+
+def test_a_nul_in_stored_text_breaks_no_query_and_no_write(store: Store) -> None:
+    """PostgreSQL's text holds no NUL (SQLite's does): a decision's reason quoting one (as
+    JSON, escaped) must not break the rule stats or the fired filter for every event, and
+    a raw one in rendered text (an error, a target) must not fail the write."""
+    decisions = json.dumps(
+        [{"rule": "r", "matched": True, "reason": "said \x00"}, {"rule": "q", "matched": False}]
+    )
+    row = {
+        "id": "e1",
+        "trigger": "memory",
+        "uid": "u",
+        "received_at": 10.0,
+        "body": b"{}",
+        "status": "processed",
+        "decisions": decisions,
+        "response": "{}",
+    }
+    action = {
+        "idem_key": "e1:0",
+        "event_id": "e1",
+        "rule_id": "r",
+        "action_index": 0,
+        "connector": "http",
+        "target": "http:bad\x00host:80",
+        "status": "error",
+        "last_error": "template failed on 'a\x00b'",
+        "created_at": 10.0,
+        "updated_at": 10.0,
+    }
+    store.write_now(
+        lambda db: (insert_rows(db, "events", [row]), insert_rows(db, "actions", [action]))
+    )
+    assert history.rule_stats(store, 0)["r"]["fired"] == 1
+    assert [e["id"] for e in history.list_events(store, fired="r")] == ["e1"]
+    assert history.list_events(store, fired="q") == []
+    (error,) = store.query("SELECT last_error FROM actions")
+    assert error["last_error"].startswith("template failed on 'a")
+
+
+def test_a_nul_in_uid_or_session_id_is_refused(tmp_path: Path, store_target: str) -> None:
+    with admin_client(create_app(server_settings(tmp_path, db=store_target))) as client:
+        for query in ("uid=a%00b", "uid=a&session_id=s%00"):
+            answer = client.post(f"/webhook/transcript?{query}", json=[])
+            assert answer.status_code == 400, answer.text
+            assert "NUL" in answer.json()["error"]

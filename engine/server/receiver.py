@@ -468,6 +468,8 @@ class Receiver:
         uid = (incoming.query.get("uid") or "").strip()
         if not uid:
             raise PayloadError("missing uid query parameter")
+        if "\x00" in uid or "\x00" in incoming.query.get("session_id", ""):
+            raise PayloadError("a NUL character in uid or session_id")
         limit = self.body_limit(incoming.trigger)
         if len(incoming.body) > limit:
             raise PayloadError(f"body over {limit} bytes", status=413)

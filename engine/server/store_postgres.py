@@ -26,7 +26,9 @@ from engine.server.store_schema import added_columns_for, schema_for
 DIALECT = Dialect(
     name="postgresql",
     shared=True,
-    decision_rows="jsonb_array_elements(CAST({decisions} AS jsonb)) AS d(value)",
+    # a \u0000 escape (a reason quoting payload text) is no jsonb text: made U+FFFD first
+    decision_rows="jsonb_array_elements(CAST(replace({decisions}, '\\u0000', '\\ufffd') "
+    "AS jsonb)) AS d(value)",
     decision_rule="(d.value ->> 'rule')",
     decision_matched="(d.value ->> 'matched') = 'true'",
     skip_locked=" FOR UPDATE SKIP LOCKED",
@@ -73,6 +75,23 @@ class LockBusy(TimeoutError):
     """Another receiver held a lock longer than this one would wait."""
 
 
+def text_safe(params: Sequence[Any] | dict[str, Any]) -> Sequence[Any] | dict[str, Any]:
+    """`params` with a NUL in any text replaced (U+FFFD): PostgreSQL's text cannot hold
+    one, and SQLite's can, so rendered text (an error quoting a payload, a target) must
+    not fail a write there that succeeds here (the webhook would be answered 503 again and
+    again). uid and session id with a NUL are refused before (engine.server.receiver)."""
+    values = params.values() if isinstance(params, dict) else params
+    if not any(isinstance(v, str) and "\x00" in v for v in values):
+        return params
+    if isinstance(params, dict):
+        return {k: _no_nul(v) for k, v in params.items()}
+    return [_no_nul(v) for v in params]
+
+
+def _no_nul(value: Any) -> Any:
+    return value.replace("\x00", "\ufffd") if isinstance(value, str) else value
+
+
 def is_url(target: str) -> bool:
     return target.startswith(("postgresql://", "postgres://"))
 
@@ -91,19 +110,19 @@ class PgDb:
         self.conn = conn
 
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
-        return self.conn.execute(translate(sql), params)
+        return self.conn.execute(translate(sql), text_safe(params))
 
     def query(
         self, sql: str, params: Sequence[Any] | dict[str, Any] = ()
     ) -> Iterator[dict[str, Any]]:
         with self.conn.cursor(row_factory=dict_row) as cursor:
-            cursor.execute(translate(sql), params)
+            cursor.execute(translate(sql), text_safe(params))
             rows = cursor.fetchall() if cursor.description else []
         return iter(rows)
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any] | dict[str, Any]]) -> Any:
         with self.conn.cursor() as cursor:
-            cursor.executemany(translate(sql), list(rows))
+            cursor.executemany(translate(sql), [text_safe(row) for row in rows])
             return cursor
 
     @property
