@@ -123,7 +123,8 @@ class Pipeline:
         if now < self._next_sweep:
             return
         self._next_sweep = now + SWEEP_SECONDS
-        self.sessions.expire(now)
+        if not self.sessions.shared:  # shared: only a sweep holding a session ends it
+            self.sessions.expire(now)
         longest = max((r.cooldown or 0.0 for r in self.rules.rules), default=0.0)
         self.gate.forget_before(now - max(longest, self.sessions.idle_seconds, FIRING_MEMORY))
 

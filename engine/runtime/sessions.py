@@ -186,11 +186,13 @@ class SessionStore:
         on_end: OnEnd | None = None,
         *,
         journal: bool = False,
-        spread_numbers: bool = False,
+        shared: bool = False,
     ) -> None:
         self.idle_seconds = idle_seconds
-        # receivers sharing a store number their sessions apart (engine.server.shared_sessions)
-        self.spread_numbers = spread_numbers
+        # receivers share the store (engine.server.shared_sessions): memory is a cache of
+        # it, so sessions are numbered apart, an eviction only forgets (the session may be
+        # live on another receiver), and only a sweep holding a session ends it
+        self.shared = shared
         self.limits = limits or SessionLimits()
         self.on_end = on_end
         self._journal: list[Change] | None = [] if journal else None
@@ -245,14 +247,24 @@ class SessionStore:
             self._sessions[key] = session
             self._per_uid.setdefault(session.uid, set()).add(key)
         while len(self._sessions) > self.limits.total:  # the limit was lowered since
-            oldest = next(iter(self._sessions))
-            self._gone(self._sessions[oldest])
-            self._forget(oldest)
+            self._evict(next(iter(self._sessions)))
 
     def _gone(self, session: Session) -> None:
         """`session` is evicted or ended: its rows go, and restore never brings it back."""
         self.note("gone", session)
         self._retire(session)
+
+    def _evict(self, key: tuple[str, str]) -> None:
+        """Make room: the session goes from memory, and from the store unless it is
+        shared (there another receiver may be hearing it; its own sweep ends it)."""
+        if not self.shared:
+            self._gone(self._sessions[key])
+        self._forget(key)
+
+    def unretire(self, number: int) -> None:
+        """The write that would have ended session `number` did not commit: restore may
+        bring it back (it is live in the store)."""
+        self._retired.pop(number, None)
 
     def _retire(self, session: Session) -> None:
         self._retired[session.number] = None
@@ -260,11 +272,11 @@ class SessionStore:
             self._retired.popitem(last=False)
 
     def _next_number(self, now: float) -> int:
-        """The next session's number: one more than the last; with `spread_numbers`, at
+        """The next session's number: one more than the last; when `shared`, at
         least the time in ms above 20 random bits, so receivers sharing one store never
         give two sessions one number (63 bits: good until the year 2248)."""
         number = self._started + 1
-        if self.spread_numbers:
+        if self.shared:
             number = max(number, int(now * 1000) << 20 | random.getrandbits(20))
         return number
 
@@ -355,14 +367,12 @@ class SessionStore:
         mine = self._per_uid.get(uid, set())
         if len(mine) >= self.limits.per_uid:
             oldest = min(mine, key=lambda k: self._sessions[k].last_seen)
-            self._gone(self._sessions[oldest])
-            self._forget(oldest)
+            self._evict(oldest)
             self.evicted += 1
             notes.append(f"evicted session {oldest[1]!r} (over {self.limits.per_uid} per uid)")
         while len(self._sessions) >= self.limits.total:
             oldest = next(iter(self._sessions))
-            self._gone(self._sessions[oldest])
-            self._forget(oldest)
+            self._evict(oldest)
             self.evicted += 1
             notes.append(f"evicted a session of another uid (over {self.limits.total} in all)")
         return notes

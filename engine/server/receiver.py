@@ -112,7 +112,7 @@ class Receiver:
                 limits.sessions,
                 self._session_ended,
                 journal=True,
-                spread_numbers=self.store.dialect.shared,
+                shared=self.store.dialect.shared,
             ),
             gate=FiringGate(journal=True),
             allow_hosts=settings.outbound_allow_hosts,
@@ -149,6 +149,8 @@ class Receiver:
         self._rules_thread = SerialThread("rules")
         # sessions that ended, to raise as transcript_session_end (rules thread only)
         self._ended: list[tuple[Session, EndedBy]] = []
+        # session number -> the write of the call that ended it: raised once that commits
+        self._end_writes: dict[int, Future[Any]] = {}
         # (uid, session id) -> the write of its last call (rules thread only)
         self._session_writes: dict[tuple[str, str], Future[Any]] = {}
         # closing evaluations a call found overdue (rules thread only; see _decide_and_write)
@@ -343,6 +345,13 @@ class Receiver:
         self._forget_settled_writes()
         ended, self._ended = self._ended, []
         for session, ended_by in ended:
+            write = self._end_writes.get(session.number)
+            if write is not None and (
+                not write.done() or write.cancelled() or write.exception() is not None
+            ):  # the call that ended it is still being written, or failed: then _unend
+                self._ended.append((session, ended_by))  # drops it (Omi sends it again)
+                continue
+            self._end_writes.pop(session.number, None)
             if session.waiting_until is not None:  # its open slots close with it
                 closing = self._close_slots(session, now, ended=True)
                 if closing is not None:
@@ -361,6 +370,8 @@ class Receiver:
             finally:
                 self._recording.pop(event.id, None)  # no repeat can wait for it
             raised.append(prepared)
+        waiting = {session.number for session, _why in self._ended}
+        self._end_writes = {n: w for n, w in self._end_writes.items() if n in waiting}
         raised.extend(self._raise_speech(self.audio_streams.expire(now), now))
         self._flush_changes()
         return raised
@@ -566,6 +577,7 @@ class Receiver:
             if live and not event.closing:
                 self._close_overdue(session_key, now)
             started = time.perf_counter()
+            ends_before = len(self._ended)  # sessions this call ends (a new conversation)
             try:
                 outcome = self.pipeline.process(event, now, ended=ended)
                 status = EventStatus.PROCESSED
@@ -609,6 +621,7 @@ class Receiver:
             # taken for a repeat of an event that never reached the store
             self.deduper.release(key)
             if taken:  # and memory goes back to what the store has
+                del self._ended[ends_before:]
                 if live:
                     self._reload(session_key)
                 session_rows.undo_firings(self.store, self.pipeline.gate, prepared.firings)
@@ -618,6 +631,8 @@ class Receiver:
         # a repeat (prepared after this, in this thread) waits for this write and shares
         # its fate
         self._recording[event.id] = prepared.store_write
+        for session, _why in self._ended[ends_before:]:  # their ends wait for it
+            self._end_writes[session.number] = prepared.store_write
         if self.shared is not None:  # the next call reads the session back, under the lock
             self.shared.done(held, hold, prepared.store_write)
         elif live:
@@ -653,6 +668,7 @@ class Receiver:
             raise StoreBusy(f"the store was busy for {SESSION_WRITE_WAIT:g}s") from None
         except BaseException:  # did not commit (cancelled, or failed)
             del self._session_writes[key]
+            self._unend(write)
             self._reload(key)
         else:
             del self._session_writes[key]
@@ -667,11 +683,26 @@ class Receiver:
         """Memory's view of a session and its firings put back to what the store has."""
         session_rows.reload_session(self.store, self.pipeline.sessions, self.pipeline.gate, *key)
 
+    def _unend(self, write: Future[Any] | None) -> None:
+        """In the rules thread: `write` did not commit, so the sessions deciding it ended
+        (a new conversation) did not end: their ends are not raised, and reading the
+        store back brings them back (Omi's retry of the call ends them again)."""
+        if write is None:
+            return
+        undone = {n for n, w in self._end_writes.items() if w is write}
+        if not undone:
+            return
+        self._ended = [(s, why) for s, why in self._ended if s.number not in undone]
+        for number in undone:
+            del self._end_writes[number]
+            self.pipeline.sessions.unretire(number)
+
     def _write_failed(self, prepared: Prepared) -> None:
         """In the rules thread: an event's write did not commit, so what deciding it
         changed in memory is put back to what the store has."""
         event = prepared.event
         key = (event.uid, event.session_id)
+        self._unend(prepared.store_write)
         # otherwise the session's next call found it so and put the session back already
         if self._session_writes.get(key) is prepared.store_write:
             del self._session_writes[key]

@@ -28,6 +28,9 @@ log = logging.getLogger("omi_rules.shared_sessions")
 Release = Callable[[], None]
 Key = tuple[str, str]  # (uid, session id); "" for the user's firings outside sessions
 DUE_FROM_STORE = 200  # idle sessions read per sweep that this receiver does not hold
+# sessions one sweep (a second) holds at most: each takes a pool connection until the
+# sweep's writes are done (engine.server.store_postgres.POOL_SIZE); the rest wait a sweep
+HOLDS_PER_SWEEP = 8
 
 
 def lock_name(key: Key) -> str:
@@ -70,15 +73,17 @@ class SharedSessions:
         return release
 
     def done(self, key: Key, release: Release | None, write: Future[Any] | None) -> None:
-        """`key`'s work in the rules thread is over: its lock goes once `write` is done
-        (at once without one)."""
+        """`key`'s work in the rules thread is over: its lock goes once every write queued
+        under it is done (at once without one). Not `write`'s own future: one cancelled
+        by the answer deadline is done while a closing evaluation queued before it under
+        the same hold is not; a write queued after them all is done only after them."""
         if release is None:
             return
         self.held.discard(key)
         if write is None:
             release()
         else:
-            write.add_done_callback(lambda _done: release())
+            self.store.submit(_nothing).add_done_callback(lambda _done: release())
 
     def hold_due(self, now: float, idle: float) -> list[tuple[Key, Release]]:
         """Before a session-end sweep (rules thread): every session the sweep may end or
@@ -96,20 +101,22 @@ class SharedSessions:
             (now - idle, now, DUE_FROM_STORE),
         ):
             keys.add((row["uid"], row["session_id"]))
-        holds = []
+        holds: list[tuple[Key, Release]] = []
         for key in sorted(keys):
             if key in self.held:
                 continue
-            try:
-                release = self.store.backend.lock(lock_name(key), 0)
-            except TimeoutError:  # no connection free: the next sweep tries again
-                release = None
-            if release is None:  # another receiver is deciding one of its calls
-                self.sessions.drop(*key)
+            release = None
+            if len(holds) < HOLDS_PER_SWEEP:  # each holds a pool connection
+                try:
+                    release = self.store.backend.lock(lock_name(key), 0)
+                except Exception:  # no connection free, or the database is away
+                    log.exception("could not lock session %s of uid %s", key[1], key[0])
+            if release is None:  # another receiver is deciding a call, or the next sweep
+                self.sessions.drop(*key)  # will: not this sweep's to end
                 continue
             try:
                 holds.append((key, self._refreshed(key, release, live=True)))
-            except Exception:
+            except Exception:  # _refreshed let go of it
                 log.exception("could not read back session %s of uid %s", key[1], key[0])
                 self.sessions.drop(*key)
         return holds

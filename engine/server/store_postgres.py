@@ -42,6 +42,7 @@ SCHEMA_LOCK = 0x6F6D6972  # an advisory lock: two receivers starting at once mak
 # call holds its session's lock until its write commits: engine.server.shared_sessions)
 POOL_SIZE = 32
 CONNECT_TIMEOUT = 10  # seconds
+POOL_WAIT = 5.0  # seconds a lock waits for a free pool connection, then LockBusy (503)
 
 # a quoted literal (kept, its % doubled), a ? mark, a :name mark (not a ::cast), or a %
 _MARKS = re.compile(r"'[^']*'|\?|(?<![:\w]):([A-Za-z_]\w*)|%")
@@ -195,7 +196,7 @@ class PostgresBackend:
         `wait` 0: None when another holds it; else waits up to `wait` seconds, then raises
         LockBusy."""
         try:
-            conn = self.pool.getconn(timeout=max(wait, 5.0))
+            conn = self.pool.getconn(timeout=min(max(wait, 1.0), POOL_WAIT))
         except PoolTimeout:  # every connection holds a lock or a read: the store is busy
             raise LockBusy(f"no connection free for {name!r}") from None
         try:
@@ -206,7 +207,10 @@ class PostgresBackend:
                     return None
             else:
                 conn.execute(f"SET lock_timeout = {int(wait * 1000)}")
-                conn.execute(_LOCK, [name])
+                try:
+                    conn.execute(_LOCK, [name])
+                finally:
+                    conn.execute("RESET lock_timeout")  # the pool's next user has none
         except psycopg.errors.LockNotAvailable:
             self.pool.putconn(conn)
             raise LockBusy(f"{name!r} was held for {wait:g}s") from None
