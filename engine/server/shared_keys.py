@@ -9,6 +9,7 @@ share it, rather than dead-lettering the others' actions one by one.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 from engine.config import ConfigError
@@ -24,30 +25,40 @@ _HINT = {
 def check_keys(store: Store, *, sealing: str, settings: Sequence[str]) -> None:
     """Raise ConfigError unless this receiver's keys are those of the store's other
     receivers: `sealing` must be theirs; the settings keys must open what the first of
-    theirs encrypts (a rotation puts the new key first, then every receiver's first key
-    becomes it as it restarts)."""
+    theirs encrypts. A rotation puts a new key first: the first receiver to start with it
+    makes it the store's (the old one is then retired), and a receiver whose first key is
+    a retired one (a stale config, rolling the rotation back) is refused."""
     for name, ours in (("sealing", [sealing]), ("settings", list(settings))):
+        problem = store.write_now(functools.partial(_check, name=name, ours=ours))
+        if problem:
+            raise ConfigError(f"this receiver's {name} key {problem}: {_HINT[name]}")
 
-        def claim(db: Db, name: str = name, first: str = ours[0]) -> str:
-            db.execute(
-                "INSERT INTO key_fingerprints (name, fingerprint) VALUES (?, ?) "
-                "ON CONFLICT (name) DO NOTHING",
-                [name, first],
-            )
-            rows = list(db.query("SELECT fingerprint FROM key_fingerprints WHERE name = ?", [name]))
-            return str(rows[0]["fingerprint"])
 
-        theirs = store.write_now(claim)
-        if theirs not in ours:
-            raise ConfigError(
-                f"this receiver's {name} key is not the one the other receivers of this "
-                f"database use: {_HINT[name]}"
-            )
-        if theirs != ours[0]:  # a rotation: ours is the new first key
+def _check(db: Db, *, name: str, ours: list[str]) -> str | None:
+    """In one transaction: why `ours` cannot be used for `name`, or None (then the store's
+    current fingerprint is ours[0])."""
+    retired_prefix = f"{name}:retired:"
+    db.execute(
+        "INSERT INTO key_fingerprints (name, fingerprint) VALUES (?, ?) "
+        "ON CONFLICT (name) DO NOTHING",
+        [name, ours[0]],
+    )
+    rows = {row["name"]: row["fingerprint"] for row in db.query(KEYS_SQL)}
+    current = rows[name]
+    retired = {fp for key, fp in rows.items() if key.startswith(retired_prefix)}
+    if ours[0] == current:
+        return None
+    if ours[0] in retired:
+        return "was replaced by a newer one (put the new key first, as the others have)"
+    if current not in ours:
+        return "is not the one the other receivers of this database use"
+    db.execute(  # a rotation: ours is the new first key, theirs retires
+        "INSERT INTO key_fingerprints (name, fingerprint) VALUES (?, ?) "
+        "ON CONFLICT (name) DO NOTHING",
+        [retired_prefix + current, current],
+    )
+    db.execute("UPDATE key_fingerprints SET fingerprint = ? WHERE name = ?", [ours[0], name])
+    return None
 
-            def rotate(db: Db, name: str = name, first: str = ours[0]) -> None:
-                db.execute(
-                    "UPDATE key_fingerprints SET fingerprint = ? WHERE name = ?", [first, name]
-                )
 
-            store.write_now(rotate)
+KEYS_SQL = "SELECT name, fingerprint FROM key_fingerprints"
