@@ -71,10 +71,10 @@ def counts_by_status(store: Store, statuses: Sequence[str] | None = None) -> dic
     if statuses is None:
         rows = store.query("SELECT status, COUNT(*) AS n FROM actions GROUP BY status")
     else:
-        marks = ",".join("?" * len(statuses))
         rows = store.query(
             # S608: only "?" marks are joined in; every value is a parameter
-            f"SELECT status, COUNT(*) AS n FROM actions WHERE status IN ({marks}) GROUP BY status",
+            f"SELECT status, COUNT(*) AS n FROM actions WHERE {_in('status', statuses)} "
+            "GROUP BY status",
             tuple(statuses),
         )
     return {row["status"]: row["n"] for row in rows}
@@ -90,7 +90,7 @@ _CLAIMABLE = (
 )
 
 
-def _in(column: str, values: Sequence[str]) -> str:
+def _in(column: str, values: Sequence[object]) -> str:
     """`column IN (?, ...)`, or false for no values (SQL has no empty IN list)."""
     return f"{column} IN ({','.join('?' * len(values))})" if values else "1 = 0"
 
@@ -289,9 +289,9 @@ def purge_dead(store: Store, action_ids: list[int] | None = None) -> Future[int]
         if action_ids is None:
             cursor = db.execute("DELETE FROM actions WHERE status = ?", [DEAD])
         else:
-            marks = ",".join("?" * len(action_ids))
             cursor = db.execute(
-                f"DELETE FROM actions WHERE status = ? AND id IN ({marks})", [DEAD, *action_ids]
+                f"DELETE FROM actions WHERE status = ? AND {_in('id', action_ids)}",
+                [DEAD, *action_ids],
             )
         return int(cursor.rowcount)
 

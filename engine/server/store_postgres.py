@@ -16,6 +16,7 @@ from functools import lru_cache
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
@@ -42,6 +43,14 @@ SCHEMA_LOCK = 0x6F6D6972  # an advisory lock: two receivers starting at once mak
 # call holds its session's lock until its write commits: engine.server.shared_sessions)
 POOL_SIZE = 32
 CONNECT_TIMEOUT = 10  # seconds
+# TCP keepalives: a connection to a database host that vanished (no FIN) fails in about a
+# minute instead of hanging the writer thread for good
+KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
 POOL_WAIT = 5.0  # seconds a lock waits for a free pool connection, then LockBusy (503)
 
 # a quoted literal (kept, its % doubled), a ? mark, a :name mark (not a ::cast), or a %
@@ -98,8 +107,10 @@ def is_url(target: str) -> bool:
 
 
 def shown_url(url: str) -> str:
-    """`url` without its password, for logs and errors."""
-    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
+    """`url` without its password (in its user part or a `password=` parameter), for logs
+    and errors."""
+    url = re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
+    return re.sub(r"([?&]password=)[^&]*", r"\1***", url, flags=re.IGNORECASE)
 
 
 class PgDb:
@@ -144,7 +155,16 @@ class PgDb:
 
 
 def connect(url: str) -> PgDb:
-    return PgDb(psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT))
+    conninfo = with_keepalives(url)
+    return PgDb(psycopg.connect(conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT))
+
+
+def with_keepalives(url: str) -> str:
+    """`url` with TCP keepalives on, unless it sets them itself."""
+    params = conninfo_to_dict(url)
+    for name, value in KEEPALIVES.items():
+        params.setdefault(name, value)
+    return make_conninfo("", **params)
 
 
 class PostgresBackend:
@@ -154,10 +174,13 @@ class PostgresBackend:
         self.url = url
         self.path = shown_url(url)
         self.pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
-            url,
+            with_keepalives(url),
             min_size=1,
             max_size=POOL_SIZE,
             kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT},
+            # a connection the server dropped (a restart) is found out when taken, not by
+            # the read or lock it was taken for
+            check=ConnectionPool.check_connection,
             open=True,
             name="omi-rules",
         )
@@ -188,7 +211,13 @@ class PostgresBackend:
             return list(PgDb(conn).query(sql, params))
 
     def rows(self, sql: str, params: Sequence[Any] | dict[str, Any]) -> Iterator[dict[str, Any]]:
-        return iter(self.query(sql, params))
+        """Read lazily, through a server-side cursor (a long history is never held whole);
+        the pool connection is held until the rows are read or the iterator dropped."""
+        with self.pool.connection() as conn, conn.transaction():
+            with conn.cursor(name="omi_rules_rows", row_factory=dict_row) as cursor:
+                cursor.itersize = 500
+                cursor.execute(translate(sql), text_safe(params))
+                yield from cursor
 
     def lock(self, name: str, wait: float) -> Callable[[], None] | None:
         """Hold the advisory lock `name` across every receiver of the database, on a pool
