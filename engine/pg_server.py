@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import pwd
 import re
+import secrets
 import shutil
 import socket
 import subprocess
@@ -93,11 +94,14 @@ def _free_port() -> int:
 
 
 class PostgresServer:
-    def __init__(self, bin_dir: Path, folder: Path, port: int) -> None:
+    def __init__(self, bin_dir: Path, folder: Path, port: int, password: str) -> None:
         self.bin_dir = bin_dir
         self.folder = folder
         self.port = port
-        self.url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        # a password, not trust: any local user could reach a loopback port (and a
+        # superuser can run programs on the server through COPY ... TO PROGRAM)
+        self.password = password
+        self.url = f"postgresql://postgres:{password}@127.0.0.1:{port}/postgres"
 
     @classmethod
     def start(cls, bin_dir: Path | None = None) -> PostgresServer:
@@ -106,15 +110,21 @@ class PostgresServer:
         bin_dir = bin_dir or find_pg_bin()
         folder = Path(tempfile.mkdtemp(prefix="omi-rules-pg-"))
         try:
+            password = secrets.token_hex(16)
+            pwfile = folder / "pwfile"
+            pwfile.write_text(password + "\n")
+            pwfile.chmod(0o600)
             if os.geteuid() == 0:
                 account = pwd.getpwnam(SYSTEM_USER)
                 os.chown(folder, account.pw_uid, account.pw_gid)
+                os.chown(pwfile, account.pw_uid, account.pw_gid)
             _run(
                 bin_dir / "initdb",
-                ["-D", str(folder / "data"), "-A", "trust", "-U", "postgres"]
-                + ["--no-sync", "-E", "UTF8"],
+                ["-D", str(folder / "data"), "-A", "scram-sha-256", "-U", "postgres"]
+                + [f"--pwfile={pwfile}", "--no-sync", "-E", "UTF8"],
                 folder,
             )
+            pwfile.unlink()
             errors = []
             for _ in range(START_ATTEMPTS):
                 port = _free_port()
@@ -132,7 +142,7 @@ class PostgresServer:
                 except RuntimeError as error:
                     errors.append(str(error))
                     continue
-                return cls(bin_dir, folder, port)
+                return cls(bin_dir, folder, port, password)
             log = folder / "log"
             tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
             raise RuntimeError("PostgreSQL did not start:\n" + "\n".join(errors) + "\n" + tail)

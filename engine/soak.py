@@ -286,8 +286,9 @@ def start_serve(
         "OMI_RULES_ADMIN_TOKEN": ADMIN_TOKEN,
         "OMI_RULES_WATCH_RULES": "false",
         "OMI_RULES_POLL_INTERVAL": "0.05",
+        "OMI_RULES_DB": db,  # not on the command line: a URL's password would show in ps
     }
-    command = [sys.executable, "-m", "engine.cli", "serve", "--rules", "rules", "--db", db]
+    command = [sys.executable, "-m", "engine.cli", "serve", "--rules", "rules"]
     log = (folder / log_name).open("wb")
     server = subprocess.Popen(
         [*command, "--port", str(port)], cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT

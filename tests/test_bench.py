@@ -22,6 +22,7 @@ from engine.rules.loader import load_rules
 from engine.runtime.payloads import decode_event
 from engine.runtime.pipeline import Pipeline
 from engine.secrets import Secrets
+from engine.server.store_postgres import shown_url
 from engine.soak import start_serve, stop_server, wait_for_health
 from tests.helpers import NOW
 from tests.postgres import PostgresServer
@@ -182,7 +183,8 @@ def test_scale_out_rows_on_a_given_server(postgres_server: PostgresServer) -> No
     before = _databases(postgres_server.url)
     scale = run_scale_out(QUICK_SIZES[1], 1, 16, postgres_server.url)
     assert scale.skipped is None, scale.skipped
-    assert scale.postgres.startswith(f"{postgres_server.url}, PostgreSQL ")
+    assert scale.postgres.startswith(f"{shown_url(postgres_server.url)}, PostgreSQL ")
+    assert postgres_server.password not in scale.postgres  # never printed
     assert [(row.database, row.receivers) for row in scale.rows] == [
         ("sqlite", 1),
         ("postgresql", 1),

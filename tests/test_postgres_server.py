@@ -40,10 +40,17 @@ def test_url_connects_to_postgresql_on_loopback(postgres_url: str) -> None:
 
 
 def test_server_url_is_the_postgres_database(postgres_server: PostgresServer) -> None:
-    assert postgres_server.url == f"postgresql://postgres@127.0.0.1:{postgres_server.port}/postgres"
+    password = postgres_server.password
+    assert postgres_server.url == (
+        f"postgresql://postgres:{password}@127.0.0.1:{postgres_server.port}/postgres"
+    )
     with psycopg.connect(postgres_server.url) as conn:
         row = conn.execute("SELECT current_database(), current_user").fetchone()
     assert row == ("postgres", "postgres")
+    # the password is asked for (no trust): another local user cannot just connect
+    without = postgres_server.url.replace(f":{password}@", "@")
+    with pytest.raises(psycopg.OperationalError, match="password"):
+        psycopg.connect(without, connect_timeout=5)
 
 
 def test_databases_are_separate_and_empty(
