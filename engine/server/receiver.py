@@ -246,7 +246,8 @@ class Receiver:
                 task.print_stack()
         self._tasks.clear()
         self._rules_thread.shutdown()
-        await asyncio.to_thread(self.store.close)
+        after = self.shared.close if self.shared is not None else None
+        await asyncio.to_thread(self.store.close, after)
 
     def event_body(self, event_id: str) -> bytes:
         """The stored body of an event (blocking: connectors call it off the loop)."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from engine.runtime.sessions import FiringGate, SessionStore
@@ -47,6 +47,9 @@ class SharedSessions:
         self.gate = gate
         self.wait = wait  # seconds to wait for another receiver's hold, then LockBusy
         self.held: set[Key] = set()  # held by the rules thread's current work
+        # letting go is a round trip to the database: not in the store's writer thread
+        # (where a write's done callbacks run), which would wait for it between batches
+        self._releaser = ThreadPoolExecutor(1, thread_name_prefix="session-unlock")
 
     def hold(self, key: Key, *, live: bool) -> Release | None:
         """Take `key`'s lock and read its state back (rules thread); None when this
@@ -83,7 +86,7 @@ class SharedSessions:
         if write is None:
             release()
         else:
-            self.store.submit(_nothing).add_done_callback(lambda _done: release())
+            self.store.submit(_nothing).add_done_callback(lambda _done: self._let_go([release]))
 
     def hold_due(self, now: float, idle: float) -> list[tuple[Key, Release]]:
         """Before a session-end sweep (rules thread): every session the sweep may end or
@@ -130,7 +133,25 @@ class SharedSessions:
         for key, _release in holds:
             self.held.discard(key)
         barrier = self.store.submit(_nothing)
-        barrier.add_done_callback(lambda _done: [release() for _key, release in holds])
+        barrier.add_done_callback(lambda _done: self._let_go([r for _key, r in holds]))
+
+    def _let_go(self, releases: list[Release]) -> None:
+        try:
+            self._releaser.submit(_release_all, releases)
+        except RuntimeError:  # shutting down: at once, here
+            _release_all(releases)
+
+    def close(self) -> None:
+        """After the store's writer stopped: every release queued is done."""
+        self._releaser.shutdown(wait=True)
+
+
+def _release_all(releases: list[Release]) -> None:
+    for release in releases:
+        try:
+            release()
+        except Exception:  # the connection is closed then: its locks went with it
+            log.exception("could not let go of a session lock")
 
 
 def _nothing(_db: Any) -> None:

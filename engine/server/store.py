@@ -185,9 +185,13 @@ class Store:
             else:
                 future.set_result(result)
 
-    def close(self) -> None:
+    def close(self, after_writes: Callable[[], None] | None = None) -> None:
+        """Stop the writer (what is queued is written), run `after_writes` (the done
+        callbacks' own work, e.g. letting go of locks), then close every connection."""
         self._queue.put(_STOP)
         self._thread.join(timeout=10)
+        if after_writes is not None:
+            after_writes()
         self._writer_db.close()
         self._read_pool.shutdown(wait=True)
         self.backend.close()
