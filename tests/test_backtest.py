@@ -198,7 +198,7 @@ def test_cli_text_and_json(
 ) -> None:
     store, data_dir = captured
     monkeypatch.setenv("OMI_RULES_DATA_DIR", data_dir)
-    db = store.path
+    db = store.target
     edited = str(edited_rules(tmp_path))
     code, out, _err = run_backtest("--rules", edited, "--db", db)
     assert code == 0, out

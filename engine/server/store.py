@@ -85,7 +85,8 @@ class Store:
     def __init__(self, target: str) -> None:
         self.backend = backend_for(target)
         self.dialect = self.backend.dialect
-        self.path = self.backend.path  # the file, or the URL without its password
+        self.target = target  # what opened it (a URL's password included: never shown)
+        self.path = self.backend.path  # what to show: the file, or the URL without password
         self._writer_db: Any = self.backend.connect()
         self.backend.create_schema(self._writer_db)
         self._read_pool = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="store-reader")
