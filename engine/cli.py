@@ -16,7 +16,7 @@ import msgspec
 from engine import samples
 from engine.backtest import backtest_captured
 from engine.bench import run_bench
-from engine.config import load_settings
+from engine.config import ConfigError, load_settings
 from engine.dryrun import dry_run_events, dry_run_files
 from engine.durations import parse_duration
 from engine.errors import OmiRulesError, PayloadError
@@ -223,6 +223,11 @@ def serve(
     token, created = admin_token(settings)
     app = create_app(settings, freeze_heap=True)
     receiver = app.state.receiver
+    try:  # a clear line, not the traceback of a failed startup
+        receiver.check_keys()
+    except ConfigError as exc:
+        receiver.store.close()
+        raise click.ClickException(str(exc)) from None
     redactor = SecretRedactor(lambda: receiver.secrets)
     for handler in logging.getLogger().handlers:
         handler.addFilter(redactor)

@@ -190,14 +190,18 @@ class Receiver:
             return self.secrets
         return self.user_settings.values(rows[0]["uid"]).secrets
 
-    async def start(self) -> None:
+    def check_keys(self) -> None:
+        """ConfigError when another receiver of a shared store seals or encrypts with
+        other keys (blocking; `serve` asks before it starts serving, start() again)."""
         if self.store.dialect.shared:  # another receiver may send what this one seals
-            await asyncio.to_thread(
-                check_keys,
+            check_keys(
                 self.store,
                 sealing=self.sealer.fingerprint(),
                 settings=self.user_settings.cipher.fingerprints,
             )
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.check_keys)
         self.live_rules.reload()
         rotated = self.user_settings.rotate_all()
         if rotated:

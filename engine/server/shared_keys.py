@@ -16,9 +16,10 @@ from engine.config import ConfigError
 from engine.server.store import Db, Store
 
 _HINT = {
-    "sealing": "copy the data folder's sealing key file from the first receiver (or share "
+    "sealing": "copy seal.key from the first receiver's data folder into this one's (or share "
     "the data folder)",
-    "settings": "set the same settings_keys on every receiver (or copy data/settings.key)",
+    "settings": "set the same settings_keys on every receiver (or copy settings.key from the "
+    "first receiver's data folder)",
 }
 
 
