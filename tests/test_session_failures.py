@@ -6,6 +6,7 @@ outlive their session."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 import time
@@ -220,3 +221,75 @@ def test_rows_of_an_evicted_session_whose_write_failed_go_on_the_next_start(
         return seen
 
     assert asyncio.run(scenario()) == [[{"session_id": "a"}]] * 2
+
+
+def other_call(text: str) -> Incoming:
+    body = json.dumps([seg(text, 0.0)]).encode()
+    return Incoming("transcript", body, {"uid": "v", "session_id": "x"}, {}, "application/json")
+
+
+def test_an_idle_session_expired_inside_another_users_failed_call_still_ends(
+    tmp_path: Path,
+) -> None:
+    """A sweep inside u's call expired v's idle session; u's write failed: v's end is
+    still raised (only the ends of u's own session go with u's write)."""
+    write_rules(tmp_path / "rules", RULES)
+
+    async def scenario() -> list[str]:
+        receiver = await started(tmp_path, session_idle=0.5)
+        for task in receiver._tasks:  # the 1 s check runs when the test says
+            if task.get_name() == "session-end":
+                task.cancel()
+        try:
+            assert (await receiver.receive(other_call("idle soon"))).status == 200
+            await asyncio.sleep(0.7)  # v's session is idle now
+            receiver.pipeline._next_sweep = 0.0  # 60 s went by: the next call sweeps
+            with Broken(receiver.settings.db, "events"):
+                assert (await receiver.receive(call(seg("u talks", 0.0)))).status == 503
+            for _ in range(3):
+                await receiver.end_sessions()
+            rows = await query(
+                receiver, "SELECT body FROM events WHERE trigger = 'transcript_session_end'"
+            )
+            return [json.loads(row["body"])["text"] for row in rows]
+        finally:
+            await receiver.stop()
+
+    assert asyncio.run(scenario()) == ["idle soon"]
+
+
+def test_a_call_failing_before_its_write_does_not_lose_the_session_it_ended(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call starting a new conversation fails before its write is queued: the session
+    it ended comes back from the store, and Omi's retry ends it (once)."""
+    write_rules(tmp_path / "rules", RULES)
+    real = receiver_module.write_event
+    fail = {"on": False}
+
+    def write_event(*a: Any, **k: Any) -> Any:
+        if fail["on"]:
+            raise OSError("sealing failed")
+        return real(*a, **k)
+
+    monkeypatch.setattr(receiver_module, "write_event", write_event)
+
+    async def scenario() -> list[str]:
+        receiver = await started(tmp_path)
+        try:
+            assert (await receiver.receive(call(seg("first conversation", 100.0)))).status == 200
+            fail["on"] = True
+            with contextlib.suppress(OSError):
+                await receiver.receive(call(seg("second one", 0.0)))
+            fail["on"] = False
+            await receiver.end_sessions()
+            assert (await receiver.receive(call(seg("second one", 0.0)))).status == 200
+            await receiver.end_sessions()
+            rows = await query(
+                receiver, "SELECT body FROM events WHERE trigger = 'transcript_session_end'"
+            )
+            return [json.loads(row["body"])["text"] for row in rows]
+        finally:
+            await receiver.stop()
+
+    assert asyncio.run(scenario()) == ["first conversation"]

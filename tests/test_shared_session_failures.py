@@ -11,6 +11,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from engine.server.receipt import Incoming
 from engine.server.receiver import Receiver
 from tests.server_helpers import server_settings, write_rules
@@ -141,3 +143,52 @@ def test_omis_retry_at_the_other_receiver_does_not_end_the_session(
             assert len(await rows(a, "SELECT number FROM live_sessions")) == 1
 
     asyncio.run(run())
+
+
+FAILING_ENDS = """
+CREATE FUNCTION no_ends() RETURNS trigger AS $$ BEGIN
+  IF NEW.trigger = 'transcript_session_end' AND NEW.uid <> 'u8' THEN RAISE EXCEPTION 'blip'; END IF;
+  RETURN NEW; END $$ LANGUAGE plpgsql;
+CREATE TRIGGER no_ends BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION no_ends();
+"""
+
+
+def test_end_events_that_failed_to_write_end_again_and_starve_no_other(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """One receiver: the end events of the 8 sessions a sweep holds fail to write once (a
+    database blip). Those sessions stay live in the store: they end again at a later
+    sweep, and a 9th idle session is not kept from ending by them."""
+    write_rules(tmp_path / "rules", RULES)
+
+    async def run() -> tuple[int, list[str]]:
+        a = Receiver(server_settings(tmp_path, db=postgres_url, session_idle=0.5))
+        await a.start()
+        for task in a._tasks:
+            if task.get_name() == "session-end":
+                task.cancel()
+        try:
+            for i in range(9):
+                assert (await a.receive(call("words", 0, uid=f"u{i}"))).status == 200
+            await asyncio.sleep(0.8)
+            with psycopg.connect(postgres_url, autocommit=True) as conn:
+                conn.execute(FAILING_ENDS)
+            await a.end_sessions()
+            await asyncio.sleep(0.3)  # _write_failed runs
+            with psycopg.connect(postgres_url, autocommit=True) as conn:
+                conn.execute("DROP TRIGGER no_ends ON events")
+            for _ in range(5):
+                await asyncio.sleep(0.3)  # the last sweep's locks are let go
+                await a.end_sessions()
+            ends = await a.store.read(
+                lambda s: s.query("SELECT uid FROM events WHERE trigger = 'transcript_session_end'")
+            )
+            live = await a.store.read(
+                lambda s: s.query("SELECT uid FROM live_sessions ORDER BY uid")
+            )
+            return len(ends), [r["uid"] for r in live]
+        finally:
+            await a.stop()
+
+    ended, live = asyncio.run(run())
+    assert (ended, live) == (9, [])

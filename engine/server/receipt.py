@@ -17,7 +17,7 @@ from typing import Any, cast
 from engine.runtime.audio_streams import FeedUndo
 from engine.runtime.payloads import Event
 from engine.runtime.pipeline import Outcome
-from engine.runtime.sessions import FiringKey
+from engine.runtime.sessions import FiringKey, Session
 from engine.server.dedupe import DedupeKey
 from engine.server.statuses import EventStatus
 from engine.triggers import default_triggers
@@ -67,6 +67,7 @@ class Prepared:
     # what following an audio chunk changed of its stream, undone if it is not recorded
     audio_undo: FeedUndo | None = None
     written: bool = False  # its write ran (in a transaction not yet known to commit)
+    ends: Session | None = None  # a transcript_session_end event: the session it ends
 
     def committed(self) -> bool:
         """Its write ran and did not fail (the transaction holding it may still be open:

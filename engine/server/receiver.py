@@ -365,12 +365,13 @@ class Receiver:
             event = decode_event(SESSION_END, body, uid=session.uid)
             event.received_at = now
             event.id = new_event_id(now)
-            prepared = Prepared(event, None, {})
+            prepared = Prepared(event, None, {}, ends=session)
             try:
                 # the session's rows go in the transaction that records its end
                 self._decide_and_write(prepared, body, now, also=session_rows.gone_rows(session))
             except Exception:
                 log.exception("could not raise the end of session %s", session.key)
+                self._end_not_recorded(session)
                 continue
             finally:
                 self._recording.pop(event.id, None)  # no repeat can wait for it
@@ -626,7 +627,7 @@ class Receiver:
             # taken for a repeat of an event that never reached the store
             self.deduper.release(key)
             if taken:  # and memory goes back to what the store has
-                del self._ended[ends_before:]
+                self._drop_ends(self._ends_of(session_key, ends_before))
                 if live:
                     self._reload(session_key)
                 session_rows.undo_firings(self.store, self.pipeline.gate, prepared.firings)
@@ -636,7 +637,7 @@ class Receiver:
         # a repeat (prepared after this, in this thread) waits for this write and shares
         # its fate
         self._recording[event.id] = prepared.store_write
-        for session, _why in self._ended[ends_before:]:  # their ends wait for it
+        for session, _why in self._ends_of(session_key, ends_before):  # they wait for it
             self._end_writes[session.number] = prepared.store_write
         if self.shared is not None:  # the next call reads the session back, under the lock
             self.shared.done(held, hold, prepared.store_write)
@@ -688,19 +689,36 @@ class Receiver:
         """Memory's view of a session and its firings put back to what the store has."""
         session_rows.reload_session(self.store, self.pipeline.sessions, self.pipeline.gate, *key)
 
+    def _ends_of(self, key: tuple[str, str], since: int) -> list[tuple[Session, EndedBy]]:
+        """The sessions of `key` ended since `_ended` held `since` entries: those a call of
+        that session ended (a new conversation), not idle ones of other users that a sweep
+        inside its decision expired."""
+        return [(s, why) for s, why in self._ended[since:] if (s.uid, s.session_id) == key]
+
     def _unend(self, write: Future[Any] | None) -> None:
         """In the rules thread: `write` did not commit, so the sessions deciding it ended
-        (a new conversation) did not end: their ends are not raised, and reading the
-        store back brings them back (Omi's retry of the call ends them again)."""
-        if write is None:
+        (a new conversation) did not end (Omi's retry of the call ends them again)."""
+        if write is not None:
+            numbers = {n for n, w in self._end_writes.items() if w is write}
+            self._drop_ends([(s, why) for s, why in self._ended if s.number in numbers])
+
+    def _drop_ends(self, ends: list[tuple[Session, EndedBy]]) -> None:
+        """These ends are not raised: their sessions did not end after all, and reading
+        the store back may bring them back (un-retired)."""
+        if not ends:
             return
-        undone = {n for n, w in self._end_writes.items() if w is write}
-        if not undone:
-            return
-        self._ended = [(s, why) for s, why in self._ended if s.number not in undone]
-        for number in undone:
-            del self._end_writes[number]
+        numbers = {session.number for session, _why in ends}
+        self._ended = [(s, why) for s, why in self._ended if s.number not in numbers]
+        for number in numbers:
+            self._end_writes.pop(number, None)
             self.pipeline.sessions.unretire(number)
+
+    def _end_not_recorded(self, session: Session) -> None:
+        """In the rules thread: the write of `session`'s end event failed, so its rows are
+        still in the store: it may come back from there (un-retired), and end again."""
+        self.pipeline.sessions.unretire(session.number)
+        if self.shared is None:
+            self._reload((session.uid, session.session_id))
 
     def _write_failed(self, prepared: Prepared) -> None:
         """In the rules thread: an event's write did not commit, so what deciding it
@@ -708,6 +726,8 @@ class Receiver:
         event = prepared.event
         key = (event.uid, event.session_id)
         self._unend(prepared.store_write)
+        if prepared.ends is not None:
+            self._end_not_recorded(prepared.ends)
         # otherwise the session's next call found it so and put the session back already
         if self._session_writes.get(key) is prepared.store_write:
             del self._session_writes[key]

@@ -77,43 +77,45 @@ class SharedSessions:
 
     def done(self, key: Key, release: Release | None, write: Future[Any] | None) -> None:
         """`key`'s work in the rules thread is over: its lock goes once every write queued
-        under it is done (at once without one). Not `write`'s own future: one cancelled
-        by the answer deadline is done while a closing evaluation queued before it under
-        the same hold is not; a write queued after them all is done only after them."""
+        under it is done. Not `write`'s own future (None when the call failed before its
+        write): one cancelled by the answer deadline is done while a closing evaluation
+        queued before it under the same hold is not; a write queued after them all is done
+        only after them."""
         if release is None:
             return
         self.held.discard(key)
-        if write is None:
-            release()
-        else:
-            self.store.submit(_nothing).add_done_callback(lambda _done: self._let_go([release]))
+        # even without a write of its own: a closing evaluation may be queued under it
+        self.store.submit(_nothing).add_done_callback(lambda _done: self._let_go([release]))
 
     def hold_due(self, now: float, idle: float) -> list[tuple[Key, Release]]:
         """Before a session-end sweep (rules thread): every session the sweep may end or
         close (idle, or waiting past its slot wait) in memory or in the store is held and
         read back; one another receiver holds is left out of memory (it is not this
         sweep's). Returns the holds, for `done_all` once the sweep's writes are queued."""
-        keys = {
-            (s.uid, s.session_id)
+        due: dict[Key, float] = {  # key -> last heard: the longest quiet first
+            (s.uid, s.session_id): s.last_seen
             for s in self.sessions
             if now - s.last_seen > idle or (s.waiting_until is not None and s.waiting_until <= now)
         }
         for row in self.store.query(
-            "SELECT uid, session_id FROM live_sessions WHERE ended_by IS NULL AND "
+            "SELECT uid, session_id, last_seen FROM live_sessions WHERE ended_by IS NULL AND "
             "(last_seen < ? OR waiting_until <= ?) ORDER BY last_seen LIMIT ?",
             (now - idle, now, DUE_FROM_STORE),
         ):
-            keys.add((row["uid"], row["session_id"]))
+            key = (row["uid"], row["session_id"])
+            due[key] = min(due.get(key, row["last_seen"]), row["last_seen"])
         holds: list[tuple[Key, Release]] = []
-        for key in sorted(keys):
+        locking = True  # until the sweep's share is held, or no connection is free
+        for key in sorted(due, key=lambda k: (due[k], k)):
             if key in self.held:
                 continue
             release = None
-            if len(holds) < HOLDS_PER_SWEEP:  # each holds a pool connection
+            if locking and len(holds) < HOLDS_PER_SWEEP:  # each holds a pool connection
                 try:
                     release = self.store.backend.lock(lock_name(key), 0)
-                except Exception:  # no connection free, or the database is away
+                except Exception:  # no connection free, or the database is away: the
                     log.exception("could not lock session %s of uid %s", key[1], key[0])
+                    locking = False  # next sweep tries again
             if release is None:  # another receiver is deciding a call, or the next sweep
                 self.sessions.drop(*key)  # will: not this sweep's to end
                 continue
