@@ -158,24 +158,23 @@ async def claim_due(
         if not rows:
             return []
         ids = [row["id"] for row in rows]
-        marks = ",".join("?" * len(ids))
         # another receiver may be claiming some of them right now: those are skipped (and
         # one it claimed since this transaction began no longer passes _CLAIMABLE)
         mine = {
             row["id"]
             for row in db.query(
-                f"SELECT id FROM actions WHERE id IN ({marks}) AND {_CLAIMABLE}"
+                f"SELECT id FROM actions WHERE {_in('id', ids)} AND {_CLAIMABLE}"
                 f"{store.dialect.skip_locked}",
                 [*ids, *claimable],
             )
         }
         rows = [row for row in rows if row["id"] in mine]
         if rows:
-            marks = ",".join("?" * len(rows))
+            ids = [row["id"] for row in rows]
             db.execute(
                 "UPDATE actions SET status = ?, lease_until = ?, lease_owner = ?, updated_at = ? "
-                f"WHERE id IN ({marks})",
-                [IN_FLIGHT, now + lease, owner, now, *(row["id"] for row in rows)],
+                f"WHERE {_in('id', ids)}",
+                [IN_FLIGHT, now + lease, owner, now, *ids],
             )
         return [DueAction(**row, lease_owner=owner) for row in rows]
 
@@ -192,10 +191,9 @@ async def renew_leases(
         return 0
 
     def write(db: Db) -> int:
-        marks = ",".join("?" * len(action_ids))
         cursor = db.execute(
             "UPDATE actions SET lease_until = ? WHERE status = ? AND lease_owner = ? "
-            f"AND id IN ({marks})",
+            f"AND {_in('id', action_ids)}",
             [until, IN_FLIGHT, owner, *action_ids],
         )
         return int(cursor.rowcount)

@@ -273,25 +273,9 @@ def restore(store: Store, sessions: SessionStore, gate: FiringGate) -> int:
 def reload_session(
     store: Store, sessions: SessionStore, gate: FiringGate, uid: str, session_id: str
 ) -> None:
-    """After a write that did not commit: what memory holds of (uid, session id) is put
-    back to what the store has."""
-    held = sessions.get(uid, session_id)
-    sessions.drop(uid, session_id)
-    found, ended = read_sessions(
-        store, "WHERE uid = ? AND session_id = ? AND ended_by IS NULL", (uid, session_id)
-    )
-    sessions.restore(found, ended)
-    if held is not None:
-        keys = [key for key in gate.keys() if key[1] == uid and key[2] == held.key]
-        stored = dict(read_firings(store, "WHERE uid = ? AND session = ?", (uid, held.key)))
-        gate.restore((key, stored.get(key)) for key in keys)
-
-
-def refresh_session(
-    store: Store, sessions: SessionStore, gate: FiringGate, uid: str, session_id: str
-) -> None:
-    """Receivers sharing the store (engine.server.shared_sessions): memory's (uid, session
-    id) and its firings made what the store holds now (another receiver may have taken
+    """Memory's (uid, session id) and its firings made what the store holds now: after a
+    write that did not commit, and, with receivers sharing the store
+    (engine.server.shared_sessions), before each call (another receiver may have taken
     the session's last calls, or ended it)."""
     held = sessions.get(uid, session_id)
     sessions.drop(uid, session_id)

@@ -66,7 +66,7 @@ class SharedSessions:
     def _refreshed(self, key: Key, release: Release, *, live: bool) -> Release:
         try:
             if live:
-                session_rows.refresh_session(self.store, self.sessions, self.gate, *key)
+                session_rows.reload_session(self.store, self.sessions, self.gate, *key)
             else:
                 session_rows.refresh_firings(self.store, self.gate, key[0], key[1])
         except BaseException:

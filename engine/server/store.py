@@ -40,6 +40,8 @@ class Db(Protocol):
 
     @property
     def in_transaction(self) -> bool: ...
+    @property
+    def lost(self) -> bool: ...  # the server closed it (a PostgreSQL restart)
     def begin(self) -> None: ...
     def commit(self) -> None: ...
     def rollback(self) -> None: ...
@@ -62,7 +64,6 @@ Write = Callable[[Db], Any]
 
 _STOP = object()
 READ_THREADS = 4  # reads the API and the receiver may have running at once
-BUSY_TIMEOUT = store_sqlite.BUSY_TIMEOUT
 
 
 def backend_for(target: str) -> Backend:
@@ -136,8 +137,7 @@ class Store:
     def _reconnect_if_lost(self) -> None:
         """A PostgreSQL connection the server closed (a restart) is opened again, so the
         next batch can commit; SQLite's never breaks this way."""
-        conn = getattr(self._writer_db, "conn", None)
-        if getattr(conn, "broken", False) or getattr(conn, "closed", False) is True:
+        if self._writer_db.lost:
             with contextlib.suppress(Exception):
                 self._writer_db = self.backend.connect()
 

@@ -141,6 +141,10 @@ class PgDb:
     def in_transaction(self) -> bool:
         return self.conn.info.transaction_status != TransactionStatus.IDLE
 
+    @property
+    def lost(self) -> bool:
+        return self.conn.broken or self.conn.closed
+
     def begin(self) -> None:
         self.conn.execute("BEGIN")
 

@@ -48,6 +48,8 @@ class SqliteDb(sqlite_utils.Database):
     def in_transaction(self) -> bool:
         return self.conn.in_transaction
 
+    lost = False  # a file connection is never closed by a server
+
     def begin(self) -> None:
         self.conn.execute("BEGIN IMMEDIATE")  # the write lock now, not at the first write
 
