@@ -33,6 +33,13 @@ def new_event_id(now: float) -> str:
     return f"{int(now * 1000):013x}{_id_bits.getrandbits(40):010x}"
 
 
+def stamp(event: Event, now: float) -> Event:
+    """`event` as received at `now`, under a new id (a webhook's, or a derived one's)."""
+    event.received_at = now
+    event.id = new_event_id(now)
+    return event
+
+
 def dedupe_part(kind: str, uid: str, value: str) -> str:
     """One fact that makes a delivery a repeat, as a fixed-size digest: the uid and value
     are hashed as a JSON list, so no text a sender chooses (a newline, a colon) can make

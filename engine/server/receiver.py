@@ -37,8 +37,8 @@ from engine.server import rule_versions, session_rows, signing
 from engine.server.capture import (
     answer_context,
     dedupe_key,
-    new_event_id,
     record_rejection,
+    stamp,
     write_event,
 )
 from engine.server.dedupe import DedupeKey, Deduper, RepeatOf
@@ -362,9 +362,7 @@ class Receiver:
                 if closing is not None:
                     raised.append(closing)
             body = msgspec.json.encode(session_end_doc(session, ended_by))
-            event = decode_event(SESSION_END, body, uid=session.uid)
-            event.received_at = now
-            event.id = new_event_id(now)
+            event = stamp(decode_event(SESSION_END, body, uid=session.uid), now)
             prepared = Prepared(event, None, {}, ends=session)
             try:
                 # the session's rows go in the transaction that records its end
@@ -392,9 +390,7 @@ class Receiver:
         raised = []
         for change in changes:
             body = msgspec.json.encode(change.doc)
-            event = decode_event(change.trigger, body, uid=change.uid)
-            event.received_at = now
-            event.id = new_event_id(now)
+            event = stamp(decode_event(change.trigger, body, uid=change.uid), now)
             prepared = Prepared(event, None, {"session_id": change.session_id})
             try:
                 self._decide_and_write(prepared, body, now, after=after)
@@ -423,10 +419,8 @@ class Receiver:
         webhook answer."""
         waiting, session.waiting_until = session.waiting_until, None  # set again if still
         body = msgspec.json.encode({"session_id": session.session_id, "segments": []})
-        event = decode_event(LIVE, body, uid=session.uid, session_id=session.session_id)
+        event = stamp(decode_event(LIVE, body, uid=session.uid, session_id=session.session_id), now)
         event.closing = True
-        event.received_at = now
-        event.id = new_event_id(now)
         why = "session_end" if ended else "slot_wait"
         prepared = Prepared(event, None, {"session_id": session.session_id, "closing": why})
         # an ended session is not saved by its decision: that it was closed is written with
@@ -517,8 +511,7 @@ class Receiver:
         then queue the write. Raises PayloadError for a body to refuse."""
         event = self.decode(incoming)
         now = time.time()
-        event.received_at = now
-        event.id = new_event_id(now)
+        stamp(event, now)
         idempotency = incoming.headers.get("x-omi-idempotency-key") or incoming.headers.get(
             "idempotency-key"
         )
