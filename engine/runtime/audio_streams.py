@@ -46,7 +46,6 @@ TAIL_S = 1.0  # seconds of a chunk's end kept while speech begins (speech_start,
 class Utterance:
     path: str  # relative to the data folder; "" when no file is written (write_files)
     started_at_s: float  # stream time where the speech began
-    started_at: float  # wall clock
     bytes: int = 0  # of audio: written to the file, or (no file) that belong to it
     speech_s: float = 0.0
 
@@ -58,7 +57,6 @@ class Stream:
     sample_rate: int
     heard_at: float = 0.0
     duration_s: float = 0.0  # audio heard so far
-    speaking: bool = False
     speech_run_s: float = 0.0  # unbroken speech at the end of what was heard
     silence_run_s: float = 0.0  # unbroken silence at the end of what was heard
     utterance: Utterance | None = None
@@ -66,6 +64,11 @@ class Stream:
     # TAIL_S seconds, the start of an utterance confirmed in the next chunk
     tail: bytes = b""
     fed: int = 0  # chunks fed so far
+
+    @property
+    def speaking(self) -> bool:
+        """Speech started and not ended yet: an utterance is open."""
+        return self.utterance is not None
 
 
 @dataclass
@@ -190,8 +193,7 @@ class AudioStreams:
         if not stream.speaking and stream.speech_run_s >= self.settings.speech_start - 1e-9:
             return [self._open(stream, at_s - stream.speech_run_s)]
         if stream.speaking and stream.silence_run_s >= self.settings.speech_end - 1e-9:
-            if stream.utterance is not None:  # its part of the chunk, up to this frame
-                self._take(stream, pcm, offset, at_s)
+            self._take(stream, pcm, offset, at_s)  # its part of the chunk, up to this frame
             return self._close(stream, "silence", ended_at_s=at_s - stream.silence_run_s)
         return []
 
@@ -232,8 +234,7 @@ class AudioStreams:
         path = os.path.join(UTTERANCES, file_name_part(stream.uid), name)
         if not self.write_files:
             path = ""  # followed, not kept
-        stream.speaking = True
-        stream.utterance = Utterance(path, started_at_s, time.time(), speech_s=stream.speech_run_s)
+        stream.utterance = Utterance(path, started_at_s, speech_s=stream.speech_run_s)
         doc = {
             "uid": stream.uid,
             "session_id": stream.session_id,
@@ -246,7 +247,6 @@ class AudioStreams:
         self, stream: Stream, ended_by: str, ended_at_s: float | None = None
     ) -> list[SpeechChange]:
         utterance = stream.utterance
-        stream.speaking = False
         stream.speech_run_s = 0.0
         stream.utterance = None
         if utterance is None:
@@ -286,17 +286,21 @@ class AudioStreams:
         utterance.bytes += len(pcm)
 
     def expire(self, now: float) -> list[SpeechChange]:
-        """Drop the streams not heard for `stream_idle` (their open utterance ends), and
-        delete utterance files older than `keep_days` (at most once an hour)."""
+        """Drop the streams not heard for `stream_idle` (their open utterance ends)."""
         changes: list[SpeechChange] = []
         for key, stream in list(self._streams.items()):
             if now - stream.heard_at >= self.settings.stream_idle:
                 del self._streams[key]
                 changes.extend(self._close(stream, "idle"))
-        if now - self._pruned_at >= PRUNE_EVERY:
-            self._pruned_at = now
-            self.prune(now)
         return changes
+
+    def prune_due(self, now: float) -> int:
+        """`prune`, at most once an hour (a walk of the utterance folder: not on the rules
+        thread, engine.server.receiver runs it on its own)."""
+        if now - self._pruned_at < PRUNE_EVERY:
+            return 0
+        self._pruned_at = now
+        return self.prune(now)
 
     def prune(self, now: float) -> int:
         """Delete utterance WAVs older than `keep_days`; returns how many."""

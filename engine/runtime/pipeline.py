@@ -47,6 +47,8 @@ class Outcome:
     decisions: Sequence[Decision] = field(default_factory=list)
     actions: list[PlannedAction] = field(default_factory=list)
     rules_version: str = ""  # which rules decided (RuleSet.version)
+    # the user's settings the rules read (their secrets are sealed with the requests)
+    user: UserValues | None = None
 
     @property
     def matched(self) -> list[Decision]:
@@ -201,7 +203,7 @@ class Pipeline:
             session_key = session.key
             session_segments = session.segments
             first_new = observation.first_new
-        user = self._user(event)
+        user = outcome.user = self._user(event)
         view = EventView(
             event,
             self.templates,

@@ -295,7 +295,10 @@ class Receiver:
         streams idle for `audio.stream_idle` are dropped here too (their open utterance
         raises audio_speech_end)."""
         raised = await self.in_rules_thread(lambda: self._raise_session_ends(time.time()))
-        return await self._await_raised(raised)
+        recorded = await self._await_raised(raised)
+        # old utterance files go at most once an hour, on a worker thread (a folder walk)
+        await asyncio.to_thread(self.audio_streams.prune_due, time.time())
+        return recorded
 
     async def _await_raised(self, raised: list[Prepared]) -> int:
         """Wait for the writes of derived events; count those recorded, put back what an
@@ -598,9 +601,11 @@ class Receiver:
             if message:
                 prepared.response["message"] = message
             secrets = self.secrets
-            if any(decision.rule.settings for decision in outcome.matched):
-                # a user's secret settings are sealed in the stored requests too
-                secrets = self.user_settings.values(event.uid).secrets
+            if outcome.user is not None and any(d.rule.settings for d in outcome.matched):
+                # a user's secret settings are sealed in the stored requests too: those
+                # the rules were rendered with (not read again: a save between the two
+                # reads would leave the rendered value unsealed)
+                secrets = outcome.user.secrets
             prepared.store_write = write_event(
                 self.store,
                 event,
