@@ -42,7 +42,6 @@ from connectors.http_kit import (
 )
 from engine.connector import ConnectorBase, Delivered, RenderEnv, SendEnv
 from engine.rules.templates import is_template
-from engine.secrets import placeholder_name
 
 _PLACEHOLDER = re.compile(r"<secret:[A-Za-z0-9_.-]+>")
 
@@ -241,8 +240,7 @@ class Omi(HttpDestination, ConnectorBase[OmiOptions, HttpRequest]):
             raise ValueError("no uid to send to: the event has none, and the action gives none")
         # a dry-run's `<secret:OMI_APP_ID>` (an unset secret) stays readable; anything
         # else, payload text shaped like a placeholder included, is one quoted path part
-        shown = _PLACEHOLDER.fullmatch(app_id) and placeholder_name(app_id)
-        path_id = app_id if shown else quote(app_id, safe="")
+        path_id = app_id if _PLACEHOLDER.fullmatch(app_id) else quote(app_id, safe="")
         url = f"{base}/v2/integrations/{path_id}"
         if options.action == "notification":
             # Omi reads uid and message from the query; the request has no body

@@ -67,7 +67,7 @@ def current_part(path: Path, adding: int, max_bytes: int) -> Path:
     for index in range(MAX_PARTS):
         part = part_path(path, index)
         held = wav_data_bytes(part)
-        if not part.exists() or held == 0 or held + adding <= max_bytes:
+        if held == 0 or held + adding <= max_bytes:  # a missing part holds 0
             return part
     return part_path(path, MAX_PARTS - 1)
 

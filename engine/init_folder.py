@@ -19,12 +19,13 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.config import FOLDER_CONFIG
 from engine.errors import OmiRulesError
 from engine.folder_template import CONFIG_FILE, RULES_DIR
 from engine.rules.loader import load_rules
 from engine.samples import SAMPLES_DIR
 
-CONFIG_NAME = "omi-rules.yaml"
+CONFIG_NAME = FOLDER_CONFIG  # the file `serve` reads from the folder it runs in
 SECRETS_NAME = "secrets.env"
 RULE_FILES = "*.yaml"  # rules and their *.test.yaml cases
 SAMPLE_FILES = ("*.json", "*.pcm", "README.md")

@@ -178,11 +178,7 @@ async def setup_page(request: Request[Any, Any, Any]) -> Template:
     try:
         uid = valid_uid(query_uid(request))
     except SetupRefused as exc:
-        return Template(
-            template_name="setup.html",
-            context={"request": request, "uid": "", "error": exc.reason, "fields": []},
-            status_code=exc.status,
-        )
+        return _bare_page(request, exc)
     return await render(request, uid)
 
 
@@ -303,14 +299,20 @@ async def setup_disconnect(request: Request[Any, Any, Any]) -> Template:
 
 async def _refused(request: Request[Any, Any, Any], exc: SetupRefused) -> Template:
     form = await request.form()
-    uid = str(form.get("uid") or "").strip()
-    if not uid or len(uid) > MAX_UID or not uid.isprintable():
-        return Template(
-            template_name="setup.html",
-            context={"request": request, "uid": "", "error": exc.reason, "fields": []},
-            status_code=exc.status,
-        )
+    try:
+        uid = valid_uid(str(form.get("uid") or ""))
+    except SetupRefused:
+        return _bare_page(request, exc)
     return await render(request, uid, status=exc.status, error=exc.reason)
+
+
+def _bare_page(request: Request[Any, Any, Any], exc: SetupRefused) -> Template:
+    """The page with only `exc`'s reason: no usable uid to show settings for."""
+    return Template(
+        template_name="setup.html",
+        context={"request": request, "uid": "", "error": exc.reason, "fields": []},
+        status_code=exc.status,
+    )
 
 
 ROUTES = [setup_page, setup_save, setup_test, setup_disconnect]
